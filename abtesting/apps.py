@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AbtestingConfig(AppConfig):
+    name = "abtesting"
+    verbose_name = "A/B testing"

@@ -1,0 +1,32 @@
+"""Reads for assistants and the model registry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from assistants.models import Assistant, Deployment, ModelVersion
+
+
+def assistant_list() -> QuerySet[Assistant]:
+    return Assistant.objects.select_related("live_version").order_by("slug")
+
+
+def deployment_history(*, assistant: Assistant) -> QuerySet[Deployment]:
+    return Deployment.objects.filter(assistant=assistant).select_related("version", "previous_version", "user")
+
+
+def live_version_at(*, assistant: Assistant, when: datetime) -> ModelVersion | None:
+    """The version that took all traffic at ``when`` (rollout stages share traffic and don't count)."""
+    row = (
+        Deployment.objects.filter(assistant=assistant, created_at__lte=when, traffic_share=1.0)
+        .select_related("version")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return row.version if row else None
+
+
+def version_list(*, assistant: Assistant) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(assistant=assistant).select_related("base_version")

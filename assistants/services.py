@@ -1,0 +1,145 @@
+"""Writes for assistants, model versions, deployments and API keys."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from assistants.models import ApiKey, Assistant, Deployment, ModelVersion
+
+
+def assistant_create(*, slug: str, name: str, system_prompt: str = "") -> Assistant:
+    return Assistant.objects.create(slug=slug, name=name, system_prompt=system_prompt)
+
+
+def model_version_create(
+    *,
+    assistant: Assistant,
+    name: str,
+    backend: str = ModelVersion.Backend.LOCAL,
+    provider_model: str = "",
+    artifact: str = "",
+    artifact_sha256: str = "",
+    base_version: ModelVersion | None = None,
+    metrics: dict | None = None,
+) -> ModelVersion:
+    return ModelVersion.objects.create(
+        assistant=assistant,
+        name=name,
+        backend=backend,
+        provider_model=provider_model,
+        artifact=artifact,
+        artifact_sha256=artifact_sha256,
+        base_version=base_version,
+        metrics=metrics or {},
+    )
+
+
+def next_version_name(assistant: Assistant) -> str:
+    """``<slug>-v<N>``, one more than the number of versions the assistant has had."""
+    return f"{assistant.slug}-v{assistant.versions.count() + 1}"
+
+
+@transaction.atomic
+def deployment_make_live(
+    *,
+    version: ModelVersion,
+    reason: str,
+    user: AbstractBaseUser | None = None,
+    note: str = "",
+) -> Deployment:
+    """Make ``version`` the assistant's live version: retire the old one and record a Deployment.
+
+    The assistant row is locked so two deployments of one assistant serialise.
+    """
+    assistant = Assistant.objects.select_for_update().get(pk=version.assistant_id)
+    previous = assistant.live_version
+    if previous is not None and previous.pk != version.pk:
+        ModelVersion.objects.filter(pk=previous.pk).update(status=ModelVersion.Status.RETIRED)
+    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.LIVE)
+    version.status = ModelVersion.Status.LIVE
+    assistant.live_version = version
+    assistant.save(update_fields=("live_version",))
+    return Deployment.objects.create(
+        assistant=assistant,
+        version=version,
+        previous_version=previous if previous and previous.pk != version.pk else None,
+        reason=reason,
+        traffic_share=1.0,
+        note=note,
+        user=user if user is not None and user.is_authenticated else None,
+        created_at=timezone.now(),
+    )
+
+
+def deployment_record_stage(
+    *, version: ModelVersion, traffic_share: float, note: str = "", user: AbstractBaseUser | None = None
+) -> Deployment:
+    """A progressive-rollout stage: ``version`` now gets ``traffic_share`` of traffic, live keeps the rest."""
+    assistant = version.assistant
+    return Deployment.objects.create(
+        assistant=assistant,
+        version=version,
+        previous_version=assistant.live_version,
+        reason=Deployment.Reason.ROLLOUT_STAGE,
+        traffic_share=traffic_share,
+        note=note,
+        user=user if user is not None and user.is_authenticated else None,
+    )
+
+
+class RollbackError(Exception):
+    pass
+
+
+@transaction.atomic
+def deployment_rollback(*, assistant: Assistant, user: AbstractBaseUser | None = None, note: str = "") -> Deployment:
+    """Return to the version that was live before the current one."""
+    assistant = Assistant.objects.select_for_update().get(pk=assistant.pk)
+    last = (
+        Deployment.objects.filter(assistant=assistant, version=assistant.live_version, traffic_share=1.0)
+        .exclude(previous_version=None)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if last is None:
+        raise RollbackError(f"'{assistant.slug}' has no earlier version to roll back to.")
+    return deployment_make_live(
+        version=last.previous_version,
+        reason=Deployment.Reason.ROLLBACK,
+        user=user,
+        note=note or f"Rolled back from {assistant.live_version.name}.",
+    )
+
+
+def api_key_create(
+    *,
+    scope: str,
+    assistant: Assistant | None = None,
+    name: str = "",
+    allowed_origins: list[str] | None = None,
+    user: AbstractBaseUser | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with the raw secret, which is never stored and cannot be shown again."""
+    if scope not in ApiKey.Scope.values:
+        raise ValueError(f"Unknown scope '{scope}': use one of {', '.join(ApiKey.Scope.values)}.")
+    if allowed_origins and scope != ApiKey.Scope.INGEST:
+        raise ValueError("Only ingest keys may be used from browsers (allowed origins); they are public.")
+    raw = f"tl_{scope[:2]}_{secrets.token_urlsafe(32)}"
+    key = ApiKey.objects.create(
+        name=name,
+        prefix=raw[:10],
+        hashed_key=ApiKey.hash(raw),
+        scope=scope,
+        assistant=assistant,
+        allowed_origins=list(allowed_origins or []),
+        user=user,
+    )
+    return key, raw
+
+
+def api_key_revoke(*, key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/", include("feedback.api_urls")),
+    path("api/v1/", include("assistants.api_urls")),
+    path("api/v1/", include("abtesting.api_urls")),
+    path("api/v1/", include("training.api_urls")),
+    path("api/v1/", include("gateway.api_urls")),
+    path("", include("assistants.urls")),
+    path("", include("feedback.urls")),
+    path("", include("abtesting.urls")),
+    path("", include("training.urls")),
+]

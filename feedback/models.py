@@ -1,0 +1,138 @@
+"""What customers asked, what the assistant answered, and what they thought of it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from assistants.models import Assistant, ModelVersion
+
+RATING_VALIDATORS = [MinValueValidator(1), MaxValueValidator(5)]
+CATEGORY_FIELDS = ("accuracy", "helpfulness", "tone", "relevance", "completeness")
+
+# THE definition of a successful answer: the customer said it helped, or rated it 4 or 5.
+# It lives in the database (a generated column) so every aggregate, filter and export agrees.
+SUCCESS_RATING = 4
+SUCCESS_Q = Q(helpful=True) | Q(rating__gte=SUCCESS_RATING)
+# Feedback that says anything about success at all (a bare comment does not).
+SIGNAL_Q = Q(helpful__isnull=False) | Q(rating__isnull=False)
+
+
+def is_success(*, helpful: bool | None, rating: int | None) -> bool:
+    """Python twin of ``SUCCESS_Q`` for objects not yet saved (kept next to it on purpose)."""
+    return helpful is True or (rating is not None and rating >= SUCCESS_RATING)
+
+
+class Interaction(models.Model):
+    class Arm(models.TextChoices):
+        NONE = "", "—"
+        CONTROL = "control"
+        VARIANT = "variant"
+
+    assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="interactions")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="interactions"
+    )
+    # The A/B layer sits above this one, so the experiment is referenced by id, not by a foreign key
+    # (a foreign key would make feedback depend on abtesting's migrations).
+    experiment_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    arm = models.CharField(max_length=8, choices=Arm.choices, blank=True, default="")
+    user_ref = models.CharField(max_length=200, blank=True, help_text="Opaque customer reference.")
+    request_id = models.CharField(max_length=200, help_text="The client's id, unique per assistant.")
+    messages = models.JSONField(default=list)
+    response = models.TextField(blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, null=True, blank=True, help_text="Empty: no error.")
+    feedback_requested_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(fields=("assistant", "request_id"), name="interaction_unique_request"),
+        ]
+        indexes = [
+            models.Index(fields=("assistant", "created_at"), name="interaction_asst_created"),
+            models.Index(fields=("experiment_id", "arm"), name="interaction_experiment_arm"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.assistant_id}:{self.request_id}"
+
+    @property
+    def question(self) -> str:
+        """The last thing the customer said."""
+        for message in reversed(self.messages or []):
+            if isinstance(message, dict) and message.get("role") == "user":
+                return str(message.get("content", ""))
+        return ""
+
+
+class Feedback(models.Model):
+    class Kind(models.TextChoices):
+        THUMBS = "thumbs"
+        RATING = "rating"
+        TEXT = "text"
+        CATEGORY = "category"
+        IMPROVEMENT = "improvement"
+        CORRECTION = "correction"
+
+    interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="feedback")
+    # Denormalised from the interaction so stats over an assistant and a date range need no join.
+    assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="feedback")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    helpful = models.BooleanField(null=True, blank=True)
+    rating = models.PositiveSmallIntegerField(null=True, blank=True, validators=RATING_VALIDATORS)
+    accuracy = models.PositiveSmallIntegerField(null=True, blank=True, validators=RATING_VALIDATORS)
+    helpfulness = models.PositiveSmallIntegerField(null=True, blank=True, validators=RATING_VALIDATORS)
+    tone = models.PositiveSmallIntegerField(null=True, blank=True, validators=RATING_VALIDATORS)
+    relevance = models.PositiveSmallIntegerField(null=True, blank=True, validators=RATING_VALIDATORS)
+    completeness = models.PositiveSmallIntegerField(null=True, blank=True, validators=RATING_VALIDATORS)
+    comment = models.TextField(blank=True)
+    suggestion = models.TextField(blank=True)
+    corrected_answer = models.TextField(blank=True)
+    confidence = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    excluded_from_training = models.BooleanField(default=False)
+    success = models.GeneratedField(
+        expression=models.Case(models.When(SUCCESS_Q, then=True), default=False),
+        output_field=models.BooleanField(),
+        db_persist=True,
+    )
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # sha256 of the canonical request body: a retry with the same key must carry the same body.
+    request_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        verbose_name_plural = "feedback"
+        permissions = [("curate_feedback", "Can exclude feedback from training and correct answers")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=("assistant", "idempotency_key"),
+                condition=Q(idempotency_key__isnull=False),
+                name="feedback_unique_idempotency_key",
+            ),
+        ]
+        indexes = [models.Index(fields=("assistant", "created_at"), name="feedback_asst_created")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.interaction_id}"
+
+
+class CurationLog(models.Model):
+    """Audit trail of reviewers' edits to feedback (exclusions, corrected answers)."""
+
+    feedback = models.ForeignKey(Feedback, on_delete=models.CASCADE, related_name="curation_log")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=32)
+    detail = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-created_at",)

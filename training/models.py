@@ -1,0 +1,271 @@
+"""Retrain policies, training datasets (with provenance), training jobs and their timelines."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from assistants.models import Assistant, ModelVersion
+from feedback.models import Feedback
+
+UNIT = [MinValueValidator(0.0), MaxValueValidator(1.0)]
+RATING = [MinValueValidator(1), MaxValueValidator(5)]
+
+
+class RetrainPolicy(models.Model):
+    """Everything the seed's orchestrator config holds, per assistant, tuned by admins."""
+
+    class Schedule(models.TextChoices):
+        HOURLY = "hourly"
+        DAILY = "daily"
+        WEEKLY = "weekly"
+        MONTHLY = "monthly"
+
+    assistant = models.OneToOneField(Assistant, on_delete=models.CASCADE, related_name="policy")
+    enabled = models.BooleanField(default=True, help_text="Off: no scheduled checks (manual training still works).")
+
+    # Thresholds (seed defaults).
+    min_feedback_count = models.PositiveIntegerField(
+        default=100, help_text="Retrain once this much feedback arrived since the last deployment."
+    )
+    max_feedback_count = models.PositiveIntegerField(
+        default=1000, help_text="Feedback rows used at most per training run (newest first)."
+    )
+    min_success_rate = models.FloatField(default=0.80, validators=UNIT, help_text="Retrain when success rate falls below (0–1).")
+    max_error_rate = models.FloatField(default=0.20, validators=UNIT, help_text="Retrain when error rate rises above (0–1).")
+    min_avg_rating = models.FloatField(default=3.5, validators=RATING, help_text="Retrain when average rating falls below (1–5).")
+    max_days_since_retrain = models.PositiveIntegerField(default=30, help_text="Retrain at least this often (days).")
+    max_performance_drop = models.FloatField(
+        default=0.10, validators=UNIT,
+        help_text="Retrain when success rate fell by this share relative to when the live version was deployed (0–1).",
+    )
+    min_quality_evidence = models.PositiveIntegerField(
+        default=30,
+        help_text="Quality conditions (success, rating, error, drop) need at least this many observations, "
+        "so one bad rating never triggers a retrain.",
+    )
+
+    # Schedule.
+    schedule = models.CharField(max_length=8, choices=Schedule.choices, default=Schedule.DAILY)
+    schedule_time = models.TimeField(default=dt.time(2, 0), help_text="Local time of the scheduled check.")
+
+    # Training.
+    backend = models.CharField(max_length=16, choices=ModelVersion.Backend.choices, default=ModelVersion.Backend.LOCAL)
+    base_model = models.CharField(
+        max_length=200, default="gpt-4o-mini-2024-07-18", help_text="Provider base model (openai backend)."
+    )
+    training_timeout = models.PositiveIntegerField(default=3600, help_text="Seconds a job may spend before it is failed.")
+    require_approval = models.BooleanField(default=True, help_text="A reviewer must approve before deployment.")
+    auto_deploy_threshold = models.FloatField(
+        default=0.15, validators=UNIT, help_text="Deploy without approval when the significant improvement is at least this."
+    )
+
+    # A/B testing.
+    ab_enabled = models.BooleanField(default=True, verbose_name="A/B test enabled")
+    ab_traffic_split = models.FloatField(default=0.5, help_text="Share of traffic to the new version, in (0, 1).")
+    ab_min_sample_size = models.PositiveIntegerField(default=100, help_text="Interactions with feedback per arm before deciding.")
+    ab_max_duration_days = models.PositiveIntegerField(default=7, help_text="Days before the test concludes anyway.")
+    ab_significance_level = models.FloatField(default=0.05, help_text="α, in (0, 1).")
+    ab_min_improvement = models.FloatField(default=0.05, validators=UNIT, help_text="Relative improvement that matters.")
+
+    # Progressive rollout after approval (seed: 10% → 50% → 100%).
+    rollout_enabled = models.BooleanField(default=False)
+    rollout_stages = models.CharField(max_length=100, default="0.1,0.5,1.0", help_text="Traffic shares, comma-separated.")
+    rollout_stage_hours = models.FloatField(default=48.0, help_text="Hours each stage is held.")
+
+    # Data filters for the training-data pipeline.
+    min_rating = models.PositiveSmallIntegerField(default=4, validators=RATING)
+    require_helpful = models.BooleanField(default=True)
+    min_confidence = models.FloatField(default=0.7, validators=UNIT)
+    include_negative = models.BooleanField(default=False)
+    deduplicate = models.BooleanField(default=True)
+    similarity_threshold = models.FloatField(default=0.9, validators=UNIT)
+    max_examples = models.PositiveIntegerField(default=10000)
+    validation_share = models.FloatField(default=0.1, validators=UNIT)
+    system_prompt = models.TextField(blank=True, help_text="Empty: the assistant's system prompt.")
+
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "retrain policies"
+
+    def __str__(self) -> str:
+        return f"policy for {self.assistant_id}"
+
+    def clean(self) -> None:
+        errors = {}
+        for name in ("ab_traffic_split", "ab_significance_level"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                errors[name] = "Must be strictly between 0 and 1."
+        try:
+            stages = [float(s) for s in self.rollout_stages.split(",") if s.strip()]
+        except ValueError:
+            errors["rollout_stages"] = "Use comma-separated shares such as 0.1,0.5,1.0."
+        else:
+            if not stages or stages != sorted(stages) or stages[-1] != 1.0 or stages[0] <= 0:
+                errors["rollout_stages"] = "Stages must increase and end at 1.0, e.g. 0.1,0.5,1.0."
+        if self.max_feedback_count < self.min_feedback_count:
+            errors["max_feedback_count"] = "Must be at least min_feedback_count."
+        if errors:
+            raise ValidationError(errors)
+
+
+class TrainingDataset(models.Model):
+    class Format(models.TextChoices):
+        CHAT_COMPLETION = "chat_completion"
+        RAG_DOCUMENTS = "rag_documents"
+        CLASSIFICATION = "classification"
+        PREFERENCE = "preference"
+
+    assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="datasets")
+    format = models.CharField(max_length=20, choices=Format.choices)
+    options = models.JSONField(default=dict, help_text="The filters this dataset was built with.")
+    train_file = models.CharField(max_length=500, blank=True)
+    validation_file = models.CharField(max_length=500, blank=True)
+    train_sha256 = models.CharField(max_length=64, blank=True)
+    validation_sha256 = models.CharField(max_length=64, blank=True)
+    train_count = models.PositiveIntegerField(default=0)
+    validation_count = models.PositiveIntegerField(default=0)
+    stats = models.JSONField(default=dict)
+    validation_errors = models.JSONField(default=list, blank=True, help_text="Pre-flight problems; empty = valid.")
+    feedback = models.ManyToManyField(Feedback, through="DatasetExample", related_name="datasets")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.format} dataset {self.pk}"
+
+    @property
+    def is_valid(self) -> bool:
+        return not self.validation_errors
+
+
+class DatasetExample(models.Model):
+    """Provenance: which feedback row produced which example of which dataset, and in which split."""
+
+    class Split(models.TextChoices):
+        TRAIN = "train"
+        VALIDATION = "validation"
+
+    dataset = models.ForeignKey(TrainingDataset, on_delete=models.CASCADE, related_name="examples")
+    feedback = models.ForeignKey(Feedback, on_delete=models.CASCADE, related_name="dataset_examples")
+    split = models.CharField(max_length=10, choices=Split.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("dataset", "feedback"), name="dataset_example_unique")]
+
+
+class TrainingJob(models.Model):
+    class Trigger(models.TextChoices):
+        MANUAL = "manual"
+        SCHEDULED = "scheduled"
+        THRESHOLD = "threshold"
+        PERFORMANCE = "performance"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PREPARING = "preparing"
+        TRAINING = "training"
+        EVALUATING = "evaluating"
+        TESTING = "testing"
+        AWAITING_APPROVAL = "awaiting_approval"
+        DEPLOYING = "deploying"
+        DEPLOYED = "deployed"
+        REJECTED = "rejected"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    TERMINAL = (Status.DEPLOYED, Status.REJECTED, Status.FAILED, Status.CANCELLED)
+
+    assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="training_jobs")
+    trigger = models.CharField(max_length=12, choices=Trigger.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    reasons = models.JSONField(default=list, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    backend = models.CharField(max_length=16, choices=ModelVersion.Backend.choices, default=ModelVersion.Backend.LOCAL)
+    base_model = models.CharField(max_length=200, blank=True)
+    base_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    provider_job_id = models.CharField(max_length=200, blank=True)
+    dataset = models.ForeignKey(TrainingDataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    feedback_count = models.PositiveIntegerField(default=0)
+    new_model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="created_by_jobs"
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    evaluation = models.JSONField(default=dict, blank=True)
+    experiment = models.ForeignKey(
+        "abtesting.Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_jobs"
+    )
+    ab_test_results = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decision_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True, help_text="The watchdog fails the job after this.")
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        permissions = [
+            ("approve_trainingjob", "Can approve or reject training jobs"),
+            ("trigger_trainingjob", "Can start and cancel training jobs"),
+        ]
+        constraints = [
+            # At most one job in flight per assistant: the database refuses a second one, so two
+            # schedulers or a double click cannot start two.
+            models.UniqueConstraint(
+                fields=("assistant",),
+                condition=~Q(status__in=("deployed", "rejected", "failed", "cancelled")),
+                name="trainingjob_one_active_per_assistant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+
+class JobEvent(models.Model):
+    """A job's timeline: every transition, provider event and human decision."""
+
+    class Kind(models.TextChoices):
+        TRANSITION = "transition"
+        PROVIDER = "provider"
+        METRIC = "metric"
+        NOTE = "note"
+        DECISION = "decision"
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    provider_event_id = models.CharField(max_length=200, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("job", "provider_event_id"),
+                condition=~Q(provider_event_id=""),
+                name="jobevent_unique_provider_event",
+            ),
+        ]
