@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import include, path
+
+# Datasets (training-data pipeline) and jobs (orchestrator) keep separate URL modules so each has one owner.
+urlpatterns = [
+    path("", include("training.api_urls_datasets")),
+    path("", include("training.api_urls_jobs")),
+]
