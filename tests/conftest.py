@@ -117,3 +117,8 @@ def alice_manage_key(alice, assistant) -> str:
 
 def grant(user: User, codename: str) -> None:
     user.user_permissions.add(Permission.objects.get(codename=codename))
+
+
+@pytest.fixture
+def client_anon() -> APIClient:
+    return APIClient()

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from assistants.services import model_version_create
+from feedback.models import Interaction
+
+URL = "/api/v1/interactions"
+
+
+def body(**overrides):
+    data = {
+        "assistant": "shop",
+        "request_id": "req-1",
+        "user": "cust-42",
+        "messages": [{"role": "user", "content": "Where is my order?"}],
+        "response": "It ships tomorrow.",
+        "latency_ms": 120,
+    }
+    data.update(overrides)
+    return data
+
+
+def test_it_logs_an_interaction(ingest, assistant):
+    response = ingest.post(URL, body(), format="json")
+    assert response.status_code == 201, response.content
+    row = Interaction.objects.get()
+    assert row.request_id == "req-1"
+    assert row.user_ref == "cust-42"
+    assert row.question == "Where is my order?"
+    assert row.error is None
+    assert response.json()["id"] == row.pk
+
+
+def test_a_retry_with_the_same_request_id_is_stored_once(ingest, assistant):
+    assert ingest.post(URL, body(), format="json").status_code == 201
+    again = ingest.post(URL, body(), format="json")
+    assert again.status_code == 200
+    assert Interaction.objects.count() == 1
+
+
+def test_the_same_request_id_with_another_body_is_a_conflict(ingest, assistant):
+    ingest.post(URL, body(), format="json")
+    response = ingest.post(URL, body(response="Something else"), format="json")
+    assert response.status_code == 409
+    assert "req-1" in response.json()["detail"]
+
+
+def test_it_records_the_model_version_and_error(ingest, assistant):
+    model_version_create(assistant=assistant, name="shop-v1")
+    response = ingest.post(URL, body(model_version="shop-v1", error="timeout"), format="json")
+    assert response.status_code == 201
+    row = Interaction.objects.get()
+    assert row.model_version.name == "shop-v1"
+    assert row.error == "timeout"
+
+
+def test_it_defaults_to_the_live_version(ingest, assistant):
+    version = model_version_create(assistant=assistant, name="shop-v1")
+    assistant.live_version = version
+    assistant.save()
+    ingest.post(URL, body(), format="json")
+    assert Interaction.objects.get().model_version == version
+
+
+def test_it_rejects_an_unknown_model_version(ingest, assistant):
+    response = ingest.post(URL, body(model_version="nope"), format="json")
+    assert response.status_code == 400
+    assert "nope" in response.json()["errors"]["model_version"][0]
+
+
+def test_it_lists_every_bad_field(ingest, assistant):
+    response = ingest.post(URL, {"assistant": "shop", "messages": [{"role": "robot"}]}, format="json")
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert {"request_id", "messages", "response"} <= set(errors)
+
+
+def test_it_rejects_malformed_json(ingest, assistant):
+    response = ingest.post(URL, data="{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert "JSON" in response.json()["detail"]
+
+
+def test_experiment_and_arm_come_together(ingest, assistant):
+    response = ingest.post(URL, body(experiment=3), format="json")
+    assert response.status_code == 400
+
+
+def test_an_unknown_assistant_is_404(ingest, assistant):
+    response = ingest.post(URL, body(assistant="nobody"), format="json")
+    assert response.status_code == 404
+    assert "nobody" in response.json()["detail"]
+
+
+def test_it_needs_a_key(client_anon, assistant):
+    response = client_anon.post(URL, body(), format="json")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_read_key_cannot_ingest(reader, assistant):
+    response = reader.post(URL, body(), format="json")
+    assert response.status_code == 403
+    assert "ingest" in response.json()["detail"]
+
+
+def test_a_key_bound_to_another_assistant_is_refused(assistant, other_assistant):
+    from assistants.services import api_key_create
+    from tests.conftest import client_for
+
+    _, raw = api_key_create(scope="ingest", assistant=other_assistant)
+    response = client_for(raw).post(URL, body(), format="json")
+    assert response.status_code == 403
+
+
+def test_a_bound_key_may_omit_the_assistant(assistant):
+    from assistants.services import api_key_create
+    from tests.conftest import client_for
+
+    _, raw = api_key_create(scope="ingest", assistant=assistant)
+    data = body()
+    del data["assistant"]
+    assert client_for(raw).post(URL, data, format="json").status_code == 201

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from feedback.services import interaction_log
+
+URL = "/api/v1/feedback-prompt"
+
+
+def test_it_returns_the_question_for_a_kind(ingest, assistant):
+    response = ingest.get(URL, {"assistant": "shop", "kind": "improvement"})
+    assert response.status_code == 200
+    assert response.json()["prompt"]["question"] == "How could this response be improved?"
+
+
+def test_it_asks_at_most_once_per_interaction(ingest, assistant):
+    assistant.feedback_sample_rate = 1.0
+    assistant.save()
+    interaction_log(assistant=assistant, request_id="r1", messages=[{"role": "user", "content": "q"}], response="a")
+    first = ingest.get(URL, {"assistant": "shop", "request_id": "r1"}).json()
+    second = ingest.get(URL, {"assistant": "shop", "request_id": "r1"}).json()
+    assert first["ask"] is True and first["prompt"]["question"] == "Was this response helpful?"
+    assert second["ask"] is False and second["prompt"] is None
+
+
+def test_a_zero_rate_never_asks(ingest, assistant):
+    assistant.feedback_sample_rate = 0.0
+    assistant.save()
+    interaction_log(assistant=assistant, request_id="r1", messages=[{"role": "user", "content": "q"}], response="a")
+    assert ingest.get(URL, {"assistant": "shop", "request_id": "r1"}).json()["ask"] is False
+
+
+def test_an_unknown_kind_is_400(ingest, assistant):
+    response = ingest.get(URL, {"assistant": "shop", "kind": "poem"})
+    assert response.status_code == 400
+    assert "poem" in response.json()["errors"]["kind"][0]
+
+
+def test_an_unknown_interaction_is_404(ingest, assistant):
+    assert ingest.get(URL, {"assistant": "shop", "request_id": "ghost"}).status_code == 404

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_int, env_list
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("True", True), ("false", False), ("1", True), ("0", False)])
+def test_booleans_are_read_strictly(monkeypatch, raw, expected):
+    monkeypatch.setenv("DEBUG", raw)
+    assert env_bool("DEBUG", False) is expected
+
+
+@pytest.mark.parametrize("raw", ["yes", "on", "ture"])
+def test_a_bad_boolean_is_an_error(monkeypatch, raw):
+    monkeypatch.setenv("DEBUG", raw)
+    with pytest.raises(ImproperlyConfigured, match="DEBUG"):
+        env_bool("DEBUG", False)
+
+
+def test_unset_means_default(monkeypatch):
+    monkeypatch.delenv("DEBUG", raising=False)
+    assert env_bool("DEBUG", True) is True
+    assert env_int("Q_WORKERS", 2) == 2
+    assert env_list("ALLOWED_HOSTS", ["a"]) == ["a"]
+
+
+def test_a_bad_integer_is_an_error(monkeypatch):
+    monkeypatch.setenv("Q_WORKERS", "many")
+    with pytest.raises(ImproperlyConfigured, match="Q_WORKERS"):
+        env_int("Q_WORKERS", 2)
+
+
+def test_settings_refuse_a_bad_debug_value(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DEBUG": "yes", "TRAINLOOP_VAR_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; from django.conf import settings; settings.DEBUG"],
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "DEBUG='yes' is not a boolean" in result.stderr
+
+
+def test_an_external_database_requires_a_secret_key(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env.update(DATABASE_URL="postgres://x@127.0.0.1/none", TRAINLOOP_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
+    result = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; settings.SECRET_KEY"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0 and "SECRET_KEY is required" in result.stderr
