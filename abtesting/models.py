@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -50,17 +51,36 @@ class Experiment(models.Model):
     analysed_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
+    stopped_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Progressive rollout (purpose=rollout): traffic_split is the current stage's share.
+    stages = models.JSONField(
+        default=list, blank=True, help_text="Rollout traffic shares, e.g. [0.1, 0.5, 1.0]."
+    )
+    stage_index = models.PositiveSmallIntegerField(default=0)
+    stage_hours = models.FloatField(default=48.0, help_text="Hours each rollout stage is held.")
+    stage_started_at = models.DateTimeField(null=True, blank=True)
+    # Running per-arm counts and the id watermarks they cover, so each analysis aggregates only the rows
+    # stored since the previous one (see abtesting.selectors.experiment_tally_refresh).
+    tally = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ("-started_at", "-id")
         constraints = [
             models.UniqueConstraint(
-                fields=("assistant",), condition=Q(status="running"), name="experiment_one_running_per_assistant"
+                fields=("assistant",),
+                condition=Q(status="running"),
+                name="experiment_one_running_per_assistant",
             ),
         ]
 
     def __str__(self) -> str:
         return f"experiment {self.pk}: {self.control_id} vs {self.variant_id}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == self.Status.RUNNING
 
 
 class ExperimentSnapshot(models.Model):

@@ -1,0 +1,135 @@
+"""REST endpoints for experiments: list, detail (every figure of the analysis), stop (thin: services act)."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from abtesting import selectors, services
+from abtesting.models import Experiment
+from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key, require_user_permission
+
+MAX_LIST = 200
+
+
+class ExperimentSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    assistant = serializers.CharField(source="assistant.slug")
+    purpose = serializers.CharField()
+    control = serializers.CharField(source="control.name")
+    variant = serializers.CharField(source="variant.name")
+    traffic_split = serializers.FloatField()
+    status = serializers.CharField()
+    decision = serializers.CharField()
+    decision_reason = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+    analysed_at = serializers.DateTimeField(allow_null=True)
+    ab_test_results = serializers.SerializerMethodField()
+
+    def get_ab_test_results(self, obj: Experiment) -> dict:
+        return (obj.last_analysis or {}).get("ab_test_results", {})
+
+
+class ExperimentDetailSerializer(ExperimentSummarySerializer):
+    min_sample_size = serializers.IntegerField()
+    max_duration_days = serializers.FloatField()
+    significance_level = serializers.FloatField()
+    min_improvement = serializers.FloatField()
+    stopped_by = serializers.CharField(source="stopped_by.username", default=None)
+    stages = serializers.ListField(child=serializers.FloatField())
+    stage_index = serializers.IntegerField()
+    stage_hours = serializers.FloatField()
+    stage_started_at = serializers.DateTimeField(allow_null=True)
+    analysis = serializers.JSONField(source="last_analysis")
+    history = serializers.SerializerMethodField()
+
+    def get_history(self, obj: Experiment) -> list[dict]:
+        return selectors.experiment_history(experiment=obj)
+
+
+def _visible(request: Request, experiment_id: int) -> Experiment:
+    """The experiment, if this key may see its assistant; 404 otherwise (don't reveal other assistants')."""
+    experiment = selectors.experiment_get(experiment_id=experiment_id)
+    if experiment is None or not request_key(request).allows_assistant(experiment.assistant):
+        raise exceptions.NotFound(f"No experiment {experiment_id}.")
+    return experiment
+
+
+class ExperimentListApi(APIView):
+    permission_classes = [ReadScope]
+
+    class FilterSerializer(serializers.Serializer):
+        assistant = serializers.SlugField(required=False)
+        status = serializers.ChoiceField(choices=Experiment.Status.choices, required=False)
+        purpose = serializers.ChoiceField(choices=Experiment.Purpose.choices, required=False)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("assistant", str, description="Assistant slug"),
+            OpenApiParameter("status", str, enum=Experiment.Status.values),
+            OpenApiParameter("purpose", str, enum=Experiment.Purpose.values),
+        ],
+        responses={200: ExperimentSummarySerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        f = filters.validated_data
+        key = request_key(request)
+        qs: QuerySet[Experiment]
+        if f.get("assistant"):
+            qs = selectors.experiment_list(
+                assistant=assistant_for_key(request, f["assistant"]), status=f.get("status")
+            )
+        elif key.assistant_id is not None:
+            qs = selectors.experiment_list(assistant=key.assistant, status=f.get("status"))
+        else:
+            qs = selectors.experiment_list(status=f.get("status"))
+        if f.get("purpose"):
+            qs = qs.filter(purpose=f["purpose"])
+        return Response({"results": ExperimentSummarySerializer(qs[:MAX_LIST], many=True).data})
+
+
+class ExperimentDetailApi(APIView):
+    permission_classes = [ReadScope]
+
+    @extend_schema(responses={200: ExperimentDetailSerializer})
+    def get(self, request: Request, experiment_id: int) -> Response:
+        experiment = _visible(request, experiment_id)
+        return Response(ExperimentDetailSerializer(experiment).data)
+
+
+class ExperimentStopApi(APIView):
+    permission_classes = [ManageScope]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(
+            max_length=2000, help_text="Why it is stopped (kept on the experiment)."
+        )
+
+    @extend_schema(request=InputSerializer, responses={200: ExperimentDetailSerializer})
+    def post(self, request: Request, experiment_id: int) -> Response:
+        experiment = _visible(request, experiment_id)
+        # Stopping moves customers' traffic: a person must be accountable for it.
+        require_user_permission(request, "abtesting.change_experiment")
+        payload = self.InputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        if experiment.status == Experiment.Status.CONCLUDED:
+            raise exceptions.ValidationError(
+                {
+                    "status": [
+                        f"Experiment {experiment.pk} already concluded ({experiment.decision}); "
+                        "nothing to stop."
+                    ]
+                }
+            )
+        services.experiment_stop(
+            experiment=experiment, user=request.user, reason=payload.validated_data["reason"]
+        )
+        experiment = selectors.experiment_get(experiment_id=experiment.pk)
+        return Response(ExperimentDetailSerializer(experiment).data)

@@ -1,0 +1,105 @@
+"""django-q2 entry points: take ids, fetch, call a service.
+
+Schedules (created by migration 0003; ``ensure_schedules`` recreates or repairs them idempotently):
+
+- ``refresh_tallies`` hourly: adds the last hour's interactions and feedback to each running experiment's
+  counts, so the daily analysis never aggregates more than an hour of rows.
+- ``analyse_running`` daily: one look per day per A/B test (the group-sequential plan assumes daily looks),
+  then the decision.
+- ``advance_rollouts`` hourly: rollout guardrails (confidence sequence, valid at any number of looks) and
+  stage changes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from abtesting import services
+from abtesting.models import Experiment
+
+logger = logging.getLogger(__name__)
+
+SCHEDULES = {
+    "abtesting.refresh_tallies": ("abtesting.tasks.refresh_tallies", "H"),
+    "abtesting.analyse_running": ("abtesting.tasks.analyse_running", "D"),
+    "abtesting.advance_rollouts": ("abtesting.tasks.advance_rollouts", "H"),
+}
+
+
+def _running(purpose: str | None = None) -> list[int]:
+    qs = Experiment.objects.filter(status=Experiment.Status.RUNNING)
+    if purpose:
+        qs = qs.filter(purpose=purpose)
+    return list(qs.values_list("pk", flat=True))
+
+
+def experiment_check(experiment_id: int) -> str:
+    """Analyse one A/B test and apply its verdict; returns the status afterwards."""
+    experiment = Experiment.objects.select_related("control", "variant").filter(pk=experiment_id).first()
+    if experiment is None:
+        return "missing"
+    analysis = services.experiment_analyse(experiment=experiment)
+    services.experiment_decide(experiment=experiment, analysis=analysis)
+    return experiment.status
+
+
+def analyse_running() -> int:
+    """Analyse and decide every running A/B test; one failing experiment does not stop the others."""
+    done = 0
+    for pk in _running(Experiment.Purpose.AB_TEST):
+        try:
+            experiment_check(pk)
+            done += 1
+        except Exception:
+            logger.exception("analysis of experiment %s failed", pk)
+    return done
+
+
+def rollout_check(experiment_id: int) -> str:
+    experiment = Experiment.objects.select_related("control", "variant").filter(pk=experiment_id).first()
+    if experiment is None:
+        return "missing"
+    services.rollout_advance(experiment=experiment)
+    return experiment.status
+
+
+def advance_rollouts() -> int:
+    done = 0
+    for pk in _running(Experiment.Purpose.ROLLOUT):
+        try:
+            rollout_check(pk)
+            done += 1
+        except Exception:
+            logger.exception("rollout check of experiment %s failed", pk)
+    return done
+
+
+def refresh_tallies() -> int:
+    done = 0
+    for experiment in Experiment.objects.filter(status=Experiment.Status.RUNNING):
+        try:
+            services.experiment_tally_refresh(experiment=experiment)
+            done += 1
+        except Exception:
+            logger.exception("counting experiment %s failed", experiment.pk)
+    return done
+
+
+def ensure_schedules() -> list[str]:
+    """Create or repair the django-q2 schedules above; safe to call on every start (never duplicates)."""
+    from django_q.models import Schedule
+
+    names = []
+    for name, (func, schedule_type) in SCHEDULES.items():
+        schedule, created = Schedule.objects.get_or_create(
+            name=name, defaults={"func": func, "schedule_type": schedule_type, "repeats": -1}
+        )
+        if not created and (schedule.func, schedule.schedule_type, schedule.repeats) != (
+            func,
+            schedule_type,
+            -1,
+        ):
+            schedule.func, schedule.schedule_type, schedule.repeats = func, schedule_type, -1
+            schedule.save(update_fields=("func", "schedule_type", "repeats"))
+        names.append(name)
+    return names

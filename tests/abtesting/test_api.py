@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from abtesting import services
+from abtesting.models import Experiment
+from assistants.models import ApiKey, Deployment
+from assistants.services import api_key_create, deployment_make_live, model_version_create
+
+
+def client(raw_key: str | None = None) -> APIClient:
+    c = APIClient()
+    if raw_key:
+        c.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return c
+
+
+@pytest.fixture
+def experiment(assistant) -> Experiment:
+    control = model_version_create(assistant=assistant, name="shop-v1")
+    deployment_make_live(version=control, reason=Deployment.Reason.INITIAL)
+    variant = model_version_create(assistant=assistant, name="shop-v2")
+    experiment = services.experiment_start(assistant=assistant, control=control, variant=variant)
+    services.experiment_analyse(experiment=experiment)
+    return experiment
+
+
+@pytest.fixture
+def other_experiment(other_assistant) -> Experiment:
+    control = model_version_create(assistant=other_assistant, name="bank-v1")
+    variant = model_version_create(assistant=other_assistant, name="bank-v2")
+    return services.experiment_start(assistant=other_assistant, control=control, variant=variant)
+
+
+def test_it_lists_experiments(reader, experiment, other_experiment):
+    response = reader.get("/api/v1/experiments")
+    assert response.status_code == 200
+    assert [e["id"] for e in response.json()["results"]] == [other_experiment.pk, experiment.pk]
+    response = reader.get("/api/v1/experiments", {"assistant": "shop", "status": "running"})
+    (row,) = response.json()["results"]
+    assert (row["id"], row["control"], row["variant"], row["status"]) == (
+        experiment.pk,
+        "shop-v1",
+        "shop-v2",
+        "running",
+    )
+    assert "controlSuccessRate" in row["ab_test_results"]
+
+
+def test_a_key_bound_to_an_assistant_sees_only_its_experiments(assistant, experiment, other_experiment):
+    _, raw = api_key_create(scope=ApiKey.Scope.READ, assistant=assistant)
+    response = client(raw).get("/api/v1/experiments")
+    assert [e["id"] for e in response.json()["results"]] == [experiment.pk]
+    assert client(raw).get(f"/api/v1/experiments/{other_experiment.pk}").status_code == 404
+    assert client(raw).get("/api/v1/experiments", {"assistant": "bank"}).status_code == 403
+
+
+def test_it_rejects_a_bad_filter(reader, experiment):
+    response = reader.get("/api/v1/experiments", {"status": "sleeping"})
+    assert response.status_code == 400
+    assert "status" in response.json()["errors"]
+
+
+def test_it_shows_every_figure_of_the_analysis(reader, experiment):
+    response = reader.get(f"/api/v1/experiments/{experiment.pk}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["significance_level"] == 0.05 and body["min_sample_size"] == 100
+    analysis = body["analysis"]
+    for key in (
+        "control",
+        "variant",
+        "relative_lift",
+        "p_value",
+        "sequential",
+        "srm_p_value",
+        "required_n_per_arm",
+    ):
+        assert key in analysis
+    assert set(analysis["control"]) >= {"n", "successes", "rate", "rate_low", "rate_high", "rating_mean"}
+    assert set(body["ab_test_results"]) >= {"pValue", "sequentialPValue", "ci", "srmPValue", "sampleSize"}
+    assert len(body["history"]) == 1
+
+
+def test_it_needs_a_key(experiment):
+    assert client().get("/api/v1/experiments").status_code == 401
+    assert client().post(f"/api/v1/experiments/{experiment.pk}/stop", {"reason": "x"}).status_code == 401
+
+
+def test_an_ingest_key_cannot_read_experiments(ingest, experiment):
+    response = ingest.get(f"/api/v1/experiments/{experiment.pk}")
+    assert response.status_code == 403
+    assert "scope" in response.json()["detail"]
+
+
+def test_it_answers_404_for_an_unknown_experiment(reader):
+    response = reader.get("/api/v1/experiments/999999")
+    assert response.status_code == 404
+    assert "999999" in response.json()["detail"]
+
+
+def test_a_reviewer_key_stops_an_experiment(alice_manage_key, experiment, alice):
+    response = client(alice_manage_key).post(
+        f"/api/v1/experiments/{experiment.pk}/stop", {"reason": "candidate is broken"}, format="json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["decision_reason"], body["stopped_by"]) == (
+        "stopped",
+        "candidate is broken",
+        "alice",
+    )
+    again = client(alice_manage_key).post(
+        f"/api/v1/experiments/{experiment.pk}/stop", {"reason": "x"}, format="json"
+    )
+    assert again.status_code == 200
+    assert again.json()["decision_reason"] == "candidate is broken"
+
+
+def test_stopping_needs_manage_scope(reader, experiment):
+    response = reader.post(f"/api/v1/experiments/{experiment.pk}/stop", {"reason": "x"}, format="json")
+    assert response.status_code == 403
+
+
+def test_stopping_needs_a_person_with_the_permission(manager, bob, experiment):
+    response = manager.post(f"/api/v1/experiments/{experiment.pk}/stop", {"reason": "x"}, format="json")
+    assert response.status_code == 403
+    assert "permission" in response.json()["detail"]
+    _, raw = api_key_create(scope=ApiKey.Scope.MANAGE, user=bob)
+    response = client(raw).post(f"/api/v1/experiments/{experiment.pk}/stop", {"reason": "x"}, format="json")
+    assert response.status_code == 403
+    assert Experiment.objects.get(pk=experiment.pk).status == "running"
+
+
+def test_stopping_needs_a_reason(alice_manage_key, experiment):
+    response = client(alice_manage_key).post(f"/api/v1/experiments/{experiment.pk}/stop", {}, format="json")
+    assert response.status_code == 400
+    assert "reason" in response.json()["errors"]
+
+
+def test_a_concluded_experiment_cannot_be_stopped(alice_manage_key, experiment):
+    Experiment.objects.filter(pk=experiment.pk).update(status="concluded", decision="variant_better")
+    response = client(alice_manage_key).post(
+        f"/api/v1/experiments/{experiment.pk}/stop", {"reason": "x"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "already concluded" in str(response.json()["errors"])
+
+
+def test_get_is_the_only_method_on_the_list(reader, manager):
+    assert manager.post("/api/v1/experiments", {}, format="json").status_code == 405

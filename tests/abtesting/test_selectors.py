@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from abtesting import selectors, services
+from abtesting.models import Experiment, ExperimentSnapshot
+from abtesting.statistics import ArmCounts
+from assistants.models import Deployment
+from assistants.services import deployment_make_live, model_version_create
+from feedback.models import Feedback, Interaction
+
+_ids = itertools.count()
+
+
+@pytest.fixture
+def experiment(assistant) -> Experiment:
+    control = model_version_create(assistant=assistant, name="shop-v1")
+    deployment_make_live(version=control, reason=Deployment.Reason.INITIAL)
+    variant = model_version_create(assistant=assistant, name="shop-v2")
+    return services.experiment_start(assistant=assistant, control=control, variant=variant, traffic_split=0.5)
+
+
+def interaction(experiment: Experiment, arm: str) -> Interaction:
+    n = next(_ids)
+    return Interaction.objects.create(
+        assistant_id=experiment.assistant_id,
+        model_version=experiment.variant if arm == "variant" else experiment.control,
+        experiment_id=experiment.pk,
+        arm=arm,
+        user_ref=f"u{n}",
+        request_id=f"r{n}",
+        messages=[{"role": "user", "content": "Where is my order?"}],
+        response="It ships tomorrow.",
+    )
+
+
+def feedback(row: Interaction, **fields) -> Feedback:
+    kind = "rating" if fields.get("rating") is not None else "thumbs" if "helpful" in fields else "text"
+    return Feedback.objects.create(interaction=row, assistant_id=row.assistant_id, kind=kind, **fields)
+
+
+def build_scenario(experiment: Experiment) -> None:
+    """A hand-countable mix: see the expected figures in the test below."""
+    # control: 5 interactions
+    c = [interaction(experiment, "control") for _ in range(5)]
+    feedback(c[0], helpful=True)  # success
+    feedback(c[0], helpful=False)  # later change of mind: the first signal decides
+    feedback(c[1], rating=2)  # failure, rating 2
+    feedback(c[1], rating=5)  # a second rating does not count
+    feedback(c[2], comment="meh")  # no signal: not counted
+    feedback(c[3], helpful=False)  # failure
+    feedback(c[3], rating=4)  # first rating of c[3]: rating 4 (success decided already by the thumbs)
+    # c[4]: no feedback
+    # variant: 3 interactions
+    v = [interaction(experiment, "variant") for _ in range(3)]
+    feedback(v[0], rating=5)  # success, rating 5
+    feedback(v[1], helpful=True)  # success
+    # v[2]: no feedback
+    # Noise that must not count: another experiment's and no experiment's interactions.
+    other = Interaction.objects.create(
+        assistant_id=experiment.assistant_id,
+        experiment_id=experiment.pk + 1000,
+        arm="variant",
+        request_id="x1",
+    )
+    feedback(other, helpful=True)
+    plain = Interaction.objects.create(assistant_id=experiment.assistant_id, request_id="x2")
+    feedback(plain, helpful=True)
+
+
+EXPECTED_CONTROL = ArmCounts(5, 3, 1, 2, 6.0, 20.0)
+EXPECTED_VARIANT = ArmCounts(3, 2, 2, 1, 5.0, 25.0)
+
+
+def test_it_counts_arms_in_sql_like_a_hand_count(experiment):
+    build_scenario(experiment)
+    control, variant = selectors.experiment_arm_counts(experiment)
+    assert control == EXPECTED_CONTROL
+    assert variant == EXPECTED_VARIANT
+
+
+def test_the_incremental_tally_matches_a_full_recount(experiment):
+    later = timezone.now() + timedelta(hours=1)
+    services.experiment_tally_refresh(experiment=experiment, now=later)
+    build_scenario(experiment)
+    services.experiment_tally_refresh(experiment=experiment, now=later)
+    # More rows after the first refresh, including second feedback on already-counted interactions.
+    c = interaction(experiment, "control")
+    feedback(c, helpful=True)
+    first_control = (
+        Interaction.objects.filter(experiment_id=experiment.pk, arm="control").order_by("id").first()
+    )
+    feedback(first_control, helpful=False)
+    tally = services.experiment_tally_refresh(experiment=experiment, now=later)
+    assert selectors.to_arm_counts(tally["control"]) == selectors.experiment_arm_counts(experiment)[0]
+    assert selectors.to_arm_counts(tally["control"]) == ArmCounts(6, 4, 2, 2, 6.0, 20.0)
+    assert selectors.to_arm_counts(tally["variant"]) == EXPECTED_VARIANT
+
+
+def test_the_tally_leaves_out_rows_younger_than_the_lag(experiment):
+    build_scenario(experiment)
+    tally = services.experiment_tally_refresh(experiment=experiment, now=timezone.now())
+    assert tally["control"][0] == 0
+    tally = services.experiment_tally_refresh(experiment=experiment, now=timezone.now() + selectors.TALLY_LAG)
+    assert tally["control"][0] == 5
+
+
+def test_counting_takes_a_bounded_number_of_queries(experiment, django_assert_max_num_queries):
+    build_scenario(experiment)
+    for _ in range(20):
+        feedback(interaction(experiment, "variant"), helpful=True)
+    with django_assert_max_num_queries(3):
+        selectors.experiment_arm_counts(experiment)
+    with django_assert_max_num_queries(10):
+        services.experiment_tally_refresh(experiment=experiment, now=timezone.now() + timedelta(hours=1))
+
+
+def test_it_lists_experiments_by_assistant_and_status(experiment, other_assistant):
+    control = model_version_create(assistant=other_assistant, name="bank-v1")
+    variant = model_version_create(assistant=other_assistant, name="bank-v2")
+    other = services.experiment_start(assistant=other_assistant, control=control, variant=variant)
+    services.experiment_stop(experiment=other, reason="wrong candidate")
+    assert list(selectors.experiment_list(assistant=experiment.assistant)) == [experiment]
+    assert list(selectors.experiment_list(status="stopped")) == [other]
+    assert set(selectors.experiment_list()) == {experiment, other}
+
+
+def test_the_history_has_one_point_per_day(experiment):
+    start = experiment.started_at
+    for hours in (1, 5, 25):
+        services.experiment_analyse(experiment=experiment, now=start + timedelta(hours=hours))
+    history = selectors.experiment_history(experiment=experiment)
+    assert ExperimentSnapshot.objects.filter(experiment=experiment).count() == len(history)
+    assert [p["day"] for p in history] == sorted(
+        {(start + timedelta(hours=h)).date().isoformat() for h in (1, 5, 25)}
+    )

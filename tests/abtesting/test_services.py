@@ -1,0 +1,253 @@
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+
+from abtesting import services
+from abtesting.models import Experiment, ExperimentSnapshot
+from abtesting.routing import route
+from abtesting.signals import experiment_concluded
+from assistants.models import Deployment
+from assistants.services import deployment_make_live, model_version_create
+from feedback.models import Feedback, Interaction
+
+_ids = itertools.count()
+
+
+@pytest.fixture
+def versions(assistant):
+    control = model_version_create(assistant=assistant, name="shop-v1")
+    deployment_make_live(version=control, reason=Deployment.Reason.INITIAL)
+    variant = model_version_create(assistant=assistant, name="shop-v2")
+    assistant.refresh_from_db()
+    return control, variant
+
+
+def start(assistant, versions, **settings) -> Experiment:
+    control, variant = versions
+    return services.experiment_start(assistant=assistant, control=control, variant=variant, **settings)
+
+
+def populate(experiment: Experiment, arm: str, *, assigned: int, with_feedback: int, successes: int) -> None:
+    """``assigned`` interactions in ``arm``; ``with_feedback`` get a thumb, ``successes`` of them up."""
+    version = experiment.variant if arm == "variant" else experiment.control
+    rows = Interaction.objects.bulk_create(
+        [
+            Interaction(
+                assistant_id=experiment.assistant_id,
+                model_version=version,
+                experiment_id=experiment.pk,
+                arm=arm,
+                user_ref=f"user-{n}",
+                request_id=f"req-{n}",
+                messages=[{"role": "user", "content": "hi"}],
+                response="hello",
+            )
+            for n in itertools.islice(_ids, assigned)
+        ]
+    )
+    Feedback.objects.bulk_create(
+        [
+            Feedback(interaction=row, assistant_id=row.assistant_id, kind="thumbs", helpful=i < successes)
+            for i, row in enumerate(rows[:with_feedback])
+        ]
+    )
+
+
+def day(experiment: Experiment, days: float):
+    return experiment.started_at + timedelta(days=days)
+
+
+# ---------------------------------------------------------------- start
+
+
+def test_it_starts_an_experiment_with_the_settings(assistant, versions):
+    experiment = start(assistant, versions, traffic_split=0.3, min_sample_size=50, max_duration_days=14)
+    assert experiment.status == Experiment.Status.RUNNING
+    assert (experiment.traffic_split, experiment.min_sample_size, experiment.max_duration_days) == (
+        0.3,
+        50,
+        14,
+    )
+
+
+def test_it_refuses_a_second_running_experiment_with_a_clear_message(assistant, versions):
+    first = start(assistant, versions)
+    with pytest.raises(services.ExperimentBusy, match=f"already runs experiment {first.pk}"):
+        start(assistant, versions)
+    services.experiment_stop(experiment=first, reason="done")
+    assert start(assistant, versions).status == Experiment.Status.RUNNING
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"traffic_split": 1.0}, "traffic_split"),
+        ({"traffic_split": 0}, "traffic_split"),
+        ({"significance_level": 0}, "significance_level"),
+        ({"min_sample_size": 0}, "min_sample_size"),
+        ({"min_improvement": 0}, "min_improvement"),
+    ],
+)
+def test_it_rejects_settings_that_cannot_work(assistant, versions, overrides, message):
+    with pytest.raises(services.ExperimentError, match=message):
+        start(assistant, versions, **overrides)
+
+
+def test_it_rejects_the_same_version_twice(assistant, versions):
+    with pytest.raises(services.ExperimentError, match="same version"):
+        services.experiment_start(assistant=assistant, control=versions[0], variant=versions[0])
+
+
+# ---------------------------------------------------------------- analyse
+
+
+def test_analysing_stores_the_seed_results_and_one_snapshot_per_day(assistant, versions):
+    experiment = start(assistant, versions, max_duration_days=7)
+    populate(experiment, "control", assigned=120, with_feedback=100, successes=60)
+    populate(experiment, "variant", assigned=120, with_feedback=100, successes=70)
+    analysis = services.experiment_analyse(experiment=experiment, now=day(experiment, 0.1))
+    results = analysis["ab_test_results"]
+    assert set(results) >= {
+        "controlSuccessRate", "variantSuccessRate", "improvement", "sampleSize", "pValue",
+        "sequentialPValue", "ci", "srmPValue",
+    }  # fmt: skip
+    assert results["controlSuccessRate"] == pytest.approx(0.6)
+    assert results["variantSuccessRate"] == pytest.approx(0.7)
+    assert results["improvement"] == pytest.approx(0.7 / 0.6 - 1)
+    assert results["sampleSize"] == 200
+    assert analysis["sequential"]["look"] == 1 and analysis["sequential"]["planned_looks"] == 7
+    services.experiment_analyse(experiment=experiment, now=day(experiment, 0.2))
+    services.experiment_analyse(experiment=experiment, now=day(experiment, 1.1))
+    experiment.refresh_from_db()
+    assert experiment.last_analysis["sequential"]["look"] == 2
+    assert ExperimentSnapshot.objects.filter(experiment=experiment).count() == 2
+
+
+# ---------------------------------------------------------------- decide
+
+
+def decide(experiment: Experiment, days: float) -> Experiment:
+    now = day(experiment, days)
+    analysis = services.experiment_analyse(experiment=experiment, now=now)
+    return services.experiment_decide(experiment=experiment, analysis=analysis, now=now)
+
+
+def test_it_does_not_decide_before_the_minimum_sample(assistant, versions):
+    experiment = start(assistant, versions, min_sample_size=100, max_duration_days=7)
+    populate(experiment, "control", assigned=60, with_feedback=50, successes=5)
+    populate(experiment, "variant", assigned=60, with_feedback=50, successes=50)
+    decide(experiment, 3.5)
+    assert experiment.status == Experiment.Status.RUNNING
+    assert experiment.last_analysis["verdict"] == "keep_running"
+
+
+def test_a_significantly_worse_variant_is_stopped_early_and_traffic_returns_to_control(assistant, versions):
+    experiment = start(assistant, versions, min_sample_size=100, max_duration_days=14)
+    populate(experiment, "control", assigned=400, with_feedback=400, successes=320)
+    populate(experiment, "variant", assigned=400, with_feedback=400, successes=160)
+    decide(experiment, 2.5)
+    experiment.refresh_from_db()
+    assert (experiment.status, experiment.decision) == ("concluded", "variant_worse")
+    assert "Stopped early" in experiment.decision_reason
+    routes = {route(assistant=assistant, user_ref=f"u{i}").model_version for i in range(20)}
+    assert routes == {versions[0]}
+
+
+def test_a_significantly_better_variant_concludes_with_the_improvement(assistant, versions):
+    experiment = start(assistant, versions, min_sample_size=100, max_duration_days=14)
+    populate(experiment, "control", assigned=400, with_feedback=400, successes=160)
+    populate(experiment, "variant", assigned=400, with_feedback=400, successes=320)
+    decide(experiment, 2.5)
+    experiment.refresh_from_db()
+    assert (experiment.status, experiment.decision) == ("concluded", "variant_better")
+    assert experiment.last_analysis["ab_test_results"]["improvement"] == pytest.approx(1.0)
+    assert experiment.last_analysis["ab_test_results"]["ci"][0] > 0
+    assert "+100.0%" in experiment.decision_reason
+
+
+def test_the_final_look_without_significance_is_no_difference_when_the_ci_is_narrow(assistant, versions):
+    experiment = start(assistant, versions, min_sample_size=100, max_duration_days=3, min_improvement=0.2)
+    populate(experiment, "control", assigned=1000, with_feedback=1000, successes=500)
+    populate(experiment, "variant", assigned=1000, with_feedback=1000, successes=505)
+    decide(experiment, 1.5)
+    assert experiment.status == Experiment.Status.RUNNING
+    decide(experiment, 2.9)
+    assert (experiment.status, experiment.decision) == ("concluded", "no_difference")
+
+
+def test_the_final_look_without_significance_is_inconclusive_when_the_ci_is_wide(assistant, versions):
+    experiment = start(assistant, versions, min_sample_size=100, max_duration_days=3, min_improvement=0.05)
+    populate(experiment, "control", assigned=100, with_feedback=100, successes=50)
+    populate(experiment, "variant", assigned=100, with_feedback=100, successes=52)
+    decide(experiment, 3.0)
+    assert (experiment.status, experiment.decision) == ("concluded", "inconclusive")
+    assert "Inconclusive" in experiment.decision_reason
+
+
+def test_max_duration_without_the_minimum_sample_is_inconclusive(assistant, versions):
+    experiment = start(assistant, versions, min_sample_size=100, max_duration_days=3)
+    populate(experiment, "control", assigned=20, with_feedback=10, successes=5)
+    populate(experiment, "variant", assigned=20, with_feedback=10, successes=5)
+    decide(experiment, 2.5)
+    assert experiment.status == Experiment.Status.RUNNING
+    decide(experiment, 3.01)
+    assert (experiment.status, experiment.decision) == ("concluded", "inconclusive")
+    assert "below the 100 per arm" in experiment.decision_reason
+
+
+def test_a_sample_ratio_mismatch_marks_the_experiment_invalid(assistant, versions):
+    experiment = start(assistant, versions, min_sample_size=100, max_duration_days=14)
+    populate(experiment, "control", assigned=1000, with_feedback=300, successes=150)
+    populate(experiment, "variant", assigned=700, with_feedback=300, successes=250)
+    decide(experiment, 0.5)
+    assert (experiment.status, experiment.decision) == ("concluded", "invalid_srm")
+    assert "Sample ratio mismatch" in experiment.decision_reason
+
+
+# ---------------------------------------------------------------- stop and the signal
+
+
+def test_stopping_is_idempotent(assistant, versions, alice):
+    experiment = start(assistant, versions)
+    services.experiment_stop(experiment=experiment, user=alice, reason="wrong candidate")
+    ended_at = experiment.ended_at
+    services.experiment_stop(experiment=Experiment.objects.get(pk=experiment.pk), user=None, reason="again")
+    experiment.refresh_from_db()
+    assert (experiment.status, experiment.decision_reason, experiment.stopped_by) == (
+        "stopped",
+        "wrong candidate",
+        alice,
+    )
+    assert experiment.ended_at == ended_at
+
+
+def test_stopping_needs_a_reason(assistant, versions):
+    with pytest.raises(services.ExperimentError, match="why"):
+        services.experiment_stop(experiment=start(assistant, versions), reason=" ")
+
+
+def test_the_conclusion_is_signalled_once_after_commit(
+    assistant, versions, django_capture_on_commit_callbacks
+):
+    received = []
+
+    def listener(sender, experiment, **kwargs):
+        received.append((experiment.pk, experiment.decision))
+
+    experiment_concluded.connect(listener)
+    try:
+        experiment = start(assistant, versions, min_sample_size=100, max_duration_days=14)
+        populate(experiment, "control", assigned=400, with_feedback=400, successes=160)
+        populate(experiment, "variant", assigned=400, with_feedback=400, successes=320)
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            decide(experiment, 2.5)
+            decide(Experiment.objects.get(pk=experiment.pk), 2.6)  # a retried task: no second conclusion
+        assert received == []  # nothing before the commit
+        assert len(callbacks) == 1
+        callbacks[0]()
+        assert received == [(experiment.pk, "variant_better")]
+    finally:
+        experiment_concluded.disconnect(listener)
