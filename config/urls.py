@@ -14,6 +14,8 @@ urlpatterns = [
     path("api/v1/", include("abtesting.api_urls")),
     path("api/v1/", include("training.api_urls")),
     path("api/v1/", include("gateway.api_urls")),
+    # OpenAI-compatible: point any OpenAI SDK at http://HOST/v1 with an ingest key.
+    path("v1/", include("gateway.urls")),
     path("", include("assistants.urls")),
     path("", include("feedback.urls")),
     path("", include("abtesting.urls")),

@@ -1,0 +1,102 @@
+"""Chat completions from an OpenAI-compatible provider (the ``openai`` backend of a ModelVersion).
+
+Any provider that speaks OpenAI's REST API works: set ``OPENAI_BASE_URL`` (empty = api.openai.com) and
+``OPENAI_API_KEY``. The SDK retries 408/409/429/5xx and connection errors itself; we keep that small
+(``max_retries=2``) because a customer is waiting on the other side of a chat request.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import openai
+from django.conf import settings
+
+from assistants.backends.errors import BackendError
+
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_TIMEOUT = 30.0  # seconds per HTTP attempt; chat answers rarely take longer
+MISSING_KEY = "Set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible provider) to use the openai backend."
+
+# Building a client creates an httpx connection pool; reuse one per configuration so requests keep
+# their connections alive instead of paying a TLS handshake each time.
+_clients: dict[tuple[str, str, int, float], openai.OpenAI] = {}
+_clients_lock = threading.Lock()
+
+
+class ProviderNotConfigured(BackendError):
+    """No API key: the openai backend cannot be used until one is set."""
+
+
+def client(*, max_retries: int | None = None, timeout: float | None = None) -> openai.OpenAI:
+    """An ``openai.OpenAI`` for the configured provider (raises ``ProviderNotConfigured`` without a key)."""
+    api_key = getattr(settings, "OPENAI_API_KEY", "") or ""
+    if not api_key:
+        raise ProviderNotConfigured(MISSING_KEY)
+    base_url = getattr(settings, "OPENAI_BASE_URL", "") or ""
+    retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
+    seconds = float(getattr(settings, "OPENAI_TIMEOUT", DEFAULT_TIMEOUT) if timeout is None else timeout)
+    config = (base_url, api_key, retries, seconds)
+    with _clients_lock:
+        cached = _clients.get(config)
+        if cached is None:
+            cached = openai.OpenAI(
+                base_url=base_url or None, api_key=api_key, max_retries=retries, timeout=seconds
+            )
+            _clients[config] = cached
+        return cached
+
+
+def describe_api_error(exc: openai.OpenAIError) -> str:
+    """A one-line, actionable description of an SDK error (used in job errors and interaction logs)."""
+    if isinstance(exc, openai.AuthenticationError):
+        return (
+            f"The provider rejected OPENAI_API_KEY (401): {_body_message(exc)}. "
+            "Check the key and OPENAI_BASE_URL."
+        )
+    if isinstance(exc, openai.PermissionDeniedError):
+        return f"The provider denied access (403): {_body_message(exc)}."
+    if isinstance(exc, openai.NotFoundError):
+        return f"The provider does not know this model or object (404): {_body_message(exc)}."
+    if isinstance(exc, openai.APITimeoutError):
+        return "The provider did not answer in time (timeout)."
+    if isinstance(exc, openai.APIConnectionError):
+        return (
+            f"Could not reach the provider at {getattr(settings, 'OPENAI_BASE_URL', '') or 'api.openai.com'}."
+        )
+    if isinstance(exc, openai.APIStatusError):
+        code = f" {exc.code}" if getattr(exc, "code", None) else ""
+        return f"The provider answered {exc.status_code}{code}: {_body_message(exc)}."
+    return f"The provider call failed: {exc}."
+
+
+def _body_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"]).rstrip(". ")
+    return str(exc.message).rstrip(". ")
+
+
+def chat(model: str, messages: list[dict[str, Any]], **params: Any) -> tuple[str, dict[str, int]]:
+    """Ask ``model`` for the next assistant message; return ``(text, usage)``.
+
+    Raises ``BackendError`` (with a readable message) for every provider failure, after the SDK's
+    own retries, so callers handle one exception type.
+    """
+    api = client()
+    try:
+        completion = api.chat.completions.create(model=model, messages=messages, **params)
+    except openai.OpenAIError as exc:
+        raise BackendError(describe_api_error(exc)) from exc
+    if not completion.choices:
+        raise BackendError(f"The provider returned no choices for model '{model}'.")
+    text = completion.choices[0].message.content or ""
+    usage = (
+        completion.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
+        if completion.usage
+        else {}
+    )
+    return text, usage

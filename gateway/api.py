@@ -1,0 +1,239 @@
+"""Gateway endpoints: which version should answer this user, and an OpenAI-compatible chat endpoint.
+
+``POST /v1/chat/completions`` lets any OpenAI client library talk to an assistant: ``model`` is the
+assistant's slug, the bearer token an ingest key. Every answer is logged as an Interaction whose id comes
+back as ``interaction_id`` (and ``id = "chatcmpl-<interaction id>"``), so the client can send feedback
+on it. Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` so the SDKs raise
+their usual exceptions (``AuthenticationError``, ``NotFoundError``, ``BadRequestError`` …).
+Streaming is not supported (``stream: true`` → 400).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from assistants.auth import IngestScope, assistant_for_key
+from gateway.services import Completion, GatewayError, chat_completion_create
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+MAX_MESSAGES = 200
+
+
+class RouteGetApi(APIView):
+    """Which model version should answer this user (the live one, or their arm of a running A/B test)."""
+
+    permission_classes = [IngestScope]
+
+    class InputSerializer(serializers.Serializer):
+        assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
+        user = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+    @extend_schema_serializer(component_name="Route")
+    class OutputSerializer(serializers.Serializer):
+        assistant = serializers.CharField()
+        model_version = serializers.CharField()
+        backend = serializers.CharField()
+        provider_model = serializers.CharField(allow_blank=True)
+        experiment = serializers.IntegerField(allow_null=True)
+        arm = serializers.CharField(allow_blank=True)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "assistant", str, description="Assistant slug (optional for keys bound to one)."
+            ),
+            OpenApiParameter("user", str, description="Opaque, stable user ref: keeps the user in one arm."),
+        ],
+        responses={200: OutputSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        from abtesting.routing import route  # gateway sits above abtesting
+
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        assistant = assistant_for_key(request, params.validated_data.get("assistant"))
+        picked = route(assistant=assistant, user_ref=params.validated_data["user"])
+        version = picked.model_version
+        if version is None:
+            raise exceptions.NotFound(
+                f"Assistant '{assistant.slug}' has no live model version yet: deploy one first."
+            )
+        data = {
+            "assistant": assistant.slug,
+            "model_version": version.name,
+            "backend": version.backend,
+            "provider_model": version.provider_model,
+            "experiment": picked.experiment_id,
+            "arm": picked.arm or "",
+        }
+        return Response(self.OutputSerializer(data).data)
+
+
+def _message_text(content: Any) -> str | None:
+    """OpenAI message content: a string, a list of text parts, or null (assistant tool calls)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
+                return None
+            texts.append(part["text"])
+        return "\n".join(texts)
+    return None
+
+
+def openai_error(
+    message: str,
+    *,
+    status: int,
+    type: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+) -> Response:  # noqa: A002
+    return Response(
+        {"error": {"message": message, "type": type, "param": param, "code": code}}, status=status
+    )
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{k}: {_detail_text(v)}" for k, v in detail.items())
+    if isinstance(detail, list):
+        return " ".join(_detail_text(v) for v in detail)
+    return str(detail)
+
+
+class ChatCompletionCreateApi(APIView):
+    """OpenAI-compatible chat completions: ``model`` is the assistant slug, the key an ingest key."""
+
+    permission_classes = [IngestScope]
+
+    @extend_schema_serializer(component_name="ChatCompletionRequest")
+    class InputSerializer(serializers.Serializer):
+        model = serializers.SlugField(help_text="The assistant's slug.")
+        messages = serializers.ListField(
+            child=serializers.DictField(), allow_empty=False, max_length=MAX_MESSAGES
+        )
+        user = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+        metadata = serializers.DictField(required=False, default=dict)
+        stream = serializers.BooleanField(required=False, default=False, allow_null=True)
+
+        def validate_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+            clean = []
+            for i, message in enumerate(messages):
+                role = message.get("role")
+                if role not in ROLES:
+                    raise serializers.ValidationError(
+                        f"messages[{i}].role must be one of {', '.join(ROLES)}."
+                    )
+                text = _message_text(message.get("content"))
+                if text is None:
+                    raise serializers.ValidationError(
+                        f"messages[{i}].content must be a string or a list of text parts."
+                    )
+                clean.append({"role": role, "content": text})
+            if not any(m["role"] == "user" for m in clean):
+                raise serializers.ValidationError("Send at least one message with role 'user'.")
+            return clean
+
+        def validate_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
+            request_id = metadata.get("request_id")
+            if request_id is not None and (not isinstance(request_id, str) or not 0 < len(request_id) <= 200):
+                raise serializers.ValidationError("metadata.request_id must be a string of 1–200 characters.")
+            return metadata
+
+        def validate_stream(self, stream: bool | None) -> bool:
+            if stream:
+                raise serializers.ValidationError("Streaming is not supported: send stream=false.")
+            return False
+
+    @extend_schema(request=InputSerializer, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        assistant = assistant_for_key(request, v["model"])
+        completion = chat_completion_create(
+            assistant=assistant,
+            messages=v["messages"],
+            user_ref=v.get("user") or "",
+            request_id=v["metadata"].get("request_id") or "",
+        )
+        response = Response(self._body(completion))
+        response["x-request-id"] = completion.interaction.request_id
+        response["x-interaction-id"] = str(completion.interaction.pk)
+        return response
+
+    @staticmethod
+    def _body(completion: Completion) -> dict[str, Any]:
+        interaction = completion.interaction
+        return {
+            "id": f"chatcmpl-{interaction.pk}",
+            "object": "chat.completion",
+            "created": int(interaction.created_at.timestamp()),
+            "model": completion.version.name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": completion.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": completion.usage,
+            "system_fingerprint": None,
+            "interaction_id": interaction.pk,
+            "request_id": interaction.request_id,
+            "experiment": interaction.experiment_id,
+            "arm": interaction.arm,
+        }
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """Every failure in OpenAI's error shape, so OpenAI SDKs raise their usual exception classes."""
+        if isinstance(exc, GatewayError):
+            response = openai_error(
+                exc.message, status=exc.status, type=exc.type, code=exc.code, param=exc.param
+            )
+            if exc.interaction is not None:
+                response["x-request-id"] = exc.interaction.request_id
+                response["x-interaction-id"] = str(exc.interaction.pk)
+            if exc.status >= 500:
+                # The backend already retried; OpenAI SDKs honour this header, so one chat request
+                # does not turn into three failed calls and three logged interactions.
+                response["x-should-retry"] = "false"
+            return response
+        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+            response = openai_error(_detail_text(exc.detail), status=401, code="invalid_api_key")
+            response["WWW-Authenticate"] = "Bearer"
+            return response
+        if isinstance(exc, exceptions.ValidationError):
+            detail = exc.detail if isinstance(exc.detail, dict) else {"messages": exc.detail}
+            param, problem = next(iter(detail.items()))
+            return openai_error(f"Invalid '{param}': {_detail_text(problem)}", status=400, param=str(param))
+        if isinstance(exc, exceptions.ParseError):
+            return openai_error("We could not parse the JSON body of your request.", status=400)
+        if isinstance(exc, exceptions.NotFound):
+            return openai_error(_detail_text(exc.detail), status=404, code="model_not_found", param="model")
+        if isinstance(exc, exceptions.PermissionDenied):
+            return openai_error(_detail_text(exc.detail), status=403, code="permission_denied")
+        if isinstance(exc, exceptions.Throttled):
+            response = openai_error(
+                _detail_text(exc.detail), status=429, type="requests", code="rate_limit_exceeded"
+            )
+            if exc.wait:
+                response["Retry-After"] = str(int(exc.wait))
+            return response
+        if isinstance(exc, exceptions.APIException):
+            return openai_error(_detail_text(exc.detail), status=exc.status_code)
+        return super().handle_exception(exc)
