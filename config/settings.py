@@ -185,7 +185,8 @@ OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 TRAINING_TASK_TIMEOUT = env_int("TRAINING_TASK_TIMEOUT", 3 * 3600)
 
 Q_CLUSTER = {
-    "name": "trainloop",
+    # Clusters sharing one Redis must have different names, or they take each other's tasks.
+    "name": env_str("Q_CLUSTER_NAME", "trainloop"),
     "workers": env_int("Q_WORKERS", 2),
     "timeout": TRAINING_TASK_TIMEOUT,
     "retry": TRAINING_TASK_TIMEOUT + 600,

@@ -39,6 +39,12 @@ def _q_sync(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    # The named users set passwords; the default hasher costs ~1 s per user on a 2-core machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 

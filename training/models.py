@@ -28,7 +28,9 @@ class RetrainPolicy(models.Model):
         MONTHLY = "monthly"
 
     assistant = models.OneToOneField(Assistant, on_delete=models.CASCADE, related_name="policy")
-    enabled = models.BooleanField(default=True, help_text="Off: no scheduled checks (manual training still works).")
+    enabled = models.BooleanField(
+        default=True, help_text="Off: no scheduled checks (manual training still works)."
+    )
 
     # Thresholds (seed defaults).
     min_feedback_count = models.PositiveIntegerField(
@@ -37,13 +39,23 @@ class RetrainPolicy(models.Model):
     max_feedback_count = models.PositiveIntegerField(
         default=1000, help_text="Feedback rows used at most per training run (newest first)."
     )
-    min_success_rate = models.FloatField(default=0.80, validators=UNIT, help_text="Retrain when success rate falls below (0–1).")
-    max_error_rate = models.FloatField(default=0.20, validators=UNIT, help_text="Retrain when error rate rises above (0–1).")
-    min_avg_rating = models.FloatField(default=3.5, validators=RATING, help_text="Retrain when average rating falls below (1–5).")
-    max_days_since_retrain = models.PositiveIntegerField(default=30, help_text="Retrain at least this often (days).")
+    min_success_rate = models.FloatField(
+        default=0.80, validators=UNIT, help_text="Retrain when success rate falls below (0–1)."
+    )
+    max_error_rate = models.FloatField(
+        default=0.20, validators=UNIT, help_text="Retrain when error rate rises above (0–1)."
+    )
+    min_avg_rating = models.FloatField(
+        default=3.5, validators=RATING, help_text="Retrain when average rating falls below (1–5)."
+    )
+    max_days_since_retrain = models.PositiveIntegerField(
+        default=30, help_text="Retrain at least this often (days)."
+    )
     max_performance_drop = models.FloatField(
-        default=0.10, validators=UNIT,
-        help_text="Retrain when success rate fell by this share relative to when the live version was deployed (0–1).",
+        default=0.10,
+        validators=UNIT,
+        help_text="Retrain when success rate fell by this share relative to when the live version was "
+        "deployed (0–1).",
     )
     min_quality_evidence = models.PositiveIntegerField(
         default=30,
@@ -56,27 +68,45 @@ class RetrainPolicy(models.Model):
     schedule_time = models.TimeField(default=dt.time(2, 0), help_text="Local time of the scheduled check.")
 
     # Training.
-    backend = models.CharField(max_length=16, choices=ModelVersion.Backend.choices, default=ModelVersion.Backend.LOCAL)
+    backend = models.CharField(
+        max_length=16, choices=ModelVersion.Backend.choices, default=ModelVersion.Backend.LOCAL
+    )
     base_model = models.CharField(
         max_length=200, default="gpt-4o-mini-2024-07-18", help_text="Provider base model (openai backend)."
     )
-    training_timeout = models.PositiveIntegerField(default=3600, help_text="Seconds a job may spend before it is failed.")
-    require_approval = models.BooleanField(default=True, help_text="A reviewer must approve before deployment.")
+    training_timeout = models.PositiveIntegerField(
+        default=3600, help_text="Seconds a job may spend before it is failed."
+    )
+    require_approval = models.BooleanField(
+        default=True, help_text="A reviewer must approve before deployment."
+    )
     auto_deploy_threshold = models.FloatField(
-        default=0.15, validators=UNIT, help_text="Deploy without approval when the significant improvement is at least this."
+        default=0.15,
+        validators=UNIT,
+        help_text="Deploy without approval when the significant improvement is at least this.",
     )
 
     # A/B testing.
     ab_enabled = models.BooleanField(default=True, verbose_name="A/B test enabled")
-    ab_traffic_split = models.FloatField(default=0.5, help_text="Share of traffic to the new version, in (0, 1).")
-    ab_min_sample_size = models.PositiveIntegerField(default=100, help_text="Interactions with feedback per arm before deciding.")
-    ab_max_duration_days = models.PositiveIntegerField(default=7, help_text="Days before the test concludes anyway.")
+    ab_traffic_split = models.FloatField(
+        default=0.5, help_text="Share of traffic to the new version, in (0, 1)."
+    )
+    ab_min_sample_size = models.PositiveIntegerField(
+        default=100, help_text="Interactions with feedback per arm before deciding."
+    )
+    ab_max_duration_days = models.PositiveIntegerField(
+        default=7, help_text="Days before the test concludes anyway."
+    )
     ab_significance_level = models.FloatField(default=0.05, help_text="α, in (0, 1).")
-    ab_min_improvement = models.FloatField(default=0.05, validators=UNIT, help_text="Relative improvement that matters.")
+    ab_min_improvement = models.FloatField(
+        default=0.05, validators=UNIT, help_text="Relative improvement that matters."
+    )
 
     # Progressive rollout after approval (seed: 10% → 50% → 100%).
     rollout_enabled = models.BooleanField(default=False)
-    rollout_stages = models.CharField(max_length=100, default="0.1,0.5,1.0", help_text="Traffic shares, comma-separated.")
+    rollout_stages = models.CharField(
+        max_length=100, default="0.1,0.5,1.0", help_text="Traffic shares, comma-separated."
+    )
     rollout_stage_hours = models.FloatField(default=48.0, help_text="Hours each stage is held.")
 
     # Data filters for the training-data pipeline.
@@ -113,6 +143,15 @@ class RetrainPolicy(models.Model):
                 errors["rollout_stages"] = "Stages must increase and end at 1.0, e.g. 0.1,0.5,1.0."
         if self.max_feedback_count < self.min_feedback_count:
             errors["max_feedback_count"] = "Must be at least min_feedback_count."
+        # The worker kills a task after TRAINING_TASK_TIMEOUT; a job allowed longer would die unreported.
+        task_timeout = getattr(settings, "TRAINING_TASK_TIMEOUT", None)
+        if task_timeout and self.training_timeout >= task_timeout:
+            errors["training_timeout"] = (
+                f"Must be below the worker's task timeout ({task_timeout} s); "
+                "raise TRAINING_TASK_TIMEOUT first."
+            )
+        if self.training_timeout < 60:
+            errors["training_timeout"] = "Allow at least 60 seconds."
         if errors:
             raise ValidationError(errors)
 
@@ -134,7 +173,9 @@ class TrainingDataset(models.Model):
     train_count = models.PositiveIntegerField(default=0)
     validation_count = models.PositiveIntegerField(default=0)
     stats = models.JSONField(default=dict)
-    validation_errors = models.JSONField(default=list, blank=True, help_text="Pre-flight problems; empty = valid.")
+    validation_errors = models.JSONField(
+        default=list, blank=True, help_text="Pre-flight problems; empty = valid."
+    )
     feedback = models.ManyToManyField(Feedback, through="DatasetExample", related_name="datasets")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -191,11 +232,17 @@ class TrainingJob(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
     reasons = models.JSONField(default=list, blank=True)
     options = models.JSONField(default=dict, blank=True)
-    backend = models.CharField(max_length=16, choices=ModelVersion.Backend.choices, default=ModelVersion.Backend.LOCAL)
+    backend = models.CharField(
+        max_length=16, choices=ModelVersion.Backend.choices, default=ModelVersion.Backend.LOCAL
+    )
     base_model = models.CharField(max_length=200, blank=True)
-    base_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    base_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     provider_job_id = models.CharField(max_length=200, blank=True)
-    dataset = models.ForeignKey(TrainingDataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    dataset = models.ForeignKey(
+        TrainingDataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
     feedback_count = models.PositiveIntegerField(default=0)
     new_model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="created_by_jobs"
@@ -214,7 +261,16 @@ class TrainingJob(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    deadline_at = models.DateTimeField(null=True, blank=True, help_text="The watchdog fails the job after this.")
+    deadline_at = models.DateTimeField(
+        null=True, blank=True, help_text="The watchdog fails the job after this."
+    )
+    # A stage runner claims the job until ``lease_until`` (optimistic update), so two workers never
+    # run one stage at once; a worker that dies simply lets the lease expire.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # When the job should next be advanced (a provider poll, a retry, an expired lease): the watchdog
+    # enqueues ``job_advance`` for every waiting job whose time has come.
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ("-created_at", "-id")

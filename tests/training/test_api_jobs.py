@@ -1,0 +1,188 @@
+"""The jobs API: list, start, detail with events, approve/reject/cancel, should-retrain, health, rollback."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistants.models import ApiKey
+from assistants.services import api_key_create
+from training import services
+from training.models import TrainingJob
+
+from ..conftest import client_for
+from .conftest import give_feedback, make_job, train_local
+
+S = TrainingJob.Status
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def no_enqueue(monkeypatch):
+    monkeypatch.setattr(services, "_enqueue_advance", lambda job_id: None)
+
+
+@pytest.fixture
+def awaiting(assistant, live_v1):
+    candidate = train_local(assistant, ["How do I pay?"], ["By card."])
+    return make_job(
+        assistant,
+        S.AWAITING_APPROVAL,
+        new_model_version=candidate,
+        base_version=live_v1,
+        reasons=["Feedback count (150) >= threshold (100)"],
+    )
+
+
+@pytest.fixture
+def alice_manager(alice_manage_key):
+    return client_for(alice_manage_key)
+
+
+def test_it_starts_a_job(manager, assistant):
+    response = manager.post("/api/v1/jobs", {"assistant": "shop", "skip_ab_test": True}, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["assistant"] == "shop"
+    assert body["trigger"] == "manual"
+    assert body["status"] == "pending"
+    assert body["options"]["skip_ab_test"] is True
+    assert body["events"][0]["to_status"] == "pending"
+    assert {
+        "id",
+        "reasons",
+        "base_model",
+        "new_model_version",
+        "metrics",
+        "ab_test_results",
+        "error",
+        "created_at",
+        "deployed",
+    } <= set(body)
+
+
+def test_a_second_start_while_one_runs_is_a_conflict(manager, assistant):
+    manager.post("/api/v1/jobs", {"assistant": "shop"}, format="json")
+    response = manager.post("/api/v1/jobs", {"assistant": "shop"}, format="json")
+    assert response.status_code == 409
+    assert "already has an active training job" in response.json()["detail"]
+
+
+def test_starting_needs_the_manage_scope(reader, assistant):
+    response = reader.post("/api/v1/jobs", {"assistant": "shop"}, format="json")
+    assert response.status_code == 403
+
+
+def test_bad_input_is_a_400(manager, assistant):
+    assert (
+        manager.post(
+            "/api/v1/jobs", {"assistant": "shop", "skip_ab_test": "maybe"}, format="json"
+        ).status_code
+        == 400
+    )
+    assert manager.post("/api/v1/jobs", {"assistant": "nope"}, format="json").status_code == 404
+
+
+def test_it_lists_and_filters_jobs(reader, assistant, other_assistant):
+    make_job(assistant, S.FAILED)
+    make_job(assistant, S.TRAINING)
+    make_job(other_assistant, S.DEPLOYED)
+    assert len(reader.get("/api/v1/jobs").json()) == 3
+    assert [j["status"] for j in reader.get("/api/v1/jobs?assistant=shop&status=training").json()] == [
+        "training"
+    ]
+    assert reader.get("/api/v1/jobs?status=bogus").status_code == 400
+
+
+def test_a_key_bound_to_another_assistant_sees_none_of_its_jobs(assistant, other_assistant):
+    job = make_job(assistant, S.TRAINING)
+    _, raw = api_key_create(scope=ApiKey.Scope.READ, assistant=other_assistant)
+    client = client_for(raw)
+    assert client.get("/api/v1/jobs").json() == []
+    assert client.get(f"/api/v1/jobs/{job.pk}").status_code == 404
+
+
+def test_the_detail_has_the_events(reader, awaiting):
+    services.job_record_event(job=awaiting, kind="note", message="hello")
+    body = reader.get(f"/api/v1/jobs/{awaiting.pk}").json()
+    assert body["new_model_version"] == "shop-v2"
+    assert body["reasons"] == ["Feedback count (150) >= threshold (100)"]
+    assert [e["message"] for e in body["events"]] == ["hello"]
+    assert reader.get("/api/v1/jobs/999999").status_code == 404
+
+
+def test_a_reviewer_approves_through_the_api(alice_manager, awaiting, assistant):
+    response = alice_manager.post(f"/api/v1/jobs/{awaiting.pk}/approve")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["status"] == "deployed" and body["deployed"] is True
+    assert body["decided_by"] == "alice"
+    assistant.refresh_from_db()
+    assert assistant.live_version.name == "shop-v2"
+    assert alice_manager.post(f"/api/v1/jobs/{awaiting.pk}/approve").json()["status"] == "deployed"
+
+
+def test_approving_needs_a_key_made_for_a_user_with_the_permission(manager, awaiting, bob):
+    assert manager.post(f"/api/v1/jobs/{awaiting.pk}/approve").status_code == 403
+    _, raw = api_key_create(scope=ApiKey.Scope.MANAGE, user=bob)
+    response = client_for(raw).post(f"/api/v1/jobs/{awaiting.pk}/approve")
+    assert response.status_code == 403
+    assert "approve_trainingjob" in response.json()["detail"]
+
+
+def test_rejecting_needs_a_reason(alice_manager, awaiting):
+    assert alice_manager.post(f"/api/v1/jobs/{awaiting.pk}/reject", {}, format="json").status_code == 400
+    response = alice_manager.post(
+        f"/api/v1/jobs/{awaiting.pk}/reject", {"reason": "Too small"}, format="json"
+    )
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["decision_reason"]) == ("rejected", "Too small")
+
+
+def test_an_illegal_decision_is_a_conflict(alice_manager, assistant):
+    job = make_job(assistant, S.FAILED)
+    response = alice_manager.post(f"/api/v1/jobs/{job.pk}/approve")
+    assert response.status_code == 409
+    assert "awaiting approval" in response.json()["detail"]
+
+
+def test_cancelling_a_running_job(alice_manager, assistant):
+    job = make_job(assistant, S.TRAINING)
+    response = alice_manager.post(f"/api/v1/jobs/{job.pk}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+
+
+def test_should_retrain_says_why(reader, assistant, live_v1):
+    services.policy_update(policy=services.policy_ensure(assistant=assistant), min_feedback_count=3)
+    give_feedback(assistant, 3)
+    body = reader.get("/api/v1/assistants/shop/should-retrain").json()
+    assert body["should_retrain"] is True
+    assert body["reasons"] == ["Feedback count (3) >= threshold (3)"]
+    assert body["trigger"] == "threshold"
+    assert body["metrics"]["feedback_count"] == 3
+
+
+def test_health_reports_the_training_loop_block(reader, awaiting):
+    body = reader.get("/api/v1/health?assistant=shop").json()
+    loop = body["training_loop"]
+    assert body["training_loop_ready"] is True
+    assert loop["active_job"]["id"] == awaiting.pk
+    assert loop["total_jobs"] == 1 and loop["jobs_awaiting_approval"] == 1
+    assert loop["live_version"] == "shop-v1"
+    assert "total_feedback" in body["feedback"]
+    assert len(reader.get("/api/v1/health").json()["assistants"]) == 1
+
+
+def test_rollback_returns_to_the_previous_version(alice_manager, manager, awaiting, assistant):
+    alice_manager.post(f"/api/v1/jobs/{awaiting.pk}/approve")
+    assert manager.post("/api/v1/assistants/shop/rollback").status_code == 403
+    response = alice_manager.post("/api/v1/assistants/shop/rollback", {}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["live_version"] == "shop-v1"
+    assistant.refresh_from_db()
+    assert assistant.live_version.name == "shop-v1"
+
+
+def test_rollback_without_history_is_a_conflict(alice_manager, live_v1):
+    response = alice_manager.post("/api/v1/assistants/shop/rollback", {}, format="json")
+    assert response.status_code == 409

@@ -1,0 +1,251 @@
+"""The whole loop on the local trainer: feedback → threshold trigger → dataset → trained version →
+evaluation → (A/B) → awaiting approval → approve → live, with an event at each step."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from assistants.models import Deployment
+from training import services, tasks
+from training.management.commands.simulate import simulate
+from training.models import TrainingJob
+from training.policy import retrain_metrics
+from training.services import policy_ensure, policy_update
+
+S = TrainingJob.Status
+pytestmark = pytest.mark.django_db
+
+HAS_AB = importlib.util.find_spec("abtesting.services") is not None
+
+
+def _customers(assistant, n: int, seed: int) -> dict:
+    return simulate(assistant=assistant, interactions=n, correction_rate=1.0, seed=seed)
+
+
+def _success(report: dict) -> float:
+    rows = report["versions"].values()
+    return sum(r["helpful"] for r in rows) / sum(r["feedback"] for r in rows)
+
+
+def _trigger(assistant, django_capture_on_commit_callbacks) -> TrainingJob:
+    with django_capture_on_commit_callbacks(execute=True):
+        result = tasks.check_retraining(assistant.pk)
+    return TrainingJob.objects.get(pk=result["job"])
+
+
+def _transitions(job: TrainingJob) -> list[str]:
+    return list(job.events.filter(kind="transition").values_list("to_status", flat=True))
+
+
+def test_feedback_to_a_better_live_version_without_ab(
+    assistant, live_v1, alice, django_capture_on_commit_callbacks
+):
+    policy_update(policy=policy_ensure(assistant=assistant), ab_enabled=False, auto_deploy_threshold=1.0)
+    before = _customers(assistant, 150, seed=1)
+
+    job = _trigger(assistant, django_capture_on_commit_callbacks)
+    assert job.trigger == "threshold"
+    assert job.reasons[0] == "Feedback count (150) >= threshold (100)"
+    assert job.status == S.AWAITING_APPROVAL, job.error
+    assert job.dataset.is_valid and job.dataset.train_count > 0
+    candidate = job.new_model_version
+    assert candidate.status == "candidate" and candidate.base_version == live_v1
+    assert {
+        "validation_accuracy",
+        "coverage",
+        "train_examples",
+        "eval_candidate_accuracy",
+        "eval_live_accuracy",
+    } <= set(job.metrics)
+    # Both versions answered the held-out prompts (a handful here: the customers below are the real test).
+    assert job.metrics["eval_prompts"] == job.dataset.validation_count > 0
+    assert job.metrics["eval_live_accuracy"] is not None
+
+    services.job_approve(job=job, user=alice)
+    job.refresh_from_db()
+    assert job.status == S.DEPLOYED
+    assistant.refresh_from_db()
+    assert assistant.live_version == candidate
+    assert Deployment.objects.filter(
+        assistant=assistant, version=candidate, reason="approval", user=alice
+    ).exists()
+    assert _transitions(job) == [
+        "pending",
+        "preparing",
+        "training",
+        "evaluating",
+        "awaiting_approval",
+        "deploying",
+        "deployed",
+    ]
+
+    after = _customers(assistant, 150, seed=2)
+    assert _success(after) > _success(before) + 0.1  # the retrain visibly helps the customers
+    # Feedback now counts from the new deployment.
+    assert retrain_metrics(assistant)["feedback_count"] == 150
+
+
+@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
+def test_feedback_to_live_through_an_ab_test(assistant, live_v1, alice, django_capture_on_commit_callbacks):
+    from abtesting.models import Experiment
+    from abtesting.signals import experiment_concluded
+
+    policy_update(policy=policy_ensure(assistant=assistant), auto_deploy_threshold=1.0)
+    _customers(assistant, 150, seed=3)
+    job = _trigger(assistant, django_capture_on_commit_callbacks)
+    assert job.status == S.TESTING, job.error
+    experiment = job.experiment
+    assert (experiment.control, experiment.variant, experiment.status) == (
+        live_v1,
+        job.new_model_version,
+        "running",
+    )
+
+    # The experiment concludes (as abtesting's analysis would decide): the job reacts to the signal.
+    results = {
+        "controlSuccessRate": 0.6,
+        "variantSuccessRate": 0.9,
+        "improvement": 0.5,
+        "sampleSize": 400,
+        "pValue": 0.001,
+    }
+    Experiment.objects.filter(pk=experiment.pk).update(
+        status="concluded", decision="variant_better", last_analysis={"ab_test_results": results}
+    )
+    experiment.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        experiment_concluded.send(sender=Experiment, experiment=experiment)
+    job.refresh_from_db()
+    assert job.status == S.AWAITING_APPROVAL
+    assert job.ab_test_results == results
+
+    services.job_approve(job=job, user=alice)
+    job.refresh_from_db()
+    assert job.status == S.DEPLOYED
+    assert _transitions(job) == [
+        "pending",
+        "preparing",
+        "training",
+        "evaluating",
+        "testing",
+        "awaiting_approval",
+        "deploying",
+        "deployed",
+    ]
+    job.new_model_version.refresh_from_db()
+    assert job.new_model_version.metrics["baseline_success_rate"] == 0.9
+
+
+def test_a_run_with_no_usable_feedback_fails_with_the_reason(
+    assistant, live_v1, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.trigger_training(assistant=assistant)
+    job.refresh_from_db()
+    assert job.status == S.FAILED
+    assert job.error.startswith("The training data is not usable")
+    assert _transitions(job) == ["pending", "preparing", "failed"]
+
+
+# -- the testing stage in detail ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def testing_job(assistant, live_v1):
+    from .conftest import make_job, train_local
+
+    policy_update(policy=policy_ensure(assistant=assistant), auto_deploy_threshold=1.0)
+    candidate = train_local(assistant, ["How do I pay?"], ["By card."])
+    return make_job(assistant, S.TESTING, new_model_version=candidate, base_version=live_v1)
+
+
+def _conclude(experiment, decision: str, results: dict | None = None) -> None:
+    from abtesting.models import Experiment
+
+    Experiment.objects.filter(pk=experiment.pk).update(
+        status="concluded",
+        decision=decision,
+        last_analysis={"ab_test_results": results or {"improvement": 0.0}},
+    )
+
+
+@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
+def test_a_job_waits_in_testing_while_another_experiment_runs(testing_job, assistant, live_v1, monkeypatch):
+    from abtesting.services import experiment_start
+
+    from .conftest import train_local
+
+    other = train_local(assistant, ["x?"], ["y."])
+    busy = experiment_start(assistant=assistant, control=live_v1, variant=other)
+    job = services.job_advance(job=testing_job)
+    assert job.status == S.TESTING and job.experiment is None
+    assert (
+        job.events.filter(kind="note", message__startswith="Waiting for the running experiment").count() == 1
+    )
+    assert job.next_check_at is not None  # the watchdog looks again
+
+    _conclude(busy, "no_difference")
+    job = services.job_advance(job=job)
+    assert job.experiment is not None and job.experiment.variant == job.new_model_version
+
+
+@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
+def test_a_variant_the_test_finds_worse_is_rejected_even_with_auto_approve(testing_job):
+    TrainingJob.objects.filter(pk=testing_job.pk).update(options={"auto_approve": True})
+    job = services.job_advance(job=testing_job)
+    _conclude(job.experiment, "variant_worse", {"improvement": -0.2})
+    job = services.job_advance(job=job)
+    assert job.status == S.REJECTED
+    assert "variant_worse" in job.decision_reason
+
+
+@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
+def test_a_significant_big_win_deploys_itself(testing_job, assistant):
+    policy_update(policy=policy_ensure(assistant=assistant), auto_deploy_threshold=0.15)
+    job = services.job_advance(job=testing_job)
+    _conclude(job.experiment, "variant_better", {"improvement": 0.3, "variantSuccessRate": 0.91})
+    job = services.job_advance(job=job)
+    assert job.status == S.DEPLOYED
+    assert assistant.deployments.first().reason == "auto_deploy"
+
+
+@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
+def test_the_watchdog_notices_a_concluded_experiment_without_the_signal(testing_job, monkeypatch):
+    job = services.job_advance(job=testing_job)
+    _conclude(job.experiment, "inconclusive")
+    enqueued = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, job_id, **k: enqueued.append(job_id))
+    services.jobs_watch()
+    assert enqueued == [job.pk]
+    assert tasks.job_advance(job.pk) == S.AWAITING_APPROVAL
+
+
+@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
+def test_cancelling_a_job_in_testing_stops_its_experiment(testing_job, alice):
+    job = services.job_advance(job=testing_job)
+    services.job_cancel(job=job, user=alice)
+    job.experiment.refresh_from_db()
+    assert job.experiment.status == "stopped"
+
+
+@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
+def test_with_rollout_enabled_approval_ramps_the_version_up(testing_job, assistant, alice, live_v1):
+    from abtesting.models import Experiment
+    from assistants.services import deployment_make_live
+
+    policy_update(policy=policy_ensure(assistant=assistant), rollout_enabled=True)
+    job = services.job_advance(job=testing_job)
+    _conclude(job.experiment, "variant_better", {"improvement": 0.1})
+    job = services.job_advance(job=job)
+    assert job.status == S.AWAITING_APPROVAL
+    job = services.job_approve(job=job, user=alice)
+    assert job.status == S.DEPLOYING
+    rollout = Experiment.objects.get(pk=job.options["rollout_experiment"])
+    assert rollout.purpose == "rollout" and rollout.variant == job.new_model_version
+    # The rollout reaches 100 % (abtesting makes the version live and concludes).
+    deployment_make_live(version=job.new_model_version, reason="rollout_stage")
+    _conclude(rollout, "variant_better")
+    job = services.job_advance(job=job)
+    assert job.status == S.DEPLOYED

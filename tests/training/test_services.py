@@ -1,0 +1,370 @@
+"""The job state machine: guarded transitions, events, decisions by people, races, the watchdog."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from assistants.models import Deployment
+from training import services
+from training.models import JobEvent, TrainingJob
+from training.services import IllegalTransition, JobActive
+
+from .conftest import make_job, train_local
+
+S = TrainingJob.Status
+
+
+@pytest.fixture
+def no_enqueue(monkeypatch):
+    calls = []
+    monkeypatch.setattr(services, "_enqueue_advance", lambda job_id: calls.append(job_id))
+    return calls
+
+
+@pytest.fixture
+def awaiting(assistant, live_v1):
+    candidate = train_local(assistant, ["How do I pay?"], ["By card."])
+    return make_job(assistant, S.AWAITING_APPROVAL, new_model_version=candidate, base_version=live_v1)
+
+
+@pytest.mark.django_db
+def test_a_transition_moves_the_job_and_records_an_event(assistant):
+    job = make_job(assistant)
+    assert services.job_transition(job=job, to=S.PREPARING, message="go")
+    job.refresh_from_db()
+    assert job.status == S.PREPARING
+    assert job.started_at is not None
+    event = job.events.get()
+    assert (event.kind, event.from_status, event.to_status, event.message) == (
+        "transition",
+        "pending",
+        "preparing",
+        "go",
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        (S.PENDING, S.DEPLOYED),
+        (S.FAILED, S.PREPARING),
+        (S.DEPLOYED, S.CANCELLED),
+        (S.DEPLOYING, S.CANCELLED),
+        (S.TRAINING, S.AWAITING_APPROVAL),
+    ],
+)
+def test_illegal_transitions_raise(assistant, source, target):
+    job = make_job(assistant, source)
+    with pytest.raises(IllegalTransition):
+        services.job_transition(job=job, to=target)
+    job.refresh_from_db()
+    assert job.status == source
+    assert not job.events.exists()
+
+
+@pytest.mark.django_db
+def test_a_stale_transition_moves_nothing(assistant):
+    job = make_job(assistant)
+    stale = TrainingJob.objects.get(pk=job.pk)
+    assert services.job_transition(job=job, to=S.PREPARING)
+    assert not services.job_transition(job=stale, to=S.PREPARING)
+    assert job.events.count() == 1
+
+
+@pytest.mark.django_db
+def test_trigger_training_creates_a_pending_job_with_options(assistant, live_v1, no_enqueue, alice):
+    job = services.trigger_training(
+        assistant=assistant,
+        options={"skip_ab_test": True, "base_model": "gpt-x"},
+        reasons=["because"],
+        user=alice,
+    )
+    assert job.status == S.PENDING
+    assert job.options == {"skip_ab_test": True, "auto_approve": False, "base_model": "gpt-x"}
+    assert job.base_model == "gpt-x"
+    assert job.base_version == live_v1
+    assert job.deadline_at > timezone.now() + timedelta(minutes=59)
+    event = job.events.get()
+    assert event.user == alice and "because" in event.message
+
+
+@pytest.mark.django_db
+def test_a_second_trigger_while_one_is_active_is_refused(assistant, no_enqueue):
+    first = services.trigger_training(assistant=assistant)
+    with pytest.raises(JobActive) as err:
+        services.trigger_training(assistant=assistant)
+    assert err.value.job == first
+    assert f"job {first.pk} is pending" in str(err.value)
+
+
+@pytest.mark.django_db
+def test_unknown_options_are_refused(assistant, no_enqueue):
+    with pytest.raises(ValueError, match="Unknown training option"):
+        services.trigger_training(assistant=assistant, options={"epochs": 3})
+
+
+@pytest.mark.django_db
+def test_the_database_allows_one_active_job_per_assistant(assistant):
+    make_job(assistant, S.TRAINING)
+    make_job(assistant, S.FAILED)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_job(assistant, S.PENDING)
+
+
+@pytest.mark.django_db
+def test_approving_deploys_the_version_and_records_the_user(awaiting, alice, assistant):
+    job = services.job_approve(job=awaiting, user=alice)
+    assert job.status == S.DEPLOYED
+    assistant.refresh_from_db()
+    assert assistant.live_version == awaiting.new_model_version
+    deployment = Deployment.objects.filter(assistant=assistant).first()
+    assert (deployment.reason, deployment.user) == ("approval", alice)
+    events = list(job.events.filter(kind="transition").values_list("to_status", "user__username"))
+    assert events == [("deploying", "alice"), ("deployed", "alice")]
+
+
+@pytest.mark.django_db
+def test_approving_again_returns_the_job_unchanged(awaiting, alice):
+    services.job_approve(job=awaiting, user=alice)
+    again = services.job_approve(job=awaiting, user=alice)
+    assert again.status == S.DEPLOYED
+    assert Deployment.objects.filter(reason="approval").count() == 1
+
+
+@pytest.mark.django_db
+def test_approving_needs_the_permission(awaiting, bob):
+    with pytest.raises(PermissionError, match="approve_trainingjob"):
+        services.job_approve(job=awaiting, user=bob)
+    awaiting.refresh_from_db()
+    assert awaiting.status == S.AWAITING_APPROVAL
+
+
+@pytest.mark.django_db
+def test_a_failed_job_cannot_be_approved(assistant, alice):
+    job = make_job(assistant, S.FAILED)
+    with pytest.raises(IllegalTransition, match="only a job awaiting approval"):
+        services.job_approve(job=job, user=alice)
+
+
+@pytest.mark.django_db
+def test_rejecting_needs_a_reason_and_records_it(awaiting, alice):
+    with pytest.raises(ValueError, match="Say why"):
+        services.job_reject(job=awaiting, user=alice, reason=" ")
+    job = services.job_reject(job=awaiting, user=alice, reason="Improvement too small")
+    assert (job.status, job.decision_reason, job.decided_by) == (S.REJECTED, "Improvement too small", alice)
+    assert services.job_reject(job=job, user=alice, reason="again").decision_reason == "Improvement too small"
+
+
+@pytest.mark.django_db
+def test_cancelling_stops_provider_work(assistant, alice, monkeypatch):
+    cancelled = []
+
+    class FakeTrainer:
+        def cancel(self, job):
+            cancelled.append(job.provider_job_id)
+
+    monkeypatch.setattr("training.trainers.get_trainer", lambda backend: FakeTrainer())
+    job = make_job(assistant, S.TRAINING, provider_job_id="ftjob-1", backend="openai")
+    services.job_cancel(job=job, user=alice)
+    job.refresh_from_db()
+    assert job.status == S.CANCELLED
+    assert cancelled == ["ftjob-1"]
+    with pytest.raises(IllegalTransition):
+        services.job_cancel(job=make_job(assistant, S.DEPLOYED), user=alice)
+
+
+@pytest.mark.django_db
+def test_provider_events_are_recorded_once(assistant):
+    job = make_job(assistant, S.TRAINING)
+    first = services.job_record_event(
+        job=job, kind=JobEvent.Kind.PROVIDER, message="step 1", provider_event_id="ev-1"
+    )
+    again = services.job_record_event(
+        job=job, kind=JobEvent.Kind.PROVIDER, message="step 1", provider_event_id="ev-1"
+    )
+    assert first is not None and again is None
+    assert job.events.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_watchdog_fails_overdue_jobs_with_a_reason(assistant, monkeypatch):
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *a, **k: None)
+    job = make_job(assistant, S.TRAINING, deadline_at=timezone.now() - timedelta(seconds=1))
+    result = services.jobs_watch()
+    job.refresh_from_db()
+    assert result["failed"] == [job.pk]
+    assert job.status == S.FAILED
+    assert "Timed out in 'training'" in job.error
+    assert job.finished_at is not None
+
+
+@pytest.mark.django_db
+def test_the_watchdog_re_enqueues_a_job_whose_worker_died(assistant, monkeypatch):
+    enqueued = []
+    monkeypatch.setattr(
+        "django_q.tasks.async_task", lambda func, job_id, **k: enqueued.append((func, job_id))
+    )
+    past = timezone.now() - timedelta(minutes=1)
+    orphan = make_job(assistant, S.PREPARING, lease_until=past, next_check_at=past)
+    make_job(
+        assistant.__class__.objects.create(slug="b", name="b"),
+        S.PREPARING,
+        lease_until=timezone.now() + timedelta(minutes=5),
+        next_check_at=timezone.now() + timedelta(minutes=5),
+    )
+    services.jobs_watch()
+    assert enqueued == [("training.tasks.job_advance", orphan.pk)]
+
+
+@pytest.mark.django_db
+def test_a_lease_keeps_a_second_worker_out_of_a_stage(assistant):
+    job = make_job(assistant, S.PREPARING)
+    assert services._claim(job)
+    assert not services._claim(TrainingJob.objects.get(pk=job.pk))
+
+
+# -- races: real threads on their own database connections -------------------------------------------
+
+
+def _race(n: int, fn) -> list:
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = fn()
+        except Exception as exc:  # collected for the assertions
+            results[i] = exc
+        finally:
+            connection.close()  # this thread's own connection; left open it would block dropping the test DB
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_triggers_make_one_job(assistant, no_enqueue):
+    results = _race(2, lambda: services.trigger_training(assistant=assistant))
+    assert sorted(type(r).__name__ for r in results) == ["JobActive", "TrainingJob"]
+    assert TrainingJob.objects.filter(assistant=assistant).count() == 1
+
+
+@pytest.fixture
+def approver(transactional_db):
+    # Transactional tests flush the database, which removes the groups a migration made; grant directly.
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user("carol")
+    user.user_permissions.add(Permission.objects.get(codename="approve_trainingjob"))
+    return user
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_approvals_deploy_once(assistant, live_v1, approver):
+    candidate = train_local(assistant, ["How do I pay?"], ["By card."])
+    awaiting = make_job(assistant, S.AWAITING_APPROVAL, new_model_version=candidate, base_version=live_v1)
+    results = _race(
+        2, lambda: services.job_approve(job=TrainingJob.objects.get(pk=awaiting.pk), user=approver)
+    )
+    assert all(isinstance(r, TrainingJob) for r in results), results
+    awaiting.refresh_from_db()
+    assert awaiting.status == S.DEPLOYED
+    assert Deployment.objects.filter(reason="approval").count() == 1
+    assert awaiting.events.filter(to_status="deploying").count() == 1
+
+
+# -- the decision rule after evaluation (no A/B) ---------------------------------------------------------
+
+
+def _report(*, candidate: float, live: float | None, prompts: int = 50):
+    from training.evaluation import EvaluationReport, VersionScore
+
+    live_score = VersionScore("live", live, live, 1.0, prompts) if live is not None else None
+    report = EvaluationReport(
+        prompts=prompts, candidate=VersionScore("cand", candidate, candidate, 1.0, prompts), live=live_score
+    )
+    if live:
+        report.improvement = (candidate - live) / live
+    return report
+
+
+@pytest.fixture
+def evaluating(assistant, live_v1, monkeypatch):
+    def build(report, *, ab: bool = False, options: dict | None = None, **policy):
+        services.policy_update(policy=services.policy_ensure(assistant=assistant), ab_enabled=ab, **policy)
+        monkeypatch.setattr("training.evaluation.evaluate_job", lambda job: report)
+        candidate = train_local(assistant, ["How do I pay?"], ["By card."])
+        return make_job(
+            assistant, S.EVALUATING, new_model_version=candidate, base_version=live_v1, options=options or {}
+        )
+
+    return build
+
+
+@pytest.mark.django_db
+def test_without_ab_the_job_waits_for_approval(evaluating):
+    job = services.job_advance(job=evaluating(_report(candidate=0.9, live=0.8)))
+    assert job.status == S.AWAITING_APPROVAL
+    assert job.metrics["eval_improvement"] == pytest.approx(0.125)
+
+
+@pytest.mark.django_db
+def test_a_big_evaluated_improvement_deploys_itself(evaluating, assistant):
+    job = services.job_advance(job=evaluating(_report(candidate=0.9, live=0.6)))
+    assert job.status == S.DEPLOYED
+    assistant.refresh_from_db()
+    assert assistant.live_version == job.new_model_version
+    assert assistant.deployments.first().reason == "auto_deploy"
+
+
+@pytest.mark.django_db
+def test_auto_approve_deploys_without_a_reviewer(evaluating):
+    job = services.job_advance(
+        job=evaluating(_report(candidate=0.81, live=0.8), options={"auto_approve": True})
+    )
+    assert job.status == S.DEPLOYED
+
+
+@pytest.mark.django_db
+def test_without_approval_a_small_improvement_is_rejected_with_the_reason(evaluating):
+    job = services.job_advance(job=evaluating(_report(candidate=0.81, live=0.8), require_approval=False))
+    assert job.status == S.REJECTED
+    assert "below the minimum 5%" in job.decision_reason
+
+
+@pytest.mark.django_db
+def test_without_approval_a_sufficient_improvement_deploys(evaluating):
+    job = services.job_advance(job=evaluating(_report(candidate=0.88, live=0.8), require_approval=False))
+    assert job.status == S.DEPLOYED
+
+
+@pytest.mark.django_db
+def test_a_clearly_worse_candidate_fails_before_any_traffic(evaluating, assistant, live_v1):
+    from training.evaluation import evaluate_versions
+
+    report = _report(candidate=0.5, live=0.8)
+    report.clearly_worse, report.worse_reason = True, "The candidate cand is clearly worse than the live live"
+    job = services.job_advance(job=evaluating(report, ab=True))
+    assert job.status == S.FAILED
+    assert job.error.startswith("The candidate cand is clearly worse")
+    assert evaluate_versions  # the real rule is tested in test_evaluation.py
+    assistant.refresh_from_db()
+    assert assistant.live_version == live_v1
+
+
+@pytest.mark.django_db
+def test_with_ab_enabled_the_job_goes_to_testing(evaluating):
+    job = services.job_advance(job=evaluating(_report(candidate=0.9, live=0.8), ab=True))
+    assert job.status == S.TESTING
+    assert job.events.filter(to_status="testing").exists()

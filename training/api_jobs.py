@@ -1,0 +1,256 @@
+"""REST endpoints for training jobs, the retrain check, health and rollback (thin: services act)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key, require_user_permission
+from assistants.models import Assistant
+from training import selectors, services
+from training.models import TrainingJob
+
+MAX_LIST = 200
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class JobEventSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    from_status = serializers.CharField()
+    to_status = serializers.CharField()
+    message = serializers.CharField()
+    data = serializers.JSONField()
+    user = serializers.CharField(source="user.username", default=None)
+    created_at = serializers.DateTimeField()
+
+
+class JobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    assistant = serializers.CharField(source="assistant.slug")
+    trigger = serializers.CharField()
+    status = serializers.CharField()
+    reasons = serializers.JSONField()
+    options = serializers.JSONField()
+    backend = serializers.CharField()
+    base_model = serializers.CharField()
+    provider_job_id = serializers.CharField()
+    dataset = serializers.IntegerField(source="dataset_id", allow_null=True)
+    feedback_count = serializers.IntegerField()
+    new_model_version = serializers.CharField(source="new_model_version.name", default=None)
+    metrics = serializers.JSONField()
+    evaluation = serializers.JSONField()
+    experiment = serializers.IntegerField(source="experiment_id", allow_null=True)
+    ab_test_results = serializers.JSONField()
+    error = serializers.CharField()
+    decided_by = serializers.CharField(source="decided_by.username", default=None)
+    decision_reason = serializers.CharField()
+    deployed = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    deadline_at = serializers.DateTimeField(allow_null=True)
+
+    def get_deployed(self, job: TrainingJob) -> bool:
+        return job.status == TrainingJob.Status.DEPLOYED
+
+
+class JobDetailSerializer(JobSerializer):
+    events = JobEventSerializer(many=True, source="events.all")
+
+
+def _job_for_key(request: Request, job_id: int) -> TrainingJob:
+    job = selectors.job_get(job_id=job_id)
+    if job is None:
+        raise exceptions.NotFound(f"No training job {job_id}.")
+    key = request_key(request)
+    if not key.allows_assistant(job.assistant):
+        # Same answer as a missing job: a key bound to another assistant learns nothing about this one.
+        raise exceptions.NotFound(f"No training job {job_id}.")
+    return job
+
+
+def _detail(job_id: int) -> dict:
+    return JobDetailSerializer(selectors.job_get(job_id=job_id)).data
+
+
+class JobListCreateApi(APIView):
+    """GET lists jobs (read scope); POST starts one (manage scope). One URL, so one class with two methods."""
+
+    def get_permissions(self):
+        return [ManageScope()] if self.request.method == "POST" else [ReadScope()]
+
+    class InputSerializer(serializers.Serializer):
+        assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
+        base_model = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        skip_ab_test = serializers.BooleanField(required=False, default=False)
+        auto_approve = serializers.BooleanField(required=False, default=False)
+        dataset_options = serializers.DictField(
+            required=False, help_text="Data-filter overrides for this run."
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("assistant", str),
+            OpenApiParameter("status", str, enum=TrainingJob.Status.values),
+        ],
+        responses={200: JobSerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        slug = request.query_params.get("assistant")
+        key = request_key(request)
+        job_status = request.query_params.get("status")
+        if job_status and job_status not in TrainingJob.Status.values:
+            raise exceptions.ValidationError(
+                {
+                    "status": [
+                        f"Unknown status '{job_status}': use one of {', '.join(TrainingJob.Status.values)}."
+                    ]
+                }
+            )
+        if slug or key.assistant_id:
+            jobs = selectors.job_list(assistant=assistant_for_key(request, slug), status=job_status)
+        else:
+            jobs = selectors.job_list(status=job_status)
+        return Response(JobSerializer(jobs[:MAX_LIST], many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: JobDetailSerializer, 409: dict})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        assistant = assistant_for_key(request, v.get("assistant"))
+        options = {
+            name: v[name]
+            for name in ("base_model", "skip_ab_test", "auto_approve", "dataset_options")
+            if v.get(name)
+        }
+        user = request.user if getattr(request.user, "is_authenticated", False) else None
+        try:
+            job = services.trigger_training(
+                assistant=assistant, trigger=TrainingJob.Trigger.MANUAL, options=options, user=user
+            )
+        except services.JobActive as exc:
+            raise Conflict(str(exc)) from None
+        except ValueError as exc:
+            raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from None
+        return Response(_detail(job.pk), status=status.HTTP_201_CREATED)
+
+
+class JobDetailApi(APIView):
+    permission_classes = [ReadScope]
+
+    @extend_schema(responses={200: JobDetailSerializer})
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(JobDetailSerializer(_job_for_key(request, job_id)).data)
+
+
+def _decide(request: Request, job_id: int, action) -> Response:
+    require_user_permission(request, "training.approve_trainingjob")
+    job = _job_for_key(request, job_id)
+    try:
+        job = action(job)
+    except services.IllegalTransition as exc:
+        raise Conflict(str(exc)) from None
+    except ValueError as exc:
+        raise exceptions.ValidationError({"reason": [str(exc)]}) from None
+    except PermissionError as exc:
+        raise exceptions.PermissionDenied(str(exc)) from None
+    return Response(_detail(job.pk))
+
+
+class JobApproveApi(APIView):
+    permission_classes = [ManageScope]
+
+    @extend_schema(request=None, responses={200: JobDetailSerializer, 409: dict})
+    def post(self, request: Request, job_id: int) -> Response:
+        return _decide(request, job_id, lambda job: services.job_approve(job=job, user=request.user))
+
+
+class JobRejectApi(APIView):
+    permission_classes = [ManageScope]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=2000, help_text="Shown in the job's timeline.")
+
+    @extend_schema(request=InputSerializer, responses={200: JobDetailSerializer, 409: dict})
+    def post(self, request: Request, job_id: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        reason = data.validated_data["reason"]
+        return _decide(
+            request, job_id, lambda job: services.job_reject(job=job, user=request.user, reason=reason)
+        )
+
+
+class JobCancelApi(APIView):
+    permission_classes = [ManageScope]
+
+    @extend_schema(request=None, responses={200: JobDetailSerializer, 409: dict})
+    def post(self, request: Request, job_id: int) -> Response:
+        return _decide(request, job_id, lambda job: services.job_cancel(job=job, user=request.user))
+
+
+class AssistantShouldRetrainApi(APIView):
+    permission_classes = [ReadScope]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, slug: str) -> Response:
+        from training.policy import should_retrain
+
+        assistant = assistant_for_key(request, slug)
+        return Response({"assistant": assistant.slug, **should_retrain(assistant).as_dict()})
+
+
+class HealthApi(APIView):
+    permission_classes = [ReadScope]
+
+    @extend_schema(parameters=[OpenApiParameter("assistant", str)], responses={200: dict})
+    def get(self, request: Request) -> Response:
+        slug = request.query_params.get("assistant")
+        key = request_key(request)
+        if slug or key.assistant_id:
+            assistants = [assistant_for_key(request, slug)]
+        else:
+            assistants = list(Assistant.objects.select_related("live_version", "policy"))
+        blocks = [selectors.training_loop_health(assistant=a) for a in assistants]
+        if len(blocks) == 1 and (slug or key.assistant_id):
+            return Response({"status": "ok", **blocks[0]})
+        return Response({"status": "ok", "assistants": blocks})
+
+
+class AssistantRollbackApi(APIView):
+    permission_classes = [ManageScope]
+
+    class InputSerializer(serializers.Serializer):
+        note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    @extend_schema(request=InputSerializer, responses={200: dict, 409: dict})
+    def post(self, request: Request, slug: str) -> Response:
+        from assistants.services import RollbackError, deployment_rollback
+
+        require_user_permission(request, "assistants.rollback_deployment")
+        assistant = assistant_for_key(request, slug)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            deployment = deployment_rollback(
+                assistant=assistant, user=request.user, note=data.validated_data.get("note", "")
+            )
+        except RollbackError as exc:
+            raise Conflict(str(exc)) from None
+        return Response(
+            {
+                "assistant": assistant.slug,
+                "live_version": deployment.version.name,
+                "previous_version": deployment.previous_version.name if deployment.previous_version else None,
+                "reason": deployment.reason,
+                "created_at": deployment.created_at,
+            }
+        )

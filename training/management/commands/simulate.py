@@ -1,0 +1,175 @@
+"""The demo simulator: customers ask FAQ questions, read the answer, and say whether it helped.
+
+Each simulated customer asks one question (an FAQ question or a paraphrase) through the version that
+routing gives them (live, or an A/B arm), the interaction is logged, and the customer gives feedback by
+comparing the answer with the true answer (``answer_quality``): helpful when it is correct, a rating from
+the quality, and — for some wrong answers — the correct answer as a correction. Retraining on that
+feedback teaches the model what it got wrong, so the success rate rises on the next run.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict
+
+from django.core.management.base import BaseCommand, CommandError
+
+from assistants.backends import BackendError, answer
+from assistants.backends.local import CORRECT_AT, answer_quality
+from assistants.models import Assistant
+from feedback.services import feedback_submit, interaction_log
+from training.demo_data import customer_questions
+
+
+def rating_for(quality: float) -> int:
+    """How a customer rates an answer of this quality (1–5)."""
+    if quality >= 0.8:
+        return 5
+    if quality >= CORRECT_AT:
+        return 4
+    if quality >= 0.25:
+        return 2
+    return 1
+
+
+def _route(assistant: Assistant, user_ref: str):
+    try:
+        from abtesting.routing import route
+    except ImportError:
+        return assistant.live_version, None, ""
+    chosen = route(assistant=assistant, user_ref=user_ref)
+    return chosen.model_version, chosen.experiment_id, chosen.arm
+
+
+def simulate(
+    *,
+    assistant: Assistant,
+    interactions: int,
+    feedback_rate: float = 1.0,
+    correction_rate: float = 0.5,
+    error_rate: float = 0.0,
+    seed: int | None = None,
+) -> dict:
+    """Run the customers; returns counts and success rates per model version."""
+    rng = random.Random(seed)
+    questions = customer_questions()
+    per_version: dict[str, dict[str, int]] = defaultdict(lambda: {"asked": 0, "feedback": 0, "helpful": 0})
+    corrections = 0
+    for _ in range(interactions):
+        user_ref = f"customer-{rng.randrange(10**6)}"
+        question, truth = rng.choice(questions)
+        version, experiment_id, arm = _route(assistant, user_ref)
+        if version is None:
+            raise CommandError(f"'{assistant.slug}' has no live version to answer with; train one first.")
+        messages = [{"role": "user", "content": question}]
+        error = None
+        try:
+            result = answer(version=version, messages=messages)
+            text, latency = result.text, result.latency_ms
+        except BackendError as exc:
+            text, latency, error = "", None, str(exc)[:500]
+        if error is None and rng.random() < error_rate:
+            error = "simulated upstream timeout"
+        logged = interaction_log(
+            assistant=assistant,
+            request_id=f"sim-{uuid.UUID(int=rng.getrandbits(128))}",
+            messages=messages,
+            response=text,
+            user_ref=user_ref,
+            model_version=version,
+            latency_ms=latency,
+            error=error,
+            experiment_id=experiment_id,
+            arm=arm,
+        )
+        stats = per_version[version.name]
+        stats["asked"] += 1
+        if error or rng.random() >= feedback_rate:
+            continue
+        quality = answer_quality(text, truth)
+        helpful = quality >= CORRECT_AT
+        data = {"helpful": helpful, "rating": rating_for(quality), "confidence": 0.9}
+        if not helpful and rng.random() < correction_rate:
+            data["corrected_answer"] = truth
+            corrections += 1
+        feedback_submit(interaction=logged.interaction, data=data)
+        stats["feedback"] += 1
+        stats["helpful"] += helpful
+    return {
+        "interactions": interactions,
+        "corrections": corrections,
+        "versions": {
+            name: {**s, "success_rate": (s["helpful"] / s["feedback"]) if s["feedback"] else None}
+            for name, s in per_version.items()
+        },
+    }
+
+
+class Command(BaseCommand):
+    help = "Simulate customers asking the demo shop's FAQ questions and giving feedback."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--assistant", default="demo", help="Slug (default: demo).")
+        parser.add_argument(
+            "--interactions", type=int, default=200, help="How many customers ask (default 200)."
+        )
+        parser.add_argument("--feedback-rate", type=float, default=1.0, help="Share who give feedback (0–1).")
+        parser.add_argument(
+            "--correction-rate", type=float, default=0.5, help="Share of wrong answers corrected."
+        )
+        parser.add_argument(
+            "--error-rate", type=float, default=0.0, help="Share of interactions logged as errors."
+        )
+        parser.add_argument("--seed", type=int, default=None, help="Random seed for a repeatable run.")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Afterwards, check the retrain policy and start a job if due.",
+        )
+
+    def handle(
+        self,
+        *args,
+        assistant,
+        interactions,
+        feedback_rate,
+        correction_rate,
+        error_rate,
+        seed,
+        check,
+        **options,
+    ):
+        target = Assistant.objects.filter(slug=assistant).select_related("live_version").first()
+        if target is None:
+            raise CommandError(
+                f"No assistant '{assistant}'. Run `manage.py start --setup-only` for the demo."
+            )
+        for name, value in (
+            ("feedback-rate", feedback_rate),
+            ("correction-rate", correction_rate),
+            ("error-rate", error_rate),
+        ):
+            if not 0 <= value <= 1:
+                raise CommandError(f"--{name} must be between 0 and 1, got {value}.")
+        if interactions < 1:
+            raise CommandError("--interactions must be at least 1.")
+        report = simulate(
+            assistant=target,
+            interactions=interactions,
+            feedback_rate=feedback_rate,
+            correction_rate=correction_rate,
+            error_rate=error_rate,
+            seed=seed,
+        )
+        self.stdout.write(f"{interactions} interactions, {report['corrections']} corrections given.")
+        for name, stats in sorted(report["versions"].items()):
+            rate = stats["success_rate"]
+            shown = "n/a" if rate is None else f"{rate:.1%}"
+            self.stdout.write(
+                f"  {name}: {stats['asked']} asked, {stats['feedback']} with feedback, success {shown}"
+            )
+        if check:
+            from django.core.management import call_command
+
+            call_command("check_retraining", assistant=target.slug, trigger=True, stdout=self.stdout)

@@ -1,0 +1,87 @@
+"""Each enabled retrain policy owns one django-q2 ``Schedule`` that runs ``check_retraining`` for it.
+
+Called explicitly from the admin's save/delete and from ``training.services`` (not from signals), so the
+schedule changes exactly when a person or a service changes the policy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+from django.conf import settings
+from django.utils import timezone
+from django_q.models import Schedule
+
+from training.models import RetrainPolicy
+
+CHECK_FUNC = "training.tasks.check_retraining"
+WATCHDOG_FUNC = "training.tasks.watchdog"
+WATCHDOG_NAME = "training.watchdog"
+
+_TYPES = {
+    RetrainPolicy.Schedule.HOURLY: Schedule.HOURLY,
+    RetrainPolicy.Schedule.DAILY: Schedule.DAILY,
+    RetrainPolicy.Schedule.WEEKLY: Schedule.WEEKLY,
+    RetrainPolicy.Schedule.MONTHLY: Schedule.MONTHLY,
+}
+
+
+def schedule_name(assistant_id: int) -> str:
+    return f"training.check_retraining:{assistant_id}"
+
+
+def next_run_at(policy: RetrainPolicy, *, now: dt.datetime | None = None) -> dt.datetime:
+    """The next time the policy's check should run, at ``schedule_time`` in the configured TIME_ZONE.
+
+    Hourly runs at the minute of ``schedule_time`` every hour; the others at ``schedule_time`` on the next
+    day it has not yet passed (then every day, week or month from there, as django-q2 repeats them).
+    """
+    tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    local_now = (now or timezone.now()).astimezone(tz)
+    at = policy.schedule_time
+    if policy.schedule == RetrainPolicy.Schedule.HOURLY:
+        candidate = local_now.replace(minute=at.minute, second=0, microsecond=0)
+        if candidate <= local_now:
+            candidate += dt.timedelta(hours=1)
+        return candidate
+    candidate = dt.datetime.combine(local_now.date(), at, tzinfo=tz)
+    if candidate <= local_now:
+        candidate = dt.datetime.combine(local_now.date() + dt.timedelta(days=1), at, tzinfo=tz)
+    return candidate
+
+
+def policy_schedule_sync(*, policy: RetrainPolicy) -> Schedule | None:
+    """Create or update the policy's schedule; delete it when the policy is disabled."""
+    watchdog_schedule_ensure()  # jobs need the watchdog; a migration made it, this repairs a deletion
+    name = schedule_name(policy.assistant_id)
+    if not policy.enabled:
+        Schedule.objects.filter(name=name).delete()
+        return None
+    values = {
+        "func": CHECK_FUNC,
+        "args": repr((policy.assistant_id,)),
+        "schedule_type": _TYPES[policy.schedule],
+        "repeats": -1,
+        "next_run": next_run_at(policy),
+    }
+    schedule = Schedule.objects.filter(name=name).first()
+    if schedule is None:
+        return Schedule.objects.create(name=name, **values)
+    for field, value in values.items():
+        setattr(schedule, field, value)
+    schedule.save()
+    return schedule
+
+
+def policy_schedule_delete(*, assistant_id: int) -> None:
+    Schedule.objects.filter(name=schedule_name(assistant_id)).delete()
+
+
+def watchdog_schedule_ensure() -> Schedule:
+    """The every-minute watchdog (also created by a migration; this repairs it if someone deleted it)."""
+    schedule, _ = Schedule.objects.get_or_create(
+        name=WATCHDOG_NAME,
+        defaults={"func": WATCHDOG_FUNC, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
+    )
+    return schedule

@@ -1,0 +1,83 @@
+"""Reads over training jobs: lists, the active job, jobs awaiting approval, and the health block."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Max, Q, QuerySet
+
+from assistants.models import Assistant, Deployment
+from training.models import RetrainPolicy, TrainingJob
+from training.services import ACTIVE_STATUSES
+
+
+def job_list(
+    *, assistant: Assistant | None = None, status: str | None = None, assistants: QuerySet | None = None
+) -> QuerySet[TrainingJob]:
+    qs = TrainingJob.objects.select_related("assistant", "new_model_version", "dataset", "decided_by")
+    if assistant is not None:
+        qs = qs.filter(assistant=assistant)
+    if assistants is not None:
+        qs = qs.filter(assistant__in=assistants)
+    if status:
+        qs = qs.filter(status=status)
+    return qs.order_by("-created_at", "-id")
+
+
+def job_get(*, job_id: int) -> TrainingJob | None:
+    return (
+        TrainingJob.objects.select_related(
+            "assistant", "new_model_version", "dataset", "decided_by", "experiment"
+        )
+        .prefetch_related("events__user")
+        .filter(pk=job_id)
+        .first()
+    )
+
+
+def job_active_get(*, assistant: Assistant) -> TrainingJob | None:
+    return job_list(assistant=assistant).filter(status__in=ACTIVE_STATUSES).first()
+
+
+def jobs_awaiting_approval(*, assistant: Assistant | None = None) -> QuerySet[TrainingJob]:
+    return job_list(assistant=assistant, status=TrainingJob.Status.AWAITING_APPROVAL)
+
+
+def training_loop_health(*, assistant: Assistant) -> dict[str, Any]:
+    """The seed's ``trainingLoop`` block plus feedback stats since the last deployment."""
+    from feedback.selectors import feedback_stats
+    from training.policy import last_deployment
+
+    counts = TrainingJob.objects.filter(assistant=assistant).aggregate(
+        total=Count("id"),
+        awaiting=Count("id", filter=Q(status=TrainingJob.Status.AWAITING_APPROVAL)),
+        deployed=Count("id", filter=Q(status=TrainingJob.Status.DEPLOYED)),
+        failed=Count("id", filter=Q(status=TrainingJob.Status.FAILED)),
+        last_retrained=Max("finished_at", filter=Q(status=TrainingJob.Status.DEPLOYED)),
+    )
+    last_deploy = Deployment.objects.filter(assistant=assistant).aggregate(at=Max("created_at"))["at"]
+    active = job_active_get(assistant=assistant)
+    policy = RetrainPolicy.objects.filter(assistant=assistant).first()
+    deployment = last_deployment(assistant)
+    return {
+        "assistant": assistant.slug,
+        # Ready = there is a live version to improve on; a missing policy means the seed's defaults.
+        "training_loop_ready": assistant.live_version_id is not None,
+        "training_loop": {
+            "enabled": policy.enabled if policy is not None else True,
+            "active_job": {"id": active.pk, "status": active.status, "trigger": active.trigger}
+            if active
+            else None,
+            "total_jobs": counts["total"],
+            "jobs_awaiting_approval": counts["awaiting"],
+            "deployed_jobs": counts["deployed"],
+            "failed_jobs": counts["failed"],
+            "last_retrained_at": counts["last_retrained"],
+            "last_deployment_at": last_deploy,
+            "live_version": assistant.live_version.name if assistant.live_version_id else None,
+        },
+        "feedback": feedback_stats(assistant=assistant),
+        "feedback_since_deployment": feedback_stats(
+            assistant=assistant, since=deployment.created_at if deployment else None
+        ),
+    }

@@ -1,0 +1,964 @@
+"""The training-loop orchestrator: retrain policies, the job state machine and each stage's work.
+
+Every status change goes through ``job_transition``: one conditional UPDATE
+(``filter(pk=…, status=from).update(status=to, …)``) plus a ``JobEvent`` in the same transaction, so a
+double click, two workers or a retried task can never move a job twice. Stage work (building the dataset,
+training, evaluating, deploying) is done by whoever holds the job's lease (``_claim``); a worker that dies
+lets the lease expire and the watchdog enqueues the job again, or fails it once its deadline passes.
+
+Decision rule after evaluation (also in the README):
+
+* A/B enabled for the assistant, not skipped, and a live version to compare with → ``testing``; the
+  experiment's conclusion decides. Without an A/B test the offline evaluation decides.
+* A candidate the A/B test rules out (decision ``variant_worse``, or ``invalid_srm``: broken assignment, so
+  nothing measured can be trusted) is rejected, even with ``auto_approve``.
+* Auto-deploy when the result is significant and the improvement ≥ ``auto_deploy_threshold``, or when the
+  job was started with ``auto_approve``.
+* Otherwise ``awaiting_approval`` when the policy requires approval.
+* Otherwise deploy when significant and the improvement ≥ ``min_improvement``; else reject with the reason.
+
+"Significant" is the A/B test's sequential decision (``variant_better``). Without A/B it means the offline
+evaluation scored at least ``MIN_EVAL_PROMPTS`` prompts; "improvement" is then the relative change in
+validation accuracy of the candidate over the live version. The first version of an assistant (nothing
+live) has nothing to compare with: it goes to approval, or is deployed when approval is not required.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from assistants.models import Assistant, Deployment, ModelVersion
+from training.models import JobEvent, RetrainPolicy, TrainingJob
+
+logger = logging.getLogger(__name__)
+
+S = TrainingJob.Status
+
+# The job state machine (DESIGN.md). Anything not listed here raises IllegalTransition.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.PENDING: frozenset({S.PREPARING, S.FAILED, S.CANCELLED}),
+    S.PREPARING: frozenset({S.TRAINING, S.FAILED, S.CANCELLED}),
+    S.TRAINING: frozenset({S.EVALUATING, S.FAILED, S.CANCELLED}),
+    S.EVALUATING: frozenset({S.TESTING, S.AWAITING_APPROVAL, S.DEPLOYING, S.REJECTED, S.FAILED, S.CANCELLED}),
+    S.TESTING: frozenset({S.AWAITING_APPROVAL, S.DEPLOYING, S.REJECTED, S.FAILED, S.CANCELLED}),
+    S.AWAITING_APPROVAL: frozenset({S.DEPLOYING, S.REJECTED, S.FAILED, S.CANCELLED}),
+    S.DEPLOYING: frozenset({S.DEPLOYED, S.FAILED}),
+    S.DEPLOYED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+ACTIVE_STATUSES = tuple(s for s in S.values if s not in TrainingJob.TERMINAL)
+CANCELLABLE = tuple(s for s, targets in TRANSITIONS.items() if S.CANCELLED in targets)
+
+# How long a stage runner holds the job before another worker may take over (a crashed worker's job is
+# picked up again after this). Local stages finish in seconds; provider training is polled, not held.
+STAGE_LEASE = timedelta(minutes=10)
+# How often a job that waits on something outside (an A/B test, a busy experiment slot, a rollout) is
+# looked at again by the watchdog, besides the experiment_concluded signal.
+WAIT_RECHECK = timedelta(minutes=5)
+# A job may wait for a reviewer this long before the watchdog fails it: nothing stays non-terminal forever.
+APPROVAL_WINDOW = timedelta(days=14)
+# Extra time after an experiment's max duration before a job stuck in testing is failed.
+TESTING_GRACE = timedelta(days=1)
+# Offline evaluation needs at least this many validation prompts to count as evidence (see evaluation.py).
+MIN_EVAL_PROMPTS = 20
+
+OPTION_KEYS = ("base_model", "skip_ab_test", "auto_approve", "dataset_options")
+
+
+class IllegalTransition(Exception):
+    """The state machine does not allow this move (e.g. approving a failed job)."""
+
+
+class JobActive(Exception):
+    """The assistant already has a job in flight (the database allows one at a time)."""
+
+    def __init__(self, job: TrainingJob | None, assistant: Assistant):
+        self.job = job
+        where = f"job {job.pk} is {job.status}" if job is not None else "another job is in flight"
+        super().__init__(
+            f"'{assistant.slug}' already has an active training job ({where}); "
+            "wait for it to finish or cancel it."
+        )
+
+
+# -- events ---------------------------------------------------------------------------------------------
+
+
+def job_record_event(
+    *,
+    job: TrainingJob,
+    kind: str,
+    message: str = "",
+    data: dict | None = None,
+    provider_event_id: str = "",
+    user: AbstractBaseUser | None = None,
+    from_status: str = "",
+    to_status: str = "",
+) -> JobEvent | None:
+    """Add one entry to the job's timeline. Returns None when ``provider_event_id`` was recorded before.
+
+    Trainers call this for provider events; replaying a provider's event list is safe because the
+    (job, provider_event_id) pair is unique in the database.
+    """
+    event = JobEvent(
+        job_id=job.pk,
+        kind=kind,
+        message=message,
+        data=data or {},
+        provider_event_id=provider_event_id,
+        user=user if user is not None and getattr(user, "is_authenticated", False) else None,
+        from_status=from_status,
+        to_status=to_status,
+        created_at=timezone.now(),
+    )
+    if not provider_event_id:
+        event.save(force_insert=True)
+        return event
+    try:
+        with transaction.atomic():
+            event.save(force_insert=True)
+    except IntegrityError:
+        return None
+    return event
+
+
+# -- the state machine ----------------------------------------------------------------------------------
+
+
+def job_transition(
+    *,
+    job: TrainingJob,
+    to: str,
+    message: str = "",
+    user: AbstractBaseUser | None = None,
+    data: dict | None = None,
+    fields: dict[str, Any] | None = None,
+    from_status: str | None = None,
+) -> bool:
+    """Move ``job`` from its current status (or ``from_status``) to ``to`` with one guarded UPDATE.
+
+    Returns True when this call moved the job (and updates ``job`` in memory), False when the job was no
+    longer in the expected status because someone else moved it first. Raises IllegalTransition when the
+    state machine has no such edge.
+    """
+    source = from_status or job.status
+    if to not in TRANSITIONS.get(source, frozenset()):
+        raise IllegalTransition(f"A training job cannot go from '{source}' to '{to}'.")
+    now = timezone.now()
+    values: dict[str, Any] = {"status": to, "updated_at": now, "lease_until": None, "next_check_at": now}
+    if to in TrainingJob.TERMINAL:
+        values["finished_at"] = now
+        values["next_check_at"] = None
+    if to == S.PREPARING:
+        values["started_at"] = now
+    if to == S.TESTING:
+        values["next_check_at"] = now
+    if to == S.AWAITING_APPROVAL:
+        values["deadline_at"] = now + APPROVAL_WINDOW
+        values["next_check_at"] = None
+    values.update(fields or {})
+    with transaction.atomic():
+        moved = TrainingJob.objects.filter(pk=job.pk, status=source).update(**values)
+        if moved != 1:
+            return False
+        job_record_event(
+            job=job,
+            kind=JobEvent.Kind.TRANSITION,
+            message=message,
+            data=data,
+            user=user,
+            from_status=source,
+            to_status=to,
+        )
+    for name, value in values.items():
+        setattr(job, name, value)
+    return True
+
+
+def _claim(job: TrainingJob, *, lease: timedelta = STAGE_LEASE) -> bool:
+    """Take the job's lease for the current stage; False when another worker holds it."""
+    now = timezone.now()
+    until = now + lease
+    if job.deadline_at is not None:
+        until = max(now + timedelta(seconds=5), min(until, job.deadline_at))
+    claimed = (
+        TrainingJob.objects.filter(pk=job.pk, status=job.status)
+        .exclude(lease_until__gt=now)
+        .update(lease_until=until, next_check_at=until, updated_at=now)
+    )
+    if claimed:
+        job.lease_until = until
+        job.next_check_at = until
+    return claimed == 1
+
+
+def _release(job: TrainingJob, *, recheck_in: timedelta | None) -> None:
+    """Give the lease back and say when the job should be looked at again (None: only on a signal)."""
+    now = timezone.now()
+    next_check = now + recheck_in if recheck_in is not None else None
+    TrainingJob.objects.filter(pk=job.pk, status=job.status).update(
+        lease_until=None, next_check_at=next_check, updated_at=now
+    )
+    job.lease_until = None
+    job.next_check_at = next_check
+
+
+def _save(job: TrainingJob, **values: Any) -> None:
+    """Write stage results onto the job, but only while it is still in the status we worked on."""
+    values["updated_at"] = timezone.now()
+    TrainingJob.objects.filter(pk=job.pk, status=job.status).update(**values)
+    for name, value in values.items():
+        setattr(job, name, value)
+
+
+def _enqueue_advance(job_id: int) -> None:
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task("training.tasks.job_advance", job_id, group="training"))
+
+
+def job_fail(*, job: TrainingJob, error: str, data: dict | None = None) -> bool:
+    """Fail a non-terminal job with a readable reason (and cancel provider work)."""
+    job.refresh_from_db()
+    if job.is_terminal:
+        return False
+    moved = job_transition(job=job, to=S.FAILED, message=error, data=data, fields={"error": error})
+    if moved:
+        _after_stop(job)
+    return moved
+
+
+def _after_stop(job: TrainingJob) -> None:
+    """Clean up outside work of a job that ended early: provider training, a running experiment."""
+    if job.provider_job_id:
+        try:
+            from training.trainers import get_trainer
+
+            get_trainer(job.backend).cancel(job)
+        except Exception as exc:  # the job is already failed/cancelled; a stuck provider job is only logged
+            logger.warning("Could not cancel provider job %s of job %s: %s", job.provider_job_id, job.pk, exc)
+            job_record_event(
+                job=job, kind=JobEvent.Kind.NOTE, message=f"Could not cancel provider job: {exc}"
+            )
+    if job.experiment_id:
+        _stop_experiment(job, reason=f"Training job {job.pk} ended ({job.status}).")
+
+
+def _stop_experiment(job: TrainingJob, *, reason: str) -> None:
+    try:
+        from abtesting import services as ab
+    except ImportError:
+        return
+    stop = getattr(ab, "experiment_stop", None)
+    if stop is None or job.experiment is None or job.experiment.status != "running":
+        return
+    try:
+        stop(experiment=job.experiment, reason=reason)
+    except Exception as exc:
+        logger.warning("Could not stop experiment %s: %s", job.experiment_id, exc)
+
+
+# -- policies -------------------------------------------------------------------------------------------
+
+
+def policy_ensure(*, assistant: Assistant) -> RetrainPolicy:
+    """The assistant's policy, created with the seed's defaults (and its schedule) when missing."""
+    policy = RetrainPolicy.objects.filter(assistant=assistant).first()
+    if policy is not None:
+        return policy
+    try:
+        with transaction.atomic():
+            policy = RetrainPolicy.objects.create(assistant=assistant)
+    except IntegrityError:
+        return RetrainPolicy.objects.get(assistant=assistant)
+    from training.schedules import policy_schedule_sync
+
+    policy_schedule_sync(policy=policy)
+    return policy
+
+
+def policies_ensure_all() -> list[int]:
+    """Default policies for assistants that have none; returns their ids."""
+    missing = list(Assistant.objects.filter(policy__isnull=True))
+    for assistant in missing:
+        policy_ensure(assistant=assistant)
+    return [a.pk for a in missing]
+
+
+def policy_update(*, policy: RetrainPolicy, **values: Any) -> RetrainPolicy:
+    """Change policy settings (validated like the admin form) and keep its schedule in step."""
+    for name, value in values.items():
+        if not hasattr(policy, name):
+            raise ValueError(f"RetrainPolicy has no setting '{name}'.")
+        setattr(policy, name, value)
+    policy.full_clean(exclude=("assistant",))
+    policy.save()
+    from training.schedules import policy_schedule_sync
+
+    policy_schedule_sync(policy=policy)
+    return policy
+
+
+# -- starting a job -------------------------------------------------------------------------------------
+
+
+def _clean_options(options: dict | None) -> dict[str, Any]:
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTION_KEYS))
+    if unknown:
+        raise ValueError(f"Unknown training option(s): {', '.join(unknown)}; use {', '.join(OPTION_KEYS)}.")
+    clean: dict[str, Any] = {
+        "skip_ab_test": bool(options.get("skip_ab_test", False)),
+        "auto_approve": bool(options.get("auto_approve", False)),
+    }
+    if options.get("base_model"):
+        clean["base_model"] = str(options["base_model"])
+    if options.get("dataset_options"):
+        if not isinstance(options["dataset_options"], dict):
+            raise ValueError("dataset_options must be an object of data-filter overrides.")
+        clean["dataset_options"] = dict(options["dataset_options"])
+    return clean
+
+
+def _dataset_options(policy: RetrainPolicy, overrides: dict[str, Any]):
+    """The pipeline's options: the policy's filters, at most ``max_feedback_count`` examples, overrides."""
+    from django.core.exceptions import ValidationError
+
+    from training.pipeline import DatasetOptions
+
+    values = {"max_examples": min(policy.max_examples, policy.max_feedback_count), **overrides}
+    try:
+        return DatasetOptions.from_policy(policy, **values)
+    except (ValidationError, TypeError) as exc:
+        detail = (
+            "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+            if hasattr(exc, "message_dict")
+            else str(exc)
+        )
+        raise ValueError(f"Invalid dataset_options: {detail}") from None
+
+
+def trigger_training(
+    *,
+    assistant: Assistant,
+    trigger: str = TrainingJob.Trigger.MANUAL,
+    options: dict | None = None,
+    reasons: list[str] | None = None,
+    user: AbstractBaseUser | None = None,
+) -> TrainingJob:
+    """Create a training job for ``assistant`` and enqueue its first stage once the transaction commits.
+
+    ``options``: ``base_model`` (provider base model; default the policy's), ``skip_ab_test``,
+    ``auto_approve``, ``dataset_options`` (data-filter overrides for the pipeline). Raises JobActive when
+    the assistant already has a job in flight, ValueError for bad options.
+    """
+    if trigger not in TrainingJob.Trigger.values:
+        raise ValueError(f"Unknown trigger '{trigger}': use one of {', '.join(TrainingJob.Trigger.values)}.")
+    clean = _clean_options(options)
+    policy = policy_ensure(assistant=assistant)
+    if clean.get("dataset_options"):
+        _dataset_options(policy, clean["dataset_options"])  # refuse bad filters now, not in the worker
+    assistant.refresh_from_db(fields=("live_version",))
+    base_version = assistant.live_version
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            job = TrainingJob.objects.create(
+                assistant=assistant,
+                trigger=trigger,
+                status=S.PENDING,
+                reasons=list(reasons or []),
+                options=clean,
+                backend=policy.backend,
+                base_model=clean.get("base_model") or policy.base_model,
+                base_version=base_version,
+                created_at=now,
+                updated_at=now,
+                next_check_at=now,
+                deadline_at=now + timedelta(seconds=policy.training_timeout),
+            )
+            job_record_event(
+                job=job,
+                kind=JobEvent.Kind.TRANSITION,
+                to_status=S.PENDING,
+                user=user,
+                message=f"Created ({trigger})" + (": " + "; ".join(reasons) if reasons else "."),
+                data={"options": clean},
+            )
+    except IntegrityError:
+        raise JobActive(job_active(assistant=assistant), assistant) from None
+    _enqueue_advance(job.pk)
+    return job
+
+
+def job_active(*, assistant: Assistant) -> TrainingJob | None:
+    return TrainingJob.objects.filter(assistant=assistant, status__in=ACTIVE_STATUSES).first()
+
+
+# -- advancing a job ------------------------------------------------------------------------------------
+
+
+def job_advance(*, job: TrainingJob) -> TrainingJob:
+    """Run the job's current stage and keep going until it waits (provider, A/B, reviewer) or ends.
+
+    Safe to call any number of times from any number of workers: each stage is claimed first and every
+    move is a guarded transition.
+    """
+    for _ in range(len(TRANSITIONS)):  # each pass either moves the job forward or returns
+        job.refresh_from_db()
+        if job.is_terminal:
+            return job
+        if job.deadline_at is not None and timezone.now() > job.deadline_at:
+            job_fail(job=job, error=_timeout_reason(job))
+            return job
+        stage = _STAGES.get(job.status)
+        if stage is None:
+            return job
+        try:
+            moved = stage(job)
+        except Exception as exc:  # a bug or an unexpected provider error must not leave the job hanging
+            logger.exception("Stage %s of job %s failed", job.status, job.pk)
+            job_fail(job=job, error=f"{job.status} failed: {type(exc).__name__}: {exc}")
+            return job
+        if not moved:
+            return job
+    return job
+
+
+def _stage_pending(job: TrainingJob) -> bool:
+    return job_transition(job=job, to=S.PREPARING, message="Preparing the training data.")
+
+
+def _stage_preparing(job: TrainingJob) -> bool:
+    if not _claim(job):
+        return False
+    from training.pipeline import dataset_build
+
+    policy = policy_ensure(assistant=job.assistant)
+    dataset = dataset_build(
+        assistant=job.assistant,
+        format="chat_completion",
+        options=_dataset_options(policy, job.options.get("dataset_options") or {}),
+    )
+    _save(job, dataset=dataset, feedback_count=dataset.train_count + dataset.validation_count)
+    if not dataset.is_valid:
+        problems = "; ".join(str(e) for e in dataset.validation_errors)
+        return job_fail(
+            job=job, error=f"The training data is not usable: {problems}", data={"dataset": dataset.pk}
+        )
+    return job_transition(
+        job=job,
+        to=S.TRAINING,
+        message=f"Dataset {dataset.pk}: {dataset.train_count} training and "
+        f"{dataset.validation_count} validation examples.",
+        data={"dataset": dataset.pk, "stats": dataset.stats},
+    )
+
+
+def _stage_training(job: TrainingJob) -> bool:
+    from training.trainers import get_trainer
+
+    if not _claim(job):
+        return False
+    trainer = get_trainer(job.backend)
+    first = not job.provider_job_id and job.new_model_version_id is None
+    outcome = trainer.start(job) if first else trainer.poll(job)
+    job.refresh_from_db()
+    if job.status != S.TRAINING:  # cancelled or failed while the trainer worked
+        return False
+    metrics = {**job.metrics, **(outcome.metrics or {})}
+    if outcome.state == "running":
+        _save(job, metrics=metrics)
+        _release(job, recheck_in=timedelta(seconds=max(1.0, outcome.poll_after)))
+        return False
+    if outcome.state == "succeeded":
+        version = outcome.model_version
+        if version is None:
+            return job_fail(
+                job=job, error=f"The {job.backend} trainer reported success without a model version."
+            )
+        return job_transition(
+            job=job,
+            to=S.EVALUATING,
+            message=f"Trained {version.name}.",
+            data={"metrics": outcome.metrics},
+            fields={"new_model_version": version, "metrics": metrics},
+        )
+    if outcome.state == "cancelled":
+        return job_transition(
+            job=job,
+            to=S.CANCELLED,
+            message=outcome.error or "The provider cancelled the training job.",
+            fields={"metrics": metrics, "error": outcome.error or "Cancelled by the provider."},
+        )
+    return job_transition(
+        job=job,
+        to=S.FAILED,
+        message=outcome.error or "Training failed.",
+        fields={
+            "metrics": metrics,
+            "error": outcome.error or "Training failed without a reason from the trainer.",
+        },
+    )
+
+
+def _stage_evaluating(job: TrainingJob) -> bool:
+    from training.evaluation import evaluate_job
+
+    if not _claim(job):
+        return False
+    report = evaluate_job(job=job)
+    metrics = {**job.metrics, **report.summary()}
+    _save(job, evaluation=report.as_dict(), metrics=metrics)
+    job_record_event(job=job, kind=JobEvent.Kind.METRIC, message=report.describe(), data=report.summary())
+    if report.clearly_worse:
+        return job_fail(job=job, error=report.worse_reason)
+    policy = policy_ensure(assistant=job.assistant)
+    live = job.assistant.live_version
+    if policy.ab_enabled and not job.options.get("skip_ab_test") and live is not None:
+        wait = timedelta(days=policy.ab_max_duration_days) + TESTING_GRACE
+        return job_transition(
+            job=job,
+            to=S.TESTING,
+            message="Starting an A/B test against the live version.",
+            fields={"deadline_at": timezone.now() + wait},
+        )
+    significant = report.prompts >= MIN_EVAL_PROMPTS
+    return _decide(
+        job,
+        policy=policy,
+        significant=significant,
+        improvement=report.improvement,
+        worse=False,
+        evidence=f"offline evaluation on {report.prompts} prompts",
+        first_version=live is None,
+    )
+
+
+def _stage_testing(job: TrainingJob) -> bool:
+    try:
+        from abtesting import services as ab
+    except ImportError:
+        return _wait(job, "The A/B testing app is not available; waiting.")
+    if job.experiment_id is None:
+        if not _claim(job):
+            return False
+        policy = policy_ensure(assistant=job.assistant)
+        live = job.assistant.live_version
+        if live is None:
+            return _decide(
+                job,
+                policy=policy,
+                significant=False,
+                improvement=None,
+                worse=False,
+                evidence="no live version to test against",
+                first_version=True,
+            )
+        try:
+            experiment = ab.experiment_start(
+                assistant=job.assistant,
+                control=live,
+                variant=job.new_model_version,
+                traffic_split=policy.ab_traffic_split,
+                min_sample_size=policy.ab_min_sample_size,
+                max_duration_days=policy.ab_max_duration_days,
+                significance_level=policy.ab_significance_level,
+                min_improvement=policy.ab_min_improvement,
+                purpose="ab_test",
+            )
+        except ab.ExperimentBusy as exc:
+            # Another experiment holds the assistant's traffic: wait in `testing` and try again later.
+            return _wait(job, f"Waiting for the running experiment to finish before testing: {exc}")
+        deadline = timezone.now() + timedelta(days=policy.ab_max_duration_days) + TESTING_GRACE
+        _save(job, experiment=experiment, deadline_at=deadline)
+        job_record_event(
+            job=job,
+            kind=JobEvent.Kind.NOTE,
+            data={"experiment": experiment.pk},
+            message=f"A/B test {experiment.pk} started: {live.name} vs {job.new_model_version.name}, "
+            f"{policy.ab_traffic_split:.0%} of traffic to the candidate.",
+        )
+        _release(job, recheck_in=WAIT_RECHECK)
+        return False
+    experiment = job.experiment
+    if experiment.status == "running":
+        _release(job, recheck_in=WAIT_RECHECK)
+        return False
+    if not _claim(job):
+        return False
+    analysis = experiment.last_analysis or {}
+    results = dict(analysis.get("ab_test_results") or {})
+    _save(job, ab_test_results=results)
+    policy = policy_ensure(assistant=job.assistant)
+    decision = experiment.decision or ""
+    return _decide(
+        job,
+        policy=policy,
+        significant=decision == "variant_better",
+        improvement=results.get("improvement"),
+        # A sample-ratio mismatch means the assignment was broken: nothing measured can be trusted.
+        worse=decision in ("variant_worse", "invalid_srm"),
+        evidence=f"A/B test {experiment.pk} ({experiment.status}, decision {decision or 'none'}"
+        + (f": {experiment.decision_reason}" if experiment.decision_reason else "")
+        + ")",
+        first_version=False,
+    )
+
+
+def _wait(job: TrainingJob, message: str) -> bool:
+    last = job.events.order_by("-created_at", "-id").first()
+    if last is None or last.message != message:
+        job_record_event(job=job, kind=JobEvent.Kind.NOTE, message=message)
+    _release(job, recheck_in=WAIT_RECHECK)
+    return False
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1%}"
+
+
+def _decide(
+    job: TrainingJob,
+    *,
+    policy: RetrainPolicy,
+    significant: bool,
+    improvement: float | None,
+    worse: bool,
+    evidence: str,
+    first_version: bool,
+) -> bool:
+    """Apply the decision rule (module docstring) after evaluation or an A/B test."""
+    gain = improvement if improvement is not None else 0.0
+    data = {"significant": significant, "improvement": improvement, "evidence": evidence}
+    if worse:
+        return job_transition(
+            job=job,
+            to=S.REJECTED,
+            data=data,
+            message=f"Rejected: the evidence rules the candidate out ({evidence}).",
+            fields={"decision_reason": f"The A/B test rules the candidate out ({evidence})."},
+        )
+    if job.options.get("auto_approve"):
+        return _start_deploying(
+            job,
+            reason=Deployment.Reason.AUTO_DEPLOY,
+            data=data,
+            message=f"Auto-approved at the job's request ({evidence}).",
+        )
+    if significant and not first_version and gain >= policy.auto_deploy_threshold:
+        return _start_deploying(
+            job,
+            reason=Deployment.Reason.AUTO_DEPLOY,
+            data=data,
+            message=f"Auto-deploy: significant improvement {_pct(improvement)} ≥ "
+            f"{policy.auto_deploy_threshold:.0%} ({evidence}).",
+        )
+    if policy.require_approval:
+        return job_transition(
+            job=job,
+            to=S.AWAITING_APPROVAL,
+            data=data,
+            message=f"Awaiting a reviewer's approval (improvement {_pct(improvement)}, {evidence}).",
+        )
+    if first_version:
+        return _start_deploying(
+            job,
+            reason=Deployment.Reason.AUTO_DEPLOY,
+            data=data,
+            message="First version of the assistant, approval not required: deploying.",
+        )
+    if significant and gain >= policy.ab_min_improvement:
+        return _start_deploying(
+            job,
+            reason=Deployment.Reason.AUTO_DEPLOY,
+            data=data,
+            message=f"Deploying: significant improvement {_pct(improvement)} ≥ "
+            f"{policy.ab_min_improvement:.0%} ({evidence}).",
+        )
+    why = (
+        f"Not significant ({evidence})."
+        if not significant
+        else f"Improvement {_pct(improvement)} below the minimum {policy.ab_min_improvement:.0%} "
+        f"({evidence})."
+    )
+    return job_transition(
+        job=job, to=S.REJECTED, message=f"Rejected: {why}", data=data, fields={"decision_reason": why}
+    )
+
+
+def _start_deploying(
+    job: TrainingJob,
+    *,
+    reason: str,
+    message: str,
+    user: AbstractBaseUser | None = None,
+    data: dict | None = None,
+) -> bool:
+    now = timezone.now()
+    moved = job_transition(
+        job=job,
+        to=S.DEPLOYING,
+        message=message,
+        user=user,
+        data={**(data or {}), "reason": reason},
+        fields={
+            "options": {**job.options, "deploy_reason": reason},
+            "decided_by": user if user is not None and user.is_authenticated else job.decided_by,
+            "deadline_at": now + STAGE_LEASE * 3,
+        },
+    )
+    return moved
+
+
+def _stage_deploying(job: TrainingJob) -> bool:
+    if not _claim(job):
+        return False
+    version = job.new_model_version
+    if version is None:
+        return job_fail(job=job, error="There is no trained model version to deploy.")
+    policy = policy_ensure(assistant=job.assistant)
+    reason = job.options.get("deploy_reason") or Deployment.Reason.APPROVAL
+    user = job.decided_by
+    if policy.rollout_enabled and job.assistant.live_version_id not in (None, version.pk):
+        return _deploy_by_rollout(job, policy=policy, user=user)
+    return _deploy_now(job, version=version, reason=reason, user=user)
+
+
+def _deploy_now(
+    job: TrainingJob, *, version: ModelVersion, reason: str, user: AbstractBaseUser | None
+) -> bool:
+    from assistants.services import deployment_make_live
+
+    baseline = (job.ab_test_results or {}).get("variantSuccessRate")
+    with transaction.atomic():
+        deployment = deployment_make_live(
+            version=version, reason=reason, user=user, note=f"Training job {job.pk} ({job.trigger})."
+        )
+        if baseline is not None:
+            # The success rate this version showed when it was deployed: the reference for "performance drop".
+            ModelVersion.objects.filter(pk=version.pk).update(
+                metrics={**version.metrics, "baseline_success_rate": baseline}
+            )
+        moved = job_transition(
+            job=job,
+            to=S.DEPLOYED,
+            user=user,
+            data={"deployment": deployment.pk, "reason": reason},
+            message=f"{version.name} is live ({reason}).",
+        )
+        if not moved:
+            raise IllegalTransition("The job left 'deploying' while it was being deployed.")
+    return False
+
+
+def _deploy_by_rollout(job: TrainingJob, *, policy: RetrainPolicy, user: AbstractBaseUser | None) -> bool:
+    from abtesting import services as ab
+
+    rollout = job.options.get("rollout_experiment")
+    if rollout is None:
+        try:
+            experiment = ab.rollout_start(
+                assistant=job.assistant,
+                version=job.new_model_version,
+                stages=[float(x) for x in policy.rollout_stages.split(",") if x.strip()],
+                stage_hours=policy.rollout_stage_hours,
+                user=user,
+                min_sample_size=policy.ab_min_sample_size,
+                significance_level=policy.ab_significance_level,
+                min_improvement=policy.ab_min_improvement,
+            )
+        except ab.ExperimentBusy as exc:
+            return _wait(job, f"Waiting for the running experiment to finish before the rollout: {exc}")
+        stages = [s for s in policy.rollout_stages.split(",") if s.strip()]
+        hours = policy.rollout_stage_hours * len(stages)
+        _save(
+            job,
+            options={**job.options, "rollout_experiment": experiment.pk},
+            deadline_at=timezone.now() + timedelta(hours=hours) + TESTING_GRACE,
+        )
+        job_record_event(
+            job=job,
+            kind=JobEvent.Kind.NOTE,
+            data={"experiment": experiment.pk},
+            message=f"Progressive rollout {experiment.pk} started ({policy.rollout_stages}).",
+        )
+        _release(job, recheck_in=WAIT_RECHECK)
+        return False
+    from abtesting.models import Experiment
+
+    experiment = Experiment.objects.get(pk=rollout)
+    if experiment.status == "running":
+        _release(job, recheck_in=WAIT_RECHECK)
+        return False
+    job.assistant.refresh_from_db(fields=("live_version",))
+    if job.assistant.live_version_id == job.new_model_version_id:
+        job_transition(
+            job=job,
+            to=S.DEPLOYED,
+            user=user,
+            data={"experiment": experiment.pk},
+            message=f"{job.new_model_version.name} is live after the progressive rollout.",
+        )
+        return False
+    reason = experiment.decision_reason or f"rollout ended with decision '{experiment.decision or 'none'}'"
+    return job_fail(job=job, error=f"Progressive rollout rolled back: {reason}")
+
+
+_STAGES = {
+    S.PENDING: _stage_pending,
+    S.PREPARING: _stage_preparing,
+    S.TRAINING: _stage_training,
+    S.EVALUATING: _stage_evaluating,
+    S.TESTING: _stage_testing,
+    S.DEPLOYING: _stage_deploying,
+}
+
+
+# -- people's decisions ---------------------------------------------------------------------------------
+
+
+def _require(user: AbstractBaseUser | None, perm: str) -> None:
+    if user is None or not user.is_authenticated or not user.has_perm(perm):
+        name = user.get_username() if user is not None and user.is_authenticated else "anonymous"
+        raise PermissionError(f"User '{name}' lacks the '{perm}' permission.")
+
+
+def job_approve(*, job: TrainingJob, user: AbstractBaseUser) -> TrainingJob:
+    """Approve a job awaiting approval and deploy its version. Approving again returns the job unchanged."""
+    _require(user, "training.approve_trainingjob")
+    job.refresh_from_db()
+    if job.status in (S.DEPLOYING, S.DEPLOYED):
+        return job
+    if job.status != S.AWAITING_APPROVAL:
+        raise IllegalTransition(
+            f"Job {job.pk} is {job.status}; only a job awaiting approval can be approved."
+        )
+    if not _start_deploying(
+        job,
+        reason=Deployment.Reason.APPROVAL,
+        user=user,
+        message=f"Approved by {user.get_username()}.",
+        data={},
+    ):
+        job.refresh_from_db()
+        if job.status in (S.DEPLOYING, S.DEPLOYED):  # a concurrent approval won
+            return job
+        raise IllegalTransition(f"Job {job.pk} is {job.status}; it can no longer be approved.")
+    return job_advance(job=job)
+
+
+def job_reject(*, job: TrainingJob, user: AbstractBaseUser, reason: str) -> TrainingJob:
+    """Reject a job awaiting approval (or still being tested). Rejecting again returns it unchanged."""
+    _require(user, "training.approve_trainingjob")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("Say why the job is rejected: the reason is shown in its timeline.")
+    job.refresh_from_db()
+    if job.status == S.REJECTED:
+        return job
+    if S.REJECTED not in TRANSITIONS[job.status] or job.status == S.EVALUATING:
+        raise IllegalTransition(f"Job {job.pk} is {job.status}; it cannot be rejected now.")
+    moved = job_transition(
+        job=job,
+        to=S.REJECTED,
+        user=user,
+        message=f"Rejected by {user.get_username()}: {reason}",
+        fields={"decided_by": user, "decision_reason": reason},
+    )
+    if not moved:
+        job.refresh_from_db()
+        if job.status == S.REJECTED:
+            return job
+        raise IllegalTransition(f"Job {job.pk} is {job.status}; it can no longer be rejected.")
+    _after_stop(job)
+    return job
+
+
+def job_cancel(*, job: TrainingJob, user: AbstractBaseUser | None) -> TrainingJob:
+    """Cancel a job that has not started deploying. Cancelling again returns it unchanged."""
+    if user is not None:
+        _require(user, "training.approve_trainingjob")
+    job.refresh_from_db()
+    if job.status == S.CANCELLED:
+        return job
+    if job.status not in CANCELLABLE:
+        raise IllegalTransition(f"Job {job.pk} is {job.status}; it can no longer be cancelled.")
+    name = user.get_username() if user is not None and user.is_authenticated else "the system"
+    moved = job_transition(
+        job=job,
+        to=S.CANCELLED,
+        user=user,
+        message=f"Cancelled by {name}.",
+        fields={"decided_by": user if user is not None and user.is_authenticated else None},
+    )
+    if not moved:
+        job.refresh_from_db()
+        if job.status == S.CANCELLED:
+            return job
+        raise IllegalTransition(f"Job {job.pk} is {job.status}; it can no longer be cancelled.")
+    _after_stop(job)
+    return job
+
+
+# -- the watchdog ---------------------------------------------------------------------------------------
+
+
+def _timeout_reason(job: TrainingJob) -> str:
+    if job.status == S.AWAITING_APPROVAL:
+        return f"No reviewer approved or rejected the job within {APPROVAL_WINDOW.days} days."
+    if job.status == S.TESTING:
+        return "The A/B test did not conclude before its maximum duration (plus a day of grace) passed."
+    timeout = (job.deadline_at - job.created_at).total_seconds() if job.deadline_at else 0
+    return f"Timed out in '{job.status}': the job passed its deadline ({timeout:.0f} s training_timeout)."
+
+
+def jobs_watch() -> dict[str, list[int]]:
+    """Fail overdue jobs with a reason; enqueue jobs whose wait is over or whose worker died.
+
+    Also polls experiments, so a job in ``testing`` moves on even if the conclusion signal was lost.
+    """
+    now = timezone.now()
+    failed: list[int] = []
+    for job in TrainingJob.objects.filter(status__in=ACTIVE_STATUSES, deadline_at__lt=now):
+        if job_fail(job=job, error=_timeout_reason(job)):
+            failed.append(job.pk)
+    due = list(
+        TrainingJob.objects.filter(status__in=ACTIVE_STATUSES, next_check_at__lte=now)
+        .exclude(status=S.AWAITING_APPROVAL)
+        .exclude(lease_until__gt=now)
+        .values_list("pk", flat=True)
+    )
+    concluded = list(
+        TrainingJob.objects.filter(status=S.TESTING, experiment__isnull=False)
+        .exclude(experiment__status="running")
+        .exclude(pk__in=due)
+        .values_list("pk", flat=True)
+    )
+    from django_q.tasks import async_task
+
+    for job_id in due + concluded:
+        async_task("training.tasks.job_advance", job_id, group="training")
+    return {"failed": failed, "enqueued": due + concluded}
+
+
+def experiment_concluded(*, experiment_id: int) -> list[int]:
+    """Enqueue the jobs waiting on this experiment (A/B test or rollout)."""
+    from django.db.models import Q
+
+    ids = list(
+        TrainingJob.objects.filter(status__in=(S.TESTING, S.DEPLOYING))
+        .filter(Q(experiment_id=experiment_id) | Q(options__rollout_experiment=experiment_id))
+        .values_list("pk", flat=True)
+    )
+    for job_id in ids:
+        _enqueue_advance(job_id)
+    return ids

@@ -1,0 +1,56 @@
+"""django-q2 entry points. They take ids, fetch, and call a service."""
+
+from __future__ import annotations
+
+import logging
+
+from assistants.models import Assistant
+from training import services
+from training.models import RetrainPolicy, TrainingJob
+
+logger = logging.getLogger(__name__)
+
+
+def job_advance(job_id: int) -> str:
+    """Run the job's next stage(s); returns the status it ended in (visible in django-q2's task list)."""
+    job = TrainingJob.objects.filter(pk=job_id).select_related("assistant").first()
+    if job is None:
+        return "missing"
+    return services.job_advance(job=job).status
+
+
+def check_retraining(assistant_id: int) -> dict:
+    """The scheduled check of one assistant: start a job when its policy says so."""
+    from training.policy import should_retrain
+
+    assistant = Assistant.objects.filter(pk=assistant_id).first()
+    if assistant is None:
+        return {"should_retrain": False, "reasons": [], "blocked_by": "The assistant no longer exists."}
+    decision = should_retrain(assistant)
+    result = decision.as_dict()
+    if decision.should_retrain:
+        try:
+            job = services.trigger_training(
+                assistant=assistant, trigger=decision.trigger, reasons=decision.reasons
+            )
+        except services.JobActive as exc:
+            result["blocked_by"] = str(exc)
+        else:
+            result["job"] = job.pk
+    return result
+
+
+def check_retraining_all() -> list[dict]:
+    """Check every assistant with an enabled policy."""
+    ids = RetrainPolicy.objects.filter(enabled=True).values_list("assistant_id", flat=True)
+    return [check_retraining(assistant_id) for assistant_id in ids]
+
+
+def watchdog() -> dict:
+    """Every minute: fail overdue jobs, re-enqueue waiting or orphaned ones, follow finished experiments.
+
+    Also gives every assistant without a retrain policy the default one (and so its schedule): assistants
+    are created in a lower layer that cannot know about policies.
+    """
+    created = services.policies_ensure_all()
+    return {**services.jobs_watch(), "policies_created": created}
