@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import threading
+import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework import exceptions
@@ -18,6 +22,41 @@ from assistants.models import ApiKey, Assistant
 # precise enough to tell a reviewer whether a key is still in use.
 LAST_USED_PRECISION = timedelta(minutes=1)
 
+# Each worker process keeps the keys it authenticated for a few seconds, so a busy ingest client costs
+# no key query per request. The price: revoking a key (or deactivating its user, or changing its scope)
+# takes effect within API_KEY_CACHE_SECONDS, not instantly. Only the key and its user are kept; the
+# assistant is loaded per request, so a deployment is never seen late. Set the setting to 0 to disable.
+DEFAULT_KEY_CACHE_SECONDS = 5.0
+_key_cache: dict[str, tuple[float, ApiKey]] = {}
+_key_cache_lock = threading.Lock()
+_KEY_CACHE_MAX = 10_000
+
+
+def api_key_cache_clear() -> None:
+    """Forget cached keys in this process (tests that revoke a key they have already used call this)."""
+    with _key_cache_lock:
+        _key_cache.clear()
+
+
+def _lookup_key(hashed: str) -> ApiKey | None:
+    ttl = float(getattr(settings, "API_KEY_CACHE_SECONDS", DEFAULT_KEY_CACHE_SECONDS))
+    now = time.monotonic()
+    cached = _key_cache.get(hashed) if ttl > 0 else None
+    if cached is not None and cached[0] > now:
+        # A copy per request: callers set attributes on the key (last_used_at, the lazily loaded
+        # assistant), and those must not leak into other requests or threads.
+        key = copy.copy(cached[1])
+        if key.user is not None:
+            key.user = copy.copy(key.user)
+        return key
+    key = ApiKey.objects.select_related("user").filter(hashed_key=hashed).first()
+    if ttl > 0 and key is not None and key.is_active and (key.user is None or key.user.is_active):
+        with _key_cache_lock:
+            if len(_key_cache) >= _KEY_CACHE_MAX:
+                _key_cache.clear()
+            _key_cache[hashed] = (now + ttl, copy.copy(key))
+    return key
+
 
 class ApiKeyAuthentication(BaseAuthentication):
     keyword = "Bearer"
@@ -29,9 +68,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         parts = header.split()
         if len(parts) != 2 or parts[0] != self.keyword:
             raise exceptions.AuthenticationFailed("Send the key as 'Authorization: Bearer <key>'.")
-        key = ApiKey.objects.select_related("user").filter(hashed_key=ApiKey.hash(parts[1])).first()
+        hashed = ApiKey.hash(parts[1])
+        key = _lookup_key(hashed)
         if key is None:
-            raise exceptions.AuthenticationFailed("Unknown API key. Create one with `manage.py create_api_key`.")
+            raise exceptions.AuthenticationFailed(
+                "Unknown API key. Create one with `manage.py create_api_key`."
+            )
         if not key.is_active:
             raise exceptions.AuthenticationFailed("This API key was revoked.")
         if key.user is not None and not key.user.is_active:
@@ -39,6 +81,10 @@ class ApiKeyAuthentication(BaseAuthentication):
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+            key.last_used_at = now
+            cached = _key_cache.get(hashed)
+            if cached is not None:
+                cached[1].last_used_at = now  # or every request until the entry expires would write
         # The CORS middleware answers only for the origins of the key that authenticated the request.
         request._request._cors_api_key = key
         return (key.user or AnonymousUser(), key)
@@ -62,7 +108,8 @@ class HasApiKey(BasePermission):
         origin = request.META.get("HTTP_ORIGIN")
         if origin and origin not in key.allowed_origins:
             raise exceptions.PermissionDenied(
-                f"This key may not be used from the browser origin {origin}; add it to the key's allowed origins."
+                f"This key may not be used from the browser origin {origin}; "
+                "add it to the key's allowed origins."
             )
         return True
 
@@ -107,6 +154,14 @@ def assistant_for_key(request: Request, slug: str | None) -> Assistant:
     return assistant
 
 
+def assistant_id_for_key(request: Request, slug: str | None) -> int:
+    """Like ``assistant_for_key`` but only the id: a key bound to one assistant then costs no query."""
+    key = request_key(request)
+    if not slug and key.assistant_id is not None:
+        return key.assistant_id
+    return assistant_for_key(request, slug).pk
+
+
 def require_user_permission(request: Request, perm: str) -> None:
     """Actions that a person must be accountable for need a key made for a user who holds ``perm``."""
     user = request.user
@@ -120,10 +175,39 @@ def require_user_permission(request: Request, perm: str) -> None:
 
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
+    """At most ``rate`` requests per key, counted in a window that opens with the key's first request.
+
+    DRF's SimpleRateThrottle stores the time of every request in the window and (de)serialises that list
+    on each request, so its cost grows with the rate it allows (up to 6000 timestamps per request at the
+    default 6000/minute). A (window start, count) pair costs the same at any rate. Like DRF's, the
+    read-then-write is not atomic across workers: a throttle, not a quota.
+    """
+
     scope = "api_key"
+    # Not DRF's key: a cache (Redis) still holding DRF's timestamp lists must not be read as pairs.
+    cache_format = "throttle_window_%(scope)s_%(ident)s"
 
     def get_cache_key(self, request: Request, view) -> str | None:
         key = request.auth
         if not isinstance(key, ApiKey):
             return None
         return self.cache_format % {"scope": self.scope, "ident": key.pk}
+
+    def allow_request(self, request: Request, view) -> bool:
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        self.now = self.timer()
+        start, count = self.cache.get(self.key) or (self.now, 0)
+        if self.now - start >= self.duration:
+            start, count = self.now, 0
+        self.window_start = start
+        if count >= self.num_requests:
+            return False
+        self.cache.set(self.key, (start, count + 1), self.duration)
+        return True
+
+    def wait(self) -> float | None:
+        return max(0.0, self.window_start + self.duration - self.now)

@@ -106,6 +106,9 @@ def _databases() -> dict:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "db.sqlite3",
+            # Reusing the connection skips re-running the PRAGMAs and a WAL checkpoint per request,
+            # which cost as much as the insert itself on the ingest path (bench/ingest.py).
+            "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
             "OPTIONS": {
                 # WAL lets the web server read while the worker writes; IMMEDIATE takes the write lock
                 # at BEGIN so two writers queue on the busy timeout instead of failing mid-transaction.

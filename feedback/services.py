@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from assistants.models import Assistant, ModelVersion
@@ -29,9 +30,12 @@ class IdempotencyConflict(Exception):
     """The same idempotency key (or request id) was sent earlier with a different body."""
 
 
+# json.dumps(data, sort_keys=True, separators=(",", ":"), default=str), without building an encoder per call.
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
 def body_hash(data: dict[str, Any]) -> str:
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical_json(data).encode()).hexdigest()
 
 
 def infer_kind(data: dict[str, Any]) -> str:
@@ -98,18 +102,93 @@ class Submitted:
     created: bool
 
 
-def _new_feedback(*, interaction: Interaction, data: dict[str, Any], key: str | None, digest: str) -> Feedback:
+@dataclass(frozen=True)
+class BatchSubmitted:
+    """Ids of the batch's rows in item order; ``created`` of them are new, the rest were replayed."""
+
+    ids: list[int]
+    created: int
+
+
+class InteractionRef(NamedTuple):
+    """All that storing feedback needs of an interaction; the ingest path loads no more of it."""
+
+    pk: int
+    assistant_id: int
+
+
+def _digest(interaction: Interaction | InteractionRef, data: dict[str, Any]) -> str:
+    return body_hash({"interaction": interaction.pk, **{k: data.get(k) for k in FEEDBACK_FIELDS}})
+
+
+def _feedback_values(
+    *, interaction: Interaction | InteractionRef, data: dict[str, Any], key: str | None, digest: str, now
+) -> dict[str, Any]:
+    """The column values of a new feedback row: the one place that maps a validated item to a row."""
     values = {name: data.get(name) for name in FEEDBACK_FIELDS}
     for text in ("comment", "suggestion", "corrected_answer"):
         values[text] = values[text] or ""
     values["kind"] = values["kind"] or infer_kind(data)
-    return Feedback(
-        interaction=interaction,
+    values.update(
+        interaction_id=interaction.pk,
         assistant_id=interaction.assistant_id,
         idempotency_key=key or None,
         request_hash=digest,
-        **values,
+        excluded_from_training=False,
+        created_at=now,
     )
+    return values
+
+
+_INSERT_COLUMNS = (
+    "interaction_id",
+    "assistant_id",
+    *FEEDBACK_FIELDS,
+    "excluded_from_training",
+    "idempotency_key",
+    "request_hash",
+    "created_at",
+)
+
+
+def _insert_feedback(rows: list[dict[str, Any]]) -> list[int]:
+    """INSERT the rows and return their ids, in order. Call inside ``transaction.atomic()``.
+
+    This is ``bulk_create`` without its per-object, per-field machinery, which cost more than the
+    database work itself at ingest rates. It relies on what ``_feedback_values`` guarantees: values are
+    validated JSON primitives, and only the timestamp needs the backend's adaptation. The generated
+    ``success`` column is computed by the database, as with the ORM.
+    """
+    connection = connections[router.db_for_write(Feedback)]
+    if not connection.features.can_return_rows_from_bulk_insert:  # SQLite < 3.35
+        objs = Feedback.objects.bulk_create([Feedback(**row) for row in rows])
+        return [obj.pk for obj in objs]
+    qn = connection.ops.quote_name
+    meta = Feedback._meta
+    columns = ", ".join(qn(meta.get_field(name).column) for name in _INSERT_COLUMNS)
+    created_at = meta.get_field("created_at")
+    placeholder = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
+    per_statement = max(1, (connection.features.max_query_params or 65535) // len(_INSERT_COLUMNS))
+    prepared: dict[Any, Any] = {}  # a batch shares one timestamp: adapt it once
+    ids: list[int] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            params: list[Any] = []
+            for row in chunk:
+                row_params = [row[name] for name in _INSERT_COLUMNS]
+                when = row_params[-1]
+                if when not in prepared:
+                    prepared[when] = created_at.get_db_prep_save(when, connection)
+                row_params[-1] = prepared[when]
+                params += row_params
+            cursor.execute(
+                f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES {', '.join([placeholder] * len(chunk))}"
+                f" RETURNING {qn(meta.pk.column)}",
+                params,
+            )
+            ids += [row[0] for row in cursor.fetchall()]
+    return ids
 
 
 def _replay(existing: Feedback, digest: str) -> Submitted:
@@ -121,76 +200,105 @@ def _replay(existing: Feedback, digest: str) -> Submitted:
 
 
 def feedback_submit(
-    *, interaction: Interaction, data: dict[str, Any], idempotency_key: str | None = None
+    *, interaction: Interaction | InteractionRef, data: dict[str, Any], idempotency_key: str | None = None
 ) -> Submitted:
-    """Store one feedback item; a retry with the same idempotency key returns the stored row."""
-    digest = body_hash({"interaction": interaction.pk, **{k: data.get(k) for k in FEEDBACK_FIELDS}})
-    if idempotency_key:
-        existing = Feedback.objects.filter(
-            assistant_id=interaction.assistant_id, idempotency_key=idempotency_key
-        ).first()
-        if existing is not None:
-            return _replay(existing, digest)
-    feedback = _new_feedback(interaction=interaction, data=data, key=idempotency_key, digest=digest)
+    """Store one feedback item; a retry with the same idempotency key returns the stored row.
+
+    The insert goes first and the unique constraint decides: a new key (the common case) costs one
+    statement, and a retry, or a concurrent request with the same key, lands in the IntegrityError branch.
+    """
+    digest = _digest(interaction, data)
+    values = _feedback_values(
+        interaction=interaction, data=data, key=idempotency_key, digest=digest, now=timezone.now()
+    )
+    feedback = Feedback(**values)
+    using = router.db_for_write(Feedback)
+    # Outside a transaction one INSERT is atomic by itself (and BEGIN/COMMIT would cost two more round
+    # trips); inside one, a savepoint keeps a key collision from spoiling the caller's transaction.
+    guard = transaction.atomic(using=using) if connections[using].in_atomic_block else nullcontext()
     try:
-        with transaction.atomic():
-            feedback.save(force_insert=True)
+        with guard:
+            [feedback.pk] = _insert_feedback([values])
     except IntegrityError:
-        # A concurrent request with the same key won the race: answer like a retry.
-        existing = Feedback.objects.get(assistant_id=interaction.assistant_id, idempotency_key=idempotency_key)
+        existing = (
+            Feedback.objects.filter(
+                assistant_id=interaction.assistant_id, idempotency_key=idempotency_key
+            ).first()
+            if idempotency_key
+            else None
+        )
+        if existing is None:
+            raise  # not a key collision (e.g. the interaction was deleted meanwhile)
         return _replay(existing, digest)
+    feedback._state.adding = False
+    feedback._state.db = using
     return Submitted(feedback, True)
 
 
-def feedback_submit_batch(*, items: list[tuple[Interaction, dict[str, Any], str | None]]) -> list[Submitted]:
+def _stored_by_key(keyed: list[tuple[int, str]]) -> dict[tuple[int, str], tuple[int, str]]:
+    """(assistant id, key) -> (id, request hash) of the rows already stored under those keys."""
+    by_assistant: dict[int, list[str]] = {}
+    for assistant_id, key in keyed:
+        by_assistant.setdefault(assistant_id, []).append(key)
+    found: dict[tuple[int, str], tuple[int, str]] = {}
+    for assistant_id, keys in by_assistant.items():
+        rows = Feedback.objects.filter(assistant_id=assistant_id, idempotency_key__in=keys).values_list(
+            "idempotency_key", "id", "request_hash"
+        )
+        for key, pk, request_hash in rows:
+            found[(assistant_id, key)] = (pk, request_hash)
+    return found
+
+
+def feedback_submit_batch(
+    *, items: list[tuple[Interaction | InteractionRef, dict[str, Any], str | None]]
+) -> BatchSubmitted:
     """Store many items at once, all or nothing. Items whose key was seen before are returned, not stored.
 
     Raises IdempotencyConflict listing the items whose key was used with another body.
+
+    Like ``feedback_submit``, the insert goes first: only when the unique constraint objects (a retried
+    or overlapping batch) are the stored keys looked up, and the batch is tried again replaying them.
     """
-    digests = [
-        body_hash({"interaction": interaction.pk, **{k: data.get(k) for k in FEEDBACK_FIELDS}})
-        for interaction, data, _ in items
-    ]
-    for attempt in range(2):
-        keyed = [(it.assistant_id, key) for it, _, key in items if key]
-        existing: dict[tuple[int, str], Feedback] = {}
-        if keyed:
-            by_assistant: dict[int, list[str]] = {}
-            for assistant_id, key in keyed:
-                by_assistant.setdefault(assistant_id, []).append(key)
-            for assistant_id, keys in by_assistant.items():
-                for row in Feedback.objects.filter(assistant_id=assistant_id, idempotency_key__in=keys):
-                    existing[(assistant_id, row.idempotency_key)] = row
-        results: list[Submitted | None] = []
-        to_create: list[Feedback] = []
+    now = timezone.now()
+    digests = [_digest(interaction, data) for interaction, data, _ in items]
+    keyed = [(it.assistant_id, key) for it, _, key in items if key]
+    # A key repeated inside the batch is a conflict unless it is already stored (then both replay it):
+    # that needs the stored keys in view from the start.
+    look_up = len(set(keyed)) != len(keyed)
+    for attempt in range(3):
+        existing = _stored_by_key(keyed) if look_up else {}
+        ids: list[int | None] = []
+        rows: list[dict[str, Any]] = []
         conflicts: list[str] = []
         seen_in_batch: dict[tuple[int, str], int] = {}
         for index, ((interaction, data, key), digest) in enumerate(zip(items, digests, strict=True)):
             if key:
                 found = existing.get((interaction.assistant_id, key))
                 if found is not None:
-                    if found.request_hash != digest:
-                        conflicts.append(f"item {index}: idempotency key '{key}' was used with a different body")
-                    results.append(Submitted(found, False))
+                    if found[1] != digest:
+                        conflicts.append(
+                            f"item {index}: idempotency key '{key}' was used with a different body"
+                        )
+                    ids.append(found[0])
                     continue
                 first = seen_in_batch.setdefault((interaction.assistant_id, key), index)
                 if first != index:
                     conflicts.append(f"item {index}: idempotency key '{key}' repeats item {first}")
-                    results.append(None)
                     continue
-            row = _new_feedback(interaction=interaction, data=data, key=key, digest=digest)
-            to_create.append(row)
-            results.append(Submitted(row, True))
+            ids.append(None)
+            rows.append(_feedback_values(interaction=interaction, data=data, key=key, digest=digest, now=now))
         if conflicts:
             raise IdempotencyConflict("; ".join(conflicts))
         try:
             with transaction.atomic():
-                Feedback.objects.bulk_create(to_create)
+                new_ids = iter(_insert_feedback(rows) if rows else [])
         except IntegrityError:
-            if attempt == 0:
-                continue  # a concurrent batch stored some of our keys: look again and replay them
+            if keyed and attempt < 2:
+                look_up = True  # stored keys (a retry, or a concurrent batch): look again and replay them
+                continue
             raise
-        return [r for r in results if r is not None]
+        return BatchSubmitted(ids=[pk if pk is not None else next(new_ids) for pk in ids], created=len(rows))
     raise AssertionError("unreachable")
 
 

@@ -1,0 +1,123 @@
+"""``python -m bench [ingest|dataset|train|abtest|pages|all] [--quick] [--json FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCHES = ("ingest", "dataset", "train", "abtest", "pages")
+
+
+def _load(name: str):
+    try:
+        return importlib.import_module(f"bench.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"bench.{name}":
+            return None
+        raise
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "-" if value is None else str(value)
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    print(f"\n== {title} ==")
+    if not rows:
+        print("(no results)")
+        return
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    # Text left, numbers right, so figures line up by magnitude.
+    numeric = [
+        all(isinstance(row.get(c), int | float) or row.get(c) is None for row in rows) for c in columns
+    ]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)
+        )
+
+    print(line(columns))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print(line(r))
+
+
+def _run_in_process(name: str, args: argparse.Namespace) -> list[dict] | None:
+    module = _load(name)
+    if module is None:
+        print(f"\n== {name} ==\nnot available yet (bench/{name}.py is missing)")
+        return None
+    return module.run(args)
+
+
+def _run_in_subprocess(name: str, args: argparse.Namespace) -> list[dict] | None:
+    """Each bench in its own process: Django settings (and the throwaway database) load once per process."""
+    if _load_spec(name) is None:
+        print(f"\n== {name} ==\nnot available yet (bench/{name}.py is missing)")
+        return None
+    with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "bench", name, "--json", str(out)] + (["--quick"] if args.quick else [])
+        proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, env=os.environ.copy())
+        if proc.returncode != 0 or not out.exists():
+            print(f"bench {name} failed (exit {proc.returncode})")
+            return None
+        return json.loads(out.read_text()).get(name)
+
+
+def _load_spec(name: str):
+    return importlib.util.find_spec(f"bench.{name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("name", nargs="?", default="all", choices=(*BENCHES, "all"))
+    parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, noisier figures)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+    args = parser.parse_args(argv)
+
+    results: dict[str, list[dict]] = {}
+    failed = False
+    if args.name == "all":
+        for name in BENCHES:
+            rows = _run_in_subprocess(name, args)
+            if rows is None:
+                failed = failed or _load_spec(name) is not None
+                continue
+            results[name] = rows
+        for name, rows in results.items():
+            print_table(name, rows)  # again together at the end, so the summary is in one place
+    else:
+        rows = _run_in_process(args.name, args)
+        if rows is not None:
+            results[args.name] = rows
+            print_table(args.name, rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
