@@ -18,6 +18,16 @@ from assistants.services import api_key_create, assistant_create
 REQUIRE_ALL_SUITES = os.environ.get("REQUIRE_ALL_SUITES") == "1"
 
 
+def pytest_configure(config):
+    # A shared Redis cache outlives test runs (and test databases reuse ids): give each run its own
+    # key space so throttle counters or cached figures from another run can never be read.
+    import uuid
+
+    from django.conf import settings
+
+    settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip locally when an optional tool is missing; in CI (REQUIRE_ALL_SUITES=1) that is a failure."""
     if condition:
@@ -42,6 +52,18 @@ def _q_sync(monkeypatch):
 def _fast_passwords(settings):
     # The named users set passwords; the default hasher costs ~1 s per user on a 2-core machine.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_local_cache():
+    # Cached dashboard figures and throttle counters must not leak between tests. Only the per-process
+    # cache is cleared: a shared Redis may hold other data.
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,59 @@
+"""Number formatting for the dashboard's templates; every filter shows "–" for a missing value.
+
+"Missing" is common and meaningful (no feedback yet, undefined lift), so it must never render as 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django import template
+
+register = template.Library()
+DASH = "–"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+@register.filter
+def pct(value: Any, digits: int = 1) -> str:
+    """0.1234 → 12.3%"""
+    number = _number(value)
+    return DASH if number is None else f"{number * 100:.{int(digits)}f}%"
+
+
+@register.filter
+def signed_pct(value: Any, digits: int = 1) -> str:
+    """0.05 → +5.0% (lifts and differences)."""
+    number = _number(value)
+    return DASH if number is None else f"{number * 100:+.{int(digits)}f}%"
+
+
+@register.filter
+def num(value: Any, digits: int = 2) -> str:
+    """A number with ``digits`` decimals; integers stay integers; text passes through."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    number = _number(value)
+    if number is None:
+        return DASH if value in (None, "") else str(value)
+    return f"{number:.{int(digits)}f}"
+
+
+@register.filter
+def pvalue(value: Any) -> str:
+    number = _number(value)
+    if number is None:
+        return DASH
+    return "< 0.0001" if number < 0.0001 else f"{number:.4f}"

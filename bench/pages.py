@@ -1,0 +1,196 @@
+"""Pages bench: median server render time of the dashboard's pages over 1,000,000 feedback rows.
+
+A throwaway SQLite database (under a temporary TRAINLOOP_VAR_DIR) is filled with one assistant's
+1,000,000 interactions and their feedback spread over the last 180 days (so ~167k fall in the overview's
+30-day window), 200 training jobs with timelines and an A/B experiment, by bulk SQL inserts. Each page is
+then requested through Django's test client by a signed-in reviewer: 3 warm-up requests, then 15 timed
+ones (``--quick``: 100,000 rows, 7 timed). Target (issue 6): median < 100 ms per page. The overview keeps
+its aggregates for 60 s, so it is measured twice: as served (cache hit) and with the cache cleared
+before every request (what the first visitor of each minute waits).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+import time
+from datetime import timedelta
+from typing import Any
+
+from bench.common import median, percentile, setup_django, timer
+
+ROWS = 1_000_000
+QUICK_ROWS = 100_000
+DAYS = 180
+CHUNK = 50_000
+TARGET_MS = 100.0
+
+
+def _fill(rows: int) -> dict[str, Any]:
+    from django.contrib.auth.models import Group, User
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from abtesting.models import Experiment
+    from assistants.models import Deployment
+    from assistants.services import assistant_create, deployment_make_live, model_version_create
+    from training.models import JobEvent, TrainingJob
+
+    rng = random.Random(7)
+    now = timezone.now()
+    assistant = assistant_create(slug="shop", name="Shop support")
+    v1 = model_version_create(assistant=assistant, name="shop-v1")
+    v2 = model_version_create(assistant=assistant, name="shop-v2", base_version=v1)
+    d1 = deployment_make_live(version=v1, reason=Deployment.Reason.INITIAL)
+    Deployment.objects.filter(pk=d1.pk).update(created_at=now - timedelta(days=14))
+
+    start = now - timedelta(days=DAYS)
+    span = DAYS * 86400
+    interaction_sql = (
+        "INSERT INTO feedback_interaction (id, assistant_id, model_version_id, experiment_id, arm, user_ref, "
+        "request_id, messages, response, latency_ms, error, feedback_requested_at, created_at) "
+        "VALUES (%s, %s, %s, NULL, '', %s, %s, %s, %s, %s, %s, NULL, %s)"
+    )
+    feedback_sql = (
+        "INSERT INTO feedback_feedback (id, interaction_id, assistant_id, kind, helpful, rating, accuracy, "
+        "helpfulness, tone, relevance, completeness, comment, suggestion, corrected_answer, confidence, "
+        "excluded_from_training, idempotency_key, request_hash, created_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '', %s, %s, NULL, '', %s)"
+    )
+    # Insert oldest first, like real traffic: ids and created_at grow together.
+    offsets = sorted(rng.random() * span for _ in range(rows))
+    with transaction.atomic(), connection.cursor() as cursor:
+        for base in range(0, rows, CHUNK):
+            interactions, feedback = [], []
+            for i in range(base, min(rows, base + CHUNK)):
+                pk = i + 1
+                created = start + timedelta(seconds=offsets[i])
+                question = f"Where is my order {pk}? <b>asap</b>"
+                messages = json.dumps([{"role": "user", "content": question}])
+                error = "timeout" if rng.random() < 0.02 else None
+                interactions.append(
+                    (
+                        pk,
+                        assistant.pk,
+                        v1.pk,
+                        f"u{pk % 5000}",
+                        f"req-{pk}",
+                        messages,
+                        f"Your order {pk} ships tomorrow.",
+                        rng.randint(80, 900),
+                        error,
+                        created,
+                    )
+                )
+                helpful = rng.random() < 0.8
+                rating = rng.choice((None, 1, 2, 3, 4, 5, 5))
+                cats = [rng.randint(1, 5) if rng.random() < 0.3 else None for _ in range(5)]
+                kind = "rating" if rating is not None else "thumbs"
+                feedback.append((pk, pk, assistant.pk, kind, helpful, rating, *cats,
+                                 "<script>alert(1)</script> too slow" if rng.random() < 0.1 else "",
+                                 round(rng.random(), 2), rng.random() < 0.01, created))  # fmt: skip
+            cursor.executemany(interaction_sql, interactions)
+            cursor.executemany(feedback_sql, feedback)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE") if connection.vendor == "sqlite" else cursor.execute("ANALYZE")
+
+    jobs = [
+        TrainingJob(assistant=assistant, trigger=rng.choice(TrainingJob.Trigger.values), status=status,
+                    created_at=now - timedelta(hours=200 - i), new_model_version=v1)
+        for i, status in enumerate(["deployed", "rejected", "failed", "cancelled"] * 50)
+    ]  # fmt: skip
+    TrainingJob.objects.bulk_create(jobs[:-1])
+    experiment = Experiment.objects.create(
+        assistant=assistant, control=v1, variant=v2, status="concluded", decision="variant_better",
+        last_analysis={"control": {"n": 4000, "rate": 0.7, "rate_low": 0.69, "rate_high": 0.71},
+                       "variant": {"n": 4010, "rate": 0.74, "rate_low": 0.73, "rate_high": 0.75},
+                       "relative_lift": 0.057,
+                       "sequential": {"p_value": 0.001, "ci_low": 0.02, "ci_high": 0.09},
+                       "srm_p_value": 0.9, "srm_ok": True, "verdict": "variant_better"},
+    )  # fmt: skip
+    job = TrainingJob.objects.create(
+        assistant=assistant, trigger="threshold", status="awaiting_approval", base_version=v1,
+        new_model_version=v2, experiment=experiment, reasons=["Feedback count (1000) >= threshold (100)"],
+        metrics={"validation_accuracy": 0.8,
+                 "loss_curve": [{"step": s, "train_loss": 1 / s} for s in range(1, 200)]},
+        evaluation={"candidate": {"accuracy": 0.8}, "live": {"accuracy": 0.7}, "prompts": 100},
+    )  # fmt: skip
+    JobEvent.objects.bulk_create(
+        [JobEvent(job=job, kind="transition", message=f"step {i}") for i in range(40)]
+    )
+    user = User.objects.create_user("reviewer", password="x")
+    user.groups.add(Group.objects.get(name="reviewer"))
+    return {"user": user, "job": job}
+
+
+def _time_page(client, url: str, rounds: int, *, cold: bool = False) -> list[float]:
+    from django.core.cache import cache
+
+    for _ in range(3):
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+    samples = []
+    for _ in range(rounds):
+        if cold:
+            cache.clear()  # the overview's 60-second aggregate cache: measure the miss too
+        t0 = time.perf_counter()
+        response = client.get(url)
+        content = b"".join(response.streaming_content) if response.streaming else response.content
+        samples.append((time.perf_counter() - t0) * 1000)
+        assert response.status_code == 200 and content
+    return samples
+
+
+def run(args) -> list[dict]:
+    quick = bool(getattr(args, "quick", False))
+    rows = QUICK_ROWS if quick else ROWS
+    rounds = 7 if quick else 15
+    tmp = tempfile.mkdtemp(prefix="bench-pages-")
+    try:
+        return _run(tmp, rows, rounds)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the million-row database is ~1 GB
+
+
+def _run(tmp: str, rows: int, rounds: int) -> list[dict]:
+    setup_django(tmp)
+
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    with timer() as fill_time:
+        data = _fill(rows)
+    print(f"filled {rows:,} interactions + feedback in {fill_time.seconds:.0f} s")
+    client = Client(SERVER_NAME="127.0.0.1")
+    client.force_login(data["user"])
+    pages = [
+        ("overview", "/assistants/shop/"),
+        ("overview, cache miss", "/assistants/shop/"),
+        ("jobs list", "/jobs/"),
+        ("job detail", f"/jobs/{data['job'].pk}/"),
+        ("feedback explorer", "/feedback/"),
+        ("feedback explorer, filtered", "/feedback/?assistant=shop&rating=1&helpful=no"),
+        ("feedback explorer, page 50", "/feedback/?assistant=shop&page=50"),
+    ]
+    results = []
+    for name, url in pages:
+        samples = _time_page(client, url, rounds, cold="miss" in name)
+        if "miss" in name:
+            cache.clear()
+        with CaptureQueriesContext(connection) as queries:
+            client.get(url)
+        ms = median(samples)
+        results.append({
+            "page": name,
+            "feedback_rows": rows,
+            "median_ms": round(ms, 1),
+            "p90_ms": round(percentile(samples, 90), 1),
+            "queries": len(queries),
+            "target_ms": TARGET_MS,
+            "ok": ms < TARGET_MS,
+        })  # fmt: skip
+    return results

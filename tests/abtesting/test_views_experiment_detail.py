@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+
+from abtesting.models import Experiment, ExperimentSnapshot
+from assistants.services import model_version_create
+
+ANALYSIS = {
+    "control": {
+        "n_assigned": 500,
+        "n": 200,
+        "successes": 140,
+        "rate": 0.7,
+        "rate_low": 0.633,
+        "rate_high": 0.76,
+    },
+    "variant": {
+        "n_assigned": 480,
+        "n": 190,
+        "successes": 150,
+        "rate": 0.789,
+        "rate_low": 0.726,
+        "rate_high": 0.841,
+    },
+    "relative_lift": 0.127,
+    "relative_lift_low": 0.02,
+    "relative_lift_high": 0.23,
+    "z": 2.03,
+    "p_value": 0.042,
+    "sequential": {
+        "method": "group_sequential",
+        "p_value": 0.09,
+        "ci_low": -0.01,
+        "ci_high": 0.26,
+        "look": 3,
+        "planned_looks": 7,
+    },
+    "srm_p_value": 0.0004,
+    "srm_ok": False,
+    "required_n_per_arm": 900,
+    "progress": 0.21,
+    "verdict": "invalid_srm",
+    "reason": "sample ratio mismatch",
+    "ab_test_results": {
+        "controlSuccessRate": 0.7,
+        "variantSuccessRate": 0.789,
+        "improvement": 0.127,
+        "sampleSize": 390,
+        "pValue": 0.042,
+        "sequentialPValue": 0.09,
+        "ci": [-0.01, 0.26],
+        "srmPValue": 0.0004,
+    },
+}
+
+
+@pytest.fixture
+def experiment(assistant) -> Experiment:
+    c = model_version_create(assistant=assistant, name="shop-v1")
+    v = model_version_create(assistant=assistant, name="shop-v2")
+    experiment = Experiment.objects.create(assistant=assistant, control=c, variant=v, last_analysis=ANALYSIS)
+    for i in range(3):
+        ExperimentSnapshot.objects.create(
+            experiment=experiment, day=dt.date(2026, 11, 20 + i), analysis=ANALYSIS
+        )
+    return experiment
+
+
+@pytest.fixture
+def url(experiment) -> str:
+    return reverse("abtesting-experiment-detail", args=[experiment.pk])
+
+
+def test_it_shows_the_analysis_and_daily_history(client, bob, url):
+    client.force_login(bob)
+    response = client.get(url)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "invalid_srm" in body and "sample ratio mismatch" in body and "0.0004" in body
+    assert "+12.7%" in body and "-1.0% to +26.0%" in body and "0.0900" in body
+    assert 'id="rates-chart"' in body and 'id="lift-chart"' in body and "2026-11-22" in body
+    assert "190 / 900" in body
+    assert body.count("78.9%") >= 2  # the analysis and the daily table
+
+
+def test_stop_button_shows_only_for_reviewers_while_running(client, alice, bob, experiment, url):
+    client.force_login(bob)
+    assert b"Stop experiment" not in client.get(url).content
+    client.force_login(alice)
+    assert b"Stop experiment" in client.get(url).content
+    Experiment.objects.filter(pk=experiment.pk).update(status="concluded")
+    assert b"Stop experiment" not in client.get(url).content
+
+
+def test_it_copes_with_no_analysis_yet(client, bob, assistant):
+    c = model_version_create(assistant=assistant, name="a")
+    v = model_version_create(assistant=assistant, name="b")
+    experiment = Experiment.objects.create(assistant=assistant, control=c, variant=v)
+    client.force_login(bob)
+    response = client.get(reverse("abtesting-experiment-detail", args=[experiment.pk]))
+    assert response.status_code == 200 and b"No daily analysis yet" in response.content
+
+
+def test_it_runs_a_constant_number_of_queries(client, bob, experiment, url, django_assert_max_num_queries):
+    for i in range(20):
+        ExperimentSnapshot.objects.create(
+            experiment=experiment, day=dt.date(2026, 10, 1 + i), analysis=ANALYSIS
+        )
+    client.force_login(bob)
+    with django_assert_max_num_queries(6):
+        client.get(url)
+
+
+def test_it_forbids_users_without_view_permission(client, django_user_model, url):
+    client.force_login(django_user_model.objects.create_user("mallory"))
+    assert client.get(url).status_code == 403
+
+
+def test_it_redirects_anonymous_users(client, url):
+    assert client.get(url).status_code == 302
+
+
+def test_it_rejects_post(client, bob, url):
+    client.force_login(bob)
+    assert client.post(url).status_code == 405
+
+
+def test_htmx_get_is_the_full_page(client, bob, url):
+    client.force_login(bob)
+    assert b'id="experiment-body"' in client.get(url, HTTP_HX_REQUEST="true").content

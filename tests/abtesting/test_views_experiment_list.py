@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from abtesting.models import Experiment
+from assistants.services import model_version_create
+
+URL = reverse("abtesting-experiment-list")
+
+
+@pytest.fixture
+def experiments(assistant, other_assistant):
+    made = []
+    for a in (assistant, other_assistant):
+        c = model_version_create(assistant=a, name=f"{a.slug}-v1")
+        v = model_version_create(assistant=a, name=f"{a.slug}-v2")
+        made.append(Experiment.objects.create(
+            assistant=a, control=c, variant=v, status="concluded" if a == assistant else "running",
+            decision="variant_better" if a == assistant else "",
+            last_analysis={"relative_lift": 0.123, "control": {"n": 120}, "variant": {"n": 118}},
+        ))  # fmt: skip
+    return made
+
+
+def test_it_lists_experiments_with_their_headline_numbers(client, bob, experiments):
+    client.force_login(bob)
+    response = client.get(URL)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "shop-v1 → shop-v2" in body and "bank-v1 → bank-v2" in body
+    assert "+12.3%" in body and "120 / 118" in body and "variant_better" in body
+
+
+def test_it_filters_by_assistant_and_status(client, bob, experiments):
+    client.force_login(bob)
+    body = client.get(URL, {"status": "running"}).content.decode()
+    assert "bank-v1" in body and "shop-v1" not in body
+    body = client.get(URL, {"assistant": "shop"}).content.decode()
+    assert "shop-v1" in body and "bank-v1" not in body
+
+
+def test_htmx_gets_only_the_results(client, bob, experiments):
+    client.force_login(bob)
+    body = client.get(URL, HTTP_HX_REQUEST="true").content.decode()
+    assert body.lstrip().startswith('<section class="card" id="results">') and "<html" not in body
+
+
+def test_it_runs_a_constant_number_of_queries(
+    client, bob, experiments, assistant, django_assert_max_num_queries
+):
+    c = model_version_create(assistant=assistant, name="x1")
+    v = model_version_create(assistant=assistant, name="x2")
+    Experiment.objects.bulk_create(
+        [
+            Experiment(assistant=assistant, control=c, variant=v, status="stopped", salt=str(i))
+            for i in range(30)
+        ]
+    )
+    client.force_login(bob)
+    with django_assert_max_num_queries(6):
+        client.get(URL)
+
+
+def test_it_forbids_users_without_view_permission(client, django_user_model, db):
+    client.force_login(django_user_model.objects.create_user("mallory"))
+    assert client.get(URL).status_code == 403
+
+
+def test_it_redirects_anonymous_users(client, db):
+    assert client.get(URL).status_code == 302
+
+
+def test_it_rejects_post(client, bob):
+    client.force_login(bob)
+    assert client.post(URL).status_code == 405

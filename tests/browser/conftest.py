@@ -1,0 +1,94 @@
+"""Playwright (sync API) driving Debian's Chromium against pytest-django's live server.
+
+Playwright's sync API runs an event loop in the test thread, which makes Django refuse ORM calls from
+it ("You cannot call this from an async context"); the test thread is not really async, so allow it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chromium_path, require
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 10_000
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/browser/" in str(item.fspath):
+            item.add_marker(pytest.mark.browser)
+
+
+# The live server runs in another thread, so test data must be committed (transaction=True); the flush
+# after each such test also drops the roles a data migration made, which serialized_rollback restores.
+LIVE_DB = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(settings):
+    # The overview caches its figures; start each test empty, in a local cache (never a shared Redis).
+    from django.core.cache import cache
+
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "browser"}
+    }
+    cache.clear()
+
+
+@pytest.fixture
+def browser():
+    # Per test, started after the database fixtures: Playwright's sync API switches greenlets, and
+    # Django's per-context connection state (the serialized rollback data) must be set up before that.
+    # It also leaves no Playwright running for other modules that start their own.
+    path = chromium_path()
+    require(path is not None, "Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    # ORM calls made while Playwright runs get their own connection (another context); close it, or
+    # PostgreSQL refuses to drop the test database at the end ("being accessed by other users").
+    from django.db import connections
+
+    connections.close_all()
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def log_in(page, username: str, password: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)

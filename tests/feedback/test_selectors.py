@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from feedback.models import Feedback
+from feedback.selectors import feedback_daily_series
+from feedback.services import interaction_log
+
+
+def _feedback(assistant, i, when, **fields):
+    interaction = interaction_log(
+        assistant=assistant, request_id=f"r{i}", messages=[{"role": "user", "content": "q"}], response="a"
+    ).interaction
+    return Feedback.objects.create(interaction=interaction, assistant=assistant, kind="rating", created_at=when, **fields)
+
+
+def test_the_daily_series_buckets_by_local_day(assistant, django_assert_num_queries):
+    now = timezone.localtime()
+    today_noon = now.replace(hour=12, minute=0, second=0, microsecond=0)
+    _feedback(assistant, 1, today_noon - timedelta(days=2), rating=5)
+    _feedback(assistant, 2, today_noon - timedelta(days=2), rating=2, helpful=False)
+    _feedback(assistant, 3, today_noon, helpful=True)
+    _feedback(assistant, 4, today_noon - timedelta(days=40), rating=5)  # outside the window
+    with django_assert_num_queries(1):
+        series = feedback_daily_series(assistant=assistant, days=30)
+    assert [row["day"] for row in series] == [
+        (today_noon - timedelta(days=2)).date().isoformat(),
+        today_noon.date().isoformat(),
+    ]
+    first, last = series
+    assert (first["total_feedback"], first["success_rate"], first["avg_rating"]) == (2, 0.5, 3.5)
+    assert (last["total_feedback"], last["success_rate"], last["helpful_rate"]) == (1, 1.0, 1.0)

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.urls import reverse
+
+from assistants.models import Deployment
+from assistants.services import deployment_make_live, model_version_create
+from feedback.services import feedback_submit, interaction_log
+from training.models import TrainingJob
+
+
+@pytest.fixture(autouse=True)
+def _fresh_figures(settings):
+    # The overview caches its aggregates for a minute; each test starts from an empty cache of its own
+    # (a local one, so clearing it never touches a shared Redis).
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "overview"}
+    }
+    cache.clear()
+
+
+@pytest.fixture
+def url(assistant) -> str:
+    return reverse("training-overview", args=[assistant.slug])
+
+
+def _feedback(assistant, n: int, *, helpful: bool, comment: str = "") -> None:
+    for i in range(n):
+        logged = interaction_log(
+            assistant=assistant,
+            request_id=f"r-{helpful}-{i}",
+            messages=[{"role": "user", "content": "hi"}],
+            response="hello",
+        )
+        feedback_submit(
+            interaction=logged.interaction,
+            data={"helpful": helpful, "rating": 5 if helpful else 2, "accuracy": 4, "comment": comment},
+        )
+
+
+def test_it_redirects_home_to_the_first_assistant(client, alice, assistant, other_assistant):
+    client.force_login(alice)
+    response = client.get(reverse("dashboard-home"))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("training-overview", args=["bank"])
+
+
+def test_it_shows_an_empty_state_without_assistants(client, alice):
+    client.force_login(alice)
+    response = client.get(reverse("dashboard-home"))
+    assert response.status_code == 200
+    assert b"No assistants yet" in response.content
+
+
+def test_it_shows_stats_trend_and_retrain_decision(client, alice, assistant, url):
+    _feedback(assistant, 3, helpful=True)
+    _feedback(assistant, 1, helpful=False)
+    version = model_version_create(assistant=assistant, name="shop-v1")
+    deployment_make_live(version=version, reason=Deployment.Reason.INITIAL)
+    client.force_login(alice)
+    response = client.get(url)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "75.0%" in body  # success rate: 3 of 4
+    assert 'id="trend-chart"' in body and "shop-v1 (initial)" in body  # deployment marker in the chart data
+    assert "Should it retrain?" in body
+    assert "accuracy" in body and "4.00" in body
+    assert "Train now" in body
+
+
+def test_it_shows_the_active_job_with_a_polling_progress_bar(client, alice, assistant, url):
+    job = TrainingJob.objects.create(assistant=assistant, trigger="manual", status="training")
+    client.force_login(alice)
+    body = client.get(url).content.decode()
+    assert reverse("training-job-progress", args=[job.pk]) in body
+    assert 'hx-trigger="every 2s"' in body
+    assert "Train now" not in body  # one job at a time
+    assert "already training" in body
+
+
+def test_it_badges_jobs_awaiting_approval(client, bob, assistant, url):
+    TrainingJob.objects.create(assistant=assistant, trigger="threshold", status="awaiting_approval")
+    client.force_login(bob)
+    body = client.get(url).content.decode()
+    assert "1 awaiting approval" in body
+    assert "Awaiting your approval" in body
+    assert "<dt>Awaiting approval</dt><dd>1</dd>" in body and "<dt>Last retrained</dt><dd>never</dd>" in body
+
+
+def test_it_hides_train_now_from_viewers(client, bob, assistant, url):
+    client.force_login(bob)
+    response = client.get(url)
+    assert response.status_code == 200
+    assert b"Train now" not in response.content
+
+
+def test_it_redirects_anonymous_users_to_login(client, assistant, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_it_forbids_users_without_the_view_permission(client, django_user_model, assistant, url):
+    client.force_login(django_user_model.objects.create_user("mallory", password="x"))
+    assert client.get(url).status_code == 403
+
+
+def test_it_rejects_post(client, alice, url):
+    client.force_login(alice)
+    assert client.post(url).status_code == 405
+
+
+def test_it_404s_for_an_unknown_assistant(client, alice, assistant):
+    client.force_login(alice)
+    assert client.get(reverse("training-overview", args=["nope"])).status_code == 404
+
+
+def test_it_runs_a_constant_number_of_queries(
+    client, alice, assistant, other_assistant, url, django_assert_max_num_queries
+):
+    _feedback(assistant, 5, helpful=True)
+    for _ in range(4):
+        TrainingJob.objects.create(assistant=assistant, trigger="manual", status="failed")
+    TrainingJob.objects.create(assistant=other_assistant, trigger="manual", status="awaiting_approval")
+    client.force_login(alice)
+    with django_assert_max_num_queries(16):
+        assert client.get(url).status_code == 200
+
+
+def test_htmx_refresh_gets_the_same_page_for_hx_select(client, alice, assistant, url):
+    client.force_login(alice)
+    response = client.get(url, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert b'id="active-job"' in response.content
+
+
+def test_it_caches_the_aggregates_briefly(client, alice, assistant, url, django_assert_max_num_queries):
+    client.force_login(alice)
+    client.get(url)
+    _feedback(assistant, 2, helpful=False)
+    with django_assert_max_num_queries(10):
+        body = client.get(url).content.decode()
+    assert "as of" in body and "<dd>0</dd>" in body  # still the cached (empty) figures
+
+
+def test_staff_get_a_link_to_the_policy_in_the_admin(client, admin_user, assistant, url):
+    client.force_login(admin_user)
+    body = client.get(url).content.decode()
+    assert reverse("admin:training_retrainpolicy_add") in body
