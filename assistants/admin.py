@@ -21,7 +21,15 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "assistant", "version", "previous_version", "reason", "traffic_share", "user")
+    list_display = (
+        "created_at",
+        "assistant",
+        "version",
+        "previous_version",
+        "reason",
+        "traffic_share",
+        "user",
+    )
     list_filter = ("assistant", "reason")
     search_fields = ("version__name", "note")
     date_hierarchy = "created_at"
@@ -29,7 +37,16 @@ class DeploymentAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "name", "scope", "assistant", "user", "created_at", "last_used_at", "revoked_at")
+    list_display = (
+        "prefix",
+        "name",
+        "scope",
+        "assistant",
+        "user",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     list_filter = ("scope", "assistant")
     search_fields = ("prefix", "name")
     # The secret is never stored; keys are made with `manage.py create_api_key`, which shows it once.

@@ -16,7 +16,8 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, exceptions.ParseError):
         return Response(
-            {"detail": f"The request body is not valid JSON: {exc.detail}"}, status=status.HTTP_400_BAD_REQUEST
+            {"detail": f"The request body is not valid JSON: {exc.detail}"},
+            status=status.HTTP_400_BAD_REQUEST,
         )
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -16,8 +16,10 @@ ALLOW_HEADERS = "authorization, content-type, idempotency-key"
 
 def _origin_is_registered(origin: str) -> bool:
     # JSON containment is not portable to SQLite; the number of publishable keys is small.
-    keys = ApiKey.objects.filter(revoked_at__isnull=True).exclude(allowed_origins=[]).values_list(
-        "allowed_origins", flat=True
+    keys = (
+        ApiKey.objects.filter(revoked_at__isnull=True)
+        .exclude(allowed_origins=[])
+        .values_list("allowed_origins", flat=True)
     )
     return any(origin in origins for origins in keys)
 

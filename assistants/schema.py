@@ -30,5 +30,9 @@ class AutoSchema(openapi.AutoSchema):
         cls = serializer if isinstance(serializer, type) else type(serializer)
         outer, _, inner = cls.__qualname__.rpartition(".")
         if outer and not getattr(getattr(cls, "Meta", None), "ref_name", None):
-            name = name.replace(inner.removesuffix("Serializer"), outer.removesuffix("Api") + inner.removesuffix("Serializer"), 1)
+            name = name.replace(
+                inner.removesuffix("Serializer"),
+                outer.removesuffix("Api") + inner.removesuffix("Serializer"),
+                1,
+            )
         return name

@@ -14,7 +14,9 @@ def assistant_list() -> QuerySet[Assistant]:
 
 
 def deployment_history(*, assistant: Assistant) -> QuerySet[Deployment]:
-    return Deployment.objects.filter(assistant=assistant).select_related("version", "previous_version", "user")
+    return Deployment.objects.filter(assistant=assistant).select_related(
+        "version", "previous_version", "user"
+    )
 
 
 def live_version_at(*, assistant: Assistant, when: datetime) -> ModelVersion | None:

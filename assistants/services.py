@@ -96,7 +96,9 @@ class RollbackError(Exception):
 
 
 @transaction.atomic
-def deployment_rollback(*, assistant: Assistant, user: AbstractBaseUser | None = None, note: str = "") -> Deployment:
+def deployment_rollback(
+    *, assistant: Assistant, user: AbstractBaseUser | None = None, note: str = ""
+) -> Deployment:
     """Return to the version that was live before the current one."""
     assistant = Assistant.objects.select_for_update().get(pk=assistant.pk)
     last = (

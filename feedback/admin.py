@@ -14,7 +14,16 @@ class InteractionAdmin(admin.ModelAdmin):
 
 @admin.register(Feedback)
 class FeedbackAdmin(admin.ModelAdmin):
-    list_display = ("id", "assistant", "kind", "helpful", "rating", "success", "excluded_from_training", "created_at")
+    list_display = (
+        "id",
+        "assistant",
+        "kind",
+        "helpful",
+        "rating",
+        "success",
+        "excluded_from_training",
+        "created_at",
+    )
     list_filter = ("assistant", "kind", "helpful", "rating", "excluded_from_training")
     search_fields = ("comment", "suggestion", "corrected_answer", "idempotency_key")
     date_hierarchy = "created_at"

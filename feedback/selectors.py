@@ -119,7 +119,9 @@ def feedback_daily_series(*, assistant: Assistant, days: int = 30) -> list[dict[
     ]
 
 
-def interaction_get(*, assistant: Assistant, interaction_id: int | None, request_id: str | None) -> Interaction | None:
+def interaction_get(
+    *, assistant: Assistant, interaction_id: int | None, request_id: str | None
+) -> Interaction | None:
     qs = Interaction.objects.filter(assistant=assistant)
     if interaction_id is not None:
         return qs.filter(pk=interaction_id).first()

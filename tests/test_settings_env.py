@@ -54,9 +54,16 @@ def test_an_external_database_requires_a_secret_key(tmp_path):
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
-    env.update(DATABASE_URL="postgres://x@127.0.0.1/none", TRAINLOOP_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
+    env.update(
+        DATABASE_URL="postgres://x@127.0.0.1/none",
+        TRAINLOOP_VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
     result = subprocess.run(
         [sys.executable, "-c", "from django.conf import settings; settings.SECRET_KEY"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0 and "SECRET_KEY is required" in result.stderr

@@ -61,7 +61,10 @@ def test_a_customer_sends_feedback_from_another_site(live_server, shop_site):
     origin, pages = shop_site
     assistant = assistant_create(slug="shop", name="Shop")
     interaction_log(
-        assistant=assistant, request_id="req-7", messages=[{"role": "user", "content": "Refund?"}], response="Yes."
+        assistant=assistant,
+        request_id="req-7",
+        messages=[{"role": "user", "content": "Refund?"}],
+        response="Yes.",
     )
     _, key = api_key_create(scope="ingest", assistant=assistant, allowed_origins=[origin])
     pages["html"] = f"""<!doctype html><title>Shop</title>

@@ -43,7 +43,12 @@ def test_it_stores_a_rating_with_categories_by_interaction_id(ingest, interactio
 
 
 def test_it_infers_the_kind_of_a_correction(ingest, interaction):
-    data = {"assistant": "shop", "request_id": "req-1", "helpful": False, "corrected_answer": "Within 60 days."}
+    data = {
+        "assistant": "shop",
+        "request_id": "req-1",
+        "helpful": False,
+        "corrected_answer": "Within 60 days.",
+    }
     ingest.post(URL, data, format="json")
     assert Feedback.objects.get().kind == "correction"
 
@@ -58,9 +63,17 @@ def test_a_retry_with_the_same_idempotency_key_creates_nothing(ingest, interacti
 
 
 def test_the_same_key_with_another_body_is_a_conflict(ingest, interaction):
-    ingest.post(URL, {"assistant": "shop", "request_id": "req-1", "rating": 5}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    ingest.post(
+        URL,
+        {"assistant": "shop", "request_id": "req-1", "rating": 5},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k-1",
+    )
     response = ingest.post(
-        URL, {"assistant": "shop", "request_id": "req-1", "rating": 1}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+        URL,
+        {"assistant": "shop", "request_id": "req-1", "rating": 1},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k-1",
     )
     assert response.status_code == 409
     assert "k-1" in response.json()["detail"]
@@ -116,12 +129,27 @@ def test_it_needs_a_key(client_anon, interaction):
 
 
 def test_a_read_key_cannot_send_feedback(reader, interaction):
-    assert reader.post(URL, {"assistant": "shop", "request_id": "req-1", "helpful": True}, format="json").status_code == 403
+    assert (
+        reader.post(
+            URL, {"assistant": "shop", "request_id": "req-1", "helpful": True}, format="json"
+        ).status_code
+        == 403
+    )
 
 
 def test_feedback_appears_in_stats(ingest, reader, interaction):
-    ingest.post(URL, {"assistant": "shop", "request_id": "req-1", "rating": 5}, format="json", HTTP_IDEMPOTENCY_KEY="a")
-    ingest.post(URL, {"assistant": "shop", "request_id": "req-1", "rating": 5}, format="json", HTTP_IDEMPOTENCY_KEY="a")
+    ingest.post(
+        URL,
+        {"assistant": "shop", "request_id": "req-1", "rating": 5},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="a",
+    )
+    ingest.post(
+        URL,
+        {"assistant": "shop", "request_id": "req-1", "rating": 5},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="a",
+    )
     stats = reader.get("/api/v1/assistants/shop/stats").json()
     assert stats["total_feedback"] == 1
     assert stats["avg_rating"] == 5

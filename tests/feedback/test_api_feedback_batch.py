@@ -79,7 +79,9 @@ def test_a_key_repeated_inside_one_batch_is_a_conflict(ingest, interactions):
 
 
 def test_it_limits_the_batch_size(ingest, interactions):
-    response = ingest.post(URL, {"items": [item(0, idempotency_key=f"x{i}") for i in range(1001)]}, format="json")
+    response = ingest.post(
+        URL, {"items": [item(0, idempotency_key=f"x{i}") for i in range(1001)]}, format="json"
+    )
     assert response.status_code == 400
     assert Feedback.objects.count() == 0
 

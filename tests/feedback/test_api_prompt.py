@@ -14,7 +14,9 @@ def test_it_returns_the_question_for_a_kind(ingest, assistant):
 def test_it_asks_at_most_once_per_interaction(ingest, assistant):
     assistant.feedback_sample_rate = 1.0
     assistant.save()
-    interaction_log(assistant=assistant, request_id="r1", messages=[{"role": "user", "content": "q"}], response="a")
+    interaction_log(
+        assistant=assistant, request_id="r1", messages=[{"role": "user", "content": "q"}], response="a"
+    )
     first = ingest.get(URL, {"assistant": "shop", "request_id": "r1"}).json()
     second = ingest.get(URL, {"assistant": "shop", "request_id": "r1"}).json()
     assert first["ask"] is True and first["prompt"]["question"] == "Was this response helpful?"
@@ -24,7 +26,9 @@ def test_it_asks_at_most_once_per_interaction(ingest, assistant):
 def test_a_zero_rate_never_asks(ingest, assistant):
     assistant.feedback_sample_rate = 0.0
     assistant.save()
-    interaction_log(assistant=assistant, request_id="r1", messages=[{"role": "user", "content": "q"}], response="a")
+    interaction_log(
+        assistant=assistant, request_id="r1", messages=[{"role": "user", "content": "q"}], response="a"
+    )
     assert ingest.get(URL, {"assistant": "shop", "request_id": "r1"}).json()["ask"] is False
 
 

@@ -42,7 +42,9 @@ def test_it_reports_the_seed_stats(reader, feedback_rows):
 
 
 def test_it_filters_by_date(reader, feedback_rows, assistant):
-    Feedback.objects.filter(interaction__request_id="r1").update(created_at=timezone.now() - timedelta(days=10))
+    Feedback.objects.filter(interaction__request_id="r1").update(
+        created_at=timezone.now() - timedelta(days=10)
+    )
     since = (timezone.now() - timedelta(days=1)).date().isoformat()
     assert reader.get(URL, {"since": since}).json()["total_feedback"] == 2
 

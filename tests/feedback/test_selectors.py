@@ -13,7 +13,9 @@ def _feedback(assistant, i, when, **fields):
     interaction = interaction_log(
         assistant=assistant, request_id=f"r{i}", messages=[{"role": "user", "content": "q"}], response="a"
     ).interaction
-    return Feedback.objects.create(interaction=interaction, assistant=assistant, kind="rating", created_at=when, **fields)
+    return Feedback.objects.create(
+        interaction=interaction, assistant=assistant, kind="rating", created_at=when, **fields
+    )
 
 
 def test_the_daily_series_buckets_by_local_day(assistant, django_assert_num_queries):

@@ -23,11 +23,20 @@ def make_interaction(assistant, request_id="r1"):
 
 @pytest.mark.parametrize(
     ("helpful", "rating", "expected"),
-    [(True, None, True), (None, 4, True), (None, 5, True), (False, 3, False), (None, None, False), (False, 4, True)],
+    [
+        (True, None, True),
+        (None, 4, True),
+        (None, 5, True),
+        (False, 3, False),
+        (None, None, False),
+        (False, 4, True),
+    ],
 )
 def test_one_definition_of_success_in_python_and_sql(assistant, helpful, rating, expected):
     interaction = make_interaction(assistant)
-    row = Feedback.objects.create(interaction=interaction, assistant=assistant, kind="rating", helpful=helpful, rating=rating)
+    row = Feedback.objects.create(
+        interaction=interaction, assistant=assistant, kind="rating", helpful=helpful, rating=rating
+    )
     row.refresh_from_db()
     assert row.success is expected
     assert is_success(helpful=helpful, rating=rating) is expected
@@ -47,7 +56,10 @@ def test_curation_is_logged(assistant, alice):
     feedback_correct(feedback=row, corrected_answer="  The right answer. ", user=alice)
     row.refresh_from_db()
     assert row.excluded_from_training and row.corrected_answer == "The right answer."
-    assert list(row.curation_log.values_list("action", "user__username")) == [("correct", "alice"), ("exclude", "alice")]
+    assert list(row.curation_log.values_list("action", "user__username")) == [
+        ("correct", "alice"),
+        ("exclude", "alice"),
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -64,7 +76,9 @@ def test_concurrent_requests_with_one_key_store_one_row(assistant):
     def worker():
         try:
             barrier.wait(timeout=10)
-            results.append(feedback_submit(interaction=interaction, data={"rating": 5}, idempotency_key="same"))
+            results.append(
+                feedback_submit(interaction=interaction, data={"rating": 5}, idempotency_key="same")
+            )
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:

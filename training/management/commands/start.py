@@ -60,15 +60,26 @@ class Command(BaseCommand):
         manage = str(settings.BASE_DIR / "manage.py")
         commands = {
             "web": [
-                sys.executable, "-m", "gunicorn", "config.wsgi:application",
-                "--bind", f"{host}:{port}", "--workers", str(workers), "--access-logfile", "-",
-                "--timeout", "120",
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "--bind",
+                f"{host}:{port}",
+                "--workers",
+                str(workers),
+                "--access-logfile",
+                "-",
+                "--timeout",
+                "120",
             ],
         }
         if not no_worker:
             commands["worker"] = [sys.executable, manage, "qcluster"]
         children = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
-        self.stdout.write(self.style.SUCCESS(f"Dashboard on http://{host}:{port}/ (admin at /admin/). Ctrl-C stops."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Dashboard on http://{host}:{port}/ (admin at /admin/). Ctrl-C stops.")
+        )
 
         stopping = False
 
