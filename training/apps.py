@@ -8,10 +8,8 @@ class TrainingConfig(AppConfig):
     def ready(self) -> None:
         # The A/B app tells us when an experiment ends, so a job in `testing` moves on at once; the
         # watchdog also polls experiments, so nothing depends on this signal alone.
-        try:
-            from abtesting.signals import experiment_concluded
-        except ImportError:
-            return
+        from abtesting.signals import experiment_concluded
+
         experiment_concluded.connect(_on_experiment_concluded, dispatch_uid="training.experiment_concluded")
 
 

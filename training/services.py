@@ -33,6 +33,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from abtesting import services as ab
 from assistants.models import Assistant, Deployment, ModelVersion
 from training.models import JobEvent, RetrainPolicy, TrainingJob
 
@@ -253,16 +254,12 @@ def _after_stop(job: TrainingJob) -> None:
 
 
 def _stop_experiment(job: TrainingJob, *, reason: str) -> None:
-    try:
-        from abtesting import services as ab
-    except ImportError:
-        return
-    stop = getattr(ab, "experiment_stop", None)
-    if stop is None or job.experiment is None or job.experiment.status != "running":
+    if job.experiment is None or job.experiment.status != "running":
         return
     try:
-        stop(experiment=job.experiment, reason=reason)
-    except Exception as exc:
+        ab.experiment_stop(experiment=job.experiment, reason=reason)
+    except ab.ExperimentError as exc:
+        # The job has already ended; a refusal to stop (e.g. the experiment just concluded) is not its error.
         logger.warning("Could not stop experiment %s: %s", job.experiment_id, exc)
 
 
@@ -544,10 +541,6 @@ def _stage_evaluating(job: TrainingJob) -> bool:
 
 
 def _stage_testing(job: TrainingJob) -> bool:
-    try:
-        from abtesting import services as ab
-    except ImportError:
-        return _wait(job, "The A/B testing app is not available; waiting.")
     if job.experiment_id is None:
         if not _claim(job):
             return False
@@ -761,8 +754,6 @@ def _deploy_now(
 
 
 def _deploy_by_rollout(job: TrainingJob, *, policy: RetrainPolicy, user: AbstractBaseUser | None) -> bool:
-    from abtesting import services as ab
-
     rollout = job.options.get("rollout_experiment")
     if rollout is None:
         try:

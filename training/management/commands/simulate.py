@@ -15,6 +15,7 @@ from collections import defaultdict
 
 from django.core.management.base import BaseCommand, CommandError
 
+from abtesting.routing import route
 from assistants.backends import BackendError, answer
 from assistants.backends.local import CORRECT_AT, answer_quality
 from assistants.models import Assistant
@@ -34,10 +35,6 @@ def rating_for(quality: float) -> int:
 
 
 def _route(assistant: Assistant, user_ref: str):
-    try:
-        from abtesting.routing import route
-    except ImportError:
-        return assistant.live_version, None, ""
     chosen = route(assistant=assistant, user_ref=user_ref)
     return chosen.model_version, chosen.experiment_id, chosen.arm
 
