@@ -1,0 +1,141 @@
+"""Near-duplicates: the exact definition, LSH recall at the threshold, precision/recall vs brute force."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from training.pipeline.dedup import (
+    NearDuplicateFinder,
+    candidate_probability,
+    exact_pairs,
+    lsh_params,
+    precision_recall,
+    shingle_sets,
+    words,
+)
+
+PHRASES = [
+    "thanks for contacting us",
+    "your order number is",
+    "will be shipped within",
+    "business days",
+    "please check the tracking link",
+    "we are sorry for the delay",
+    "a refund has been issued",
+    "to reset your password open settings",
+    "choose security and click reset",
+    "the return label is attached",
+    "our support team is available",
+    "you can change the delivery address",
+    "before the parcel leaves",
+    "the warranty covers manufacturing defects",
+    "send us a photo of the damage",
+    "we will replace the item",
+]
+NAMES = [
+    "kettle",
+    "jacket",
+    "laptop",
+    "lamp",
+    "backpack",
+    "grinder",
+    "headphones",
+    "toaster",
+    "blender",
+    "chair",
+]
+
+
+def sample(n: int, seed: int = 3) -> list[str]:
+    """Templated customer-service-like texts; ~25% are edited copies (some above 0.9, some below)."""
+    r = random.Random(seed)
+    out: list[str] = []
+    for _ in range(n):
+        if out and r.random() < 0.25:
+            w = r.choice(out).split()
+            for _ in range(r.choice([0, 0, 1, 1, 2, 5])):
+                w[r.randrange(len(w))] = r.choice(NAMES + ["really", "quickly"])
+            if r.random() < 0.5:
+                w.append(r.choice(["thanks", "cheers", "regards"]))
+            out.append(" ".join(w))
+        else:
+            parts = r.sample(PHRASES, r.randint(6, 10))
+            out.append(
+                " ".join(
+                    p.replace("order", f"order {r.randint(100, 999)} for the {r.choice(NAMES)}")
+                    for p in parts
+                )
+            )
+    return out
+
+
+def test_the_lsh_bands_catch_pairs_at_the_threshold():
+    for threshold in (0.8, 0.9, 0.95):
+        b, r = lsh_params(threshold, 64)
+        assert candidate_probability(threshold, b, r) >= 0.995
+        assert b * r <= 64
+    assert candidate_probability(0.5, *lsh_params(0.9, 64)) < 0.1  # few false candidates far below
+
+
+def test_shingles_are_normalised_word_3_shingles():
+    assert words("Hello, WORLD!  It's—fine") == ["hello", "world", "it", "s", "fine"]
+    values, counts = shingle_sets(["a b c d", "A, b. C! d?", "a b", ""])
+    assert counts.tolist() == [2, 2, 1, 1]
+    assert values[:2].tolist() == values[2:4].tolist()
+
+
+def test_exact_jaccard_matches_python_sets():
+    texts = sample(300)
+    finder = NearDuplicateFinder(threshold=0.9)
+    finder.add(texts[:150])
+    finder.add(texts[150:])
+    rng = np.random.default_rng(0)
+    pairs = np.sort(rng.integers(0, 300, size=(200, 2)), axis=1)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+
+    def grams(t):
+        w = words(t)
+        w = w + [""] * (3 - len(w)) if len(w) < 3 else w
+        return {tuple(w[i : i + 3]) for i in range(len(w) - 2)}
+
+    expected = [
+        len(grams(texts[i]) & grams(texts[j])) / len(grams(texts[i]) | grams(texts[j])) for i, j in pairs
+    ]
+    assert np.allclose(finder.jaccard(pairs), expected)
+
+
+def test_precision_and_recall_against_exact_pairwise_jaccard():
+    texts = sample(1500)
+    truth = exact_pairs(texts, 0.9)
+    assert len(truth) > 150  # the sample really has near-duplicates
+    finder = NearDuplicateFinder(threshold=0.9)
+    for lo in range(0, len(texts), 400):
+        finder.add(texts[lo : lo + 400])
+    found, _ = finder.pairs()
+    precision, recall = precision_recall(found, truth)
+    print(f"pairs={len(truth)} precision={precision:.4f} recall={recall:.4f}")
+    assert precision >= 0.95 and recall >= 0.95
+
+
+def test_one_representative_per_cluster_best_rated_then_newest():
+    texts = ["the parcel with order 12 leaves the warehouse on monday morning"] * 3 + [
+        "a completely different answer about passwords and security settings"
+    ]
+    finder = NearDuplicateFinder(threshold=0.9)
+    finder.add(texts)
+    result = finder.resolve(
+        rating=np.array([4, 5, 5, 1]), newest=np.array([30.0, 10.0, 20.0, 0.0]), tiebreak=np.arange(4)
+    )
+    assert result.keep.tolist() == [False, False, True, True]
+
+
+def test_a_huge_bucket_of_templated_copies_still_collapses_to_one():
+    base = " ".join(f"word{i}" for i in range(60))
+    texts = [f"{base} suffix{k}" for k in range(600)]  # every pair J ≈ 0.97: one cluster of 600
+    finder = NearDuplicateFinder(threshold=0.9)
+    finder.add(texts)
+    n = len(texts)
+    result = finder.resolve(rating=np.ones(n), newest=np.arange(n, dtype=float), tiebreak=np.arange(n))
+    assert result.keep.sum() == 1 and result.keep[-1]

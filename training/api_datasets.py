@@ -1,0 +1,177 @@
+"""REST endpoints for training datasets: build one, list, read, download a split (thin: the pipeline acts)."""
+
+from __future__ import annotations
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, StreamingHttpResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key
+from training.models import TrainingDataset
+from training.pipeline import FORMATS, dataset_build
+from training.pipeline.storage import iter_json_array
+
+MAX_LIST = 200
+
+
+class DatasetOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    assistant = serializers.CharField(source="assistant.slug")
+    format = serializers.CharField()
+    is_valid = serializers.BooleanField()
+    validation_errors = serializers.JSONField()
+    train_count = serializers.IntegerField()
+    validation_count = serializers.IntegerField()
+    train_sha256 = serializers.CharField()
+    validation_sha256 = serializers.CharField()
+    stats = serializers.JSONField()
+    options = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+    downloads = serializers.SerializerMethodField()
+
+    def get_downloads(self, obj: TrainingDataset) -> dict[str, str]:
+        url = reverse("training-api-dataset-download", args=[obj.pk])
+        out = {"train": f"{url}?split=train"}
+        if obj.validation_file:
+            out["validation"] = f"{url}?split=validation"
+        return out
+
+
+def _dataset_for_key(request: Request, pk: int) -> TrainingDataset:
+    dataset = TrainingDataset.objects.select_related("assistant").filter(pk=pk).first()
+    # A key bound to another assistant gets the same 404 as a missing id: no probing of other tenants.
+    if dataset is None or not request_key(request).allows_assistant(dataset.assistant):
+        raise exceptions.NotFound(f"No dataset {pk}.")
+    return dataset
+
+
+class DatasetCreateApi(APIView):
+    permission_classes = [ManageScope]
+
+    class OptionsSerializer(serializers.Serializer):
+        min_rating = serializers.IntegerField(required=False, min_value=1, max_value=5)
+        require_helpful = serializers.BooleanField(required=False)
+        min_confidence = serializers.FloatField(required=False, min_value=0, max_value=1)
+        include_negative = serializers.BooleanField(required=False)
+        deduplicate = serializers.BooleanField(required=False)
+        similarity_threshold = serializers.FloatField(required=False, min_value=0.01, max_value=1)
+        max_examples = serializers.IntegerField(required=False, min_value=0, help_text="0: no limit.")
+        since = serializers.DateTimeField(required=False)
+        until = serializers.DateTimeField(required=False)
+        system_prompt = serializers.CharField(required=False, allow_blank=True)
+        validation_share = serializers.FloatField(required=False, min_value=0, max_value=0.99)
+        seed = serializers.IntegerField(required=False)
+        base_model = serializers.CharField(required=False, max_length=200)
+
+    class InputSerializer(serializers.Serializer):
+        assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
+        format = serializers.ChoiceField(choices=list(FORMATS), default="chat_completion")
+        options = serializers.DictField(
+            required=False, default=dict, help_text="Overrides of the assistant's policy."
+        )
+        feedback_ids = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), required=False, allow_null=True
+        )
+
+        def validate_options(self, value):
+            unknown = set(value) - set(DatasetCreateApi.OptionsSerializer().fields)
+            if unknown:
+                raise serializers.ValidationError(f"Unknown option(s): {', '.join(sorted(unknown))}.")
+            options = DatasetCreateApi.OptionsSerializer(data=value)
+            options.is_valid(raise_exception=True)
+            return options.validated_data
+
+    @extend_schema(request=InputSerializer, responses={201: DatasetOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        assistant = assistant_for_key(request, v.get("assistant"))
+        dataset = dataset_build(
+            assistant=assistant, format=v["format"], options=v["options"], feedback_ids=v.get("feedback_ids")
+        )
+        return Response(DatasetOutputSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetListApi(APIView):
+    permission_classes = [ReadScope]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("assistant", str, required=False),
+            OpenApiParameter("limit", int, required=False, description=f"At most {MAX_LIST}, default 50."),
+        ],
+        responses={200: DatasetOutputSerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        key = request_key(request)
+        qs = TrainingDataset.objects.select_related("assistant")
+        slug = request.query_params.get("assistant")
+        if slug or key.assistant_id is not None:
+            qs = qs.filter(assistant=assistant_for_key(request, slug))
+        try:
+            limit = min(max(int(request.query_params.get("limit", 50)), 1), MAX_LIST)
+        except ValueError:
+            raise exceptions.ValidationError({"limit": [f"Use a number from 1 to {MAX_LIST}."]}) from None
+        return Response(DatasetOutputSerializer(qs[:limit], many=True).data)
+
+
+class DatasetCollectionApi(DatasetListApi, DatasetCreateApi):
+    """One URL, two operations: GET lists (read scope), POST builds (manage scope)."""
+
+    def get_permissions(self):
+        owner = DatasetCreateApi if self.request.method == "POST" else DatasetListApi
+        return [permission() for permission in owner.permission_classes]
+
+
+class DatasetDetailApi(APIView):
+    permission_classes = [ReadScope]
+
+    @extend_schema(responses={200: DatasetOutputSerializer})
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(DatasetOutputSerializer(_dataset_for_key(request, pk)).data)
+
+
+class DatasetDownloadApi(APIView):
+    permission_classes = [ReadScope]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("split", str, enum=["train", "validation"], required=False),
+            OpenApiParameter("as", str, enum=["jsonl", "json"], required=False),
+        ],
+        responses={(200, "application/jsonl"): OpenApiTypes.BINARY},
+    )
+    def get(self, request: Request, pk: int):
+        dataset = _dataset_for_key(request, pk)
+        split = request.query_params.get("split", "train")
+        as_ = request.query_params.get("as", "jsonl")
+        if split not in ("train", "validation"):
+            raise exceptions.ValidationError({"split": ["Use split=train or split=validation."]})
+        if as_ not in ("jsonl", "json"):
+            raise exceptions.ValidationError(
+                {"as": ["Use as=jsonl (one example a line) or as=json (one array)."]}
+            )
+        path = dataset.train_file if split == "train" else dataset.validation_file
+        if not path:
+            raise exceptions.NotFound(
+                f"Dataset {pk} has no {split} split (it is empty: validation_share was 0 "
+                "or there were too few examples)."
+            )
+        filename = f"dataset-{pk}-{split}.{as_}"
+        if as_ == "json":
+            response = StreamingHttpResponse(iter_json_array(path), content_type="application/json")
+            response["Content-Disposition"] = f'attachment; filename="{filename}"'
+            return response
+        return FileResponse(
+            default_storage.open(path, "rb"),
+            as_attachment=True,
+            filename=filename,
+            content_type="application/jsonl",
+        )
