@@ -6,6 +6,7 @@ from assistants.models import ApiKey, Assistant, Deployment, ModelVersion
 @admin.register(Assistant)
 class AssistantAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "live_version", "feedback_sample_rate", "created_at")
+    list_filter = ("created_at",)
     search_fields = ("slug", "name")
     prepopulated_fields = {"slug": ("name",)}
     raw_id_fields = ("live_version",)
