@@ -10,7 +10,11 @@ OUR_APPS = {"assistants", "feedback", "abtesting", "training"}
 
 
 def our_model_admins():
-    return [(model, model_admin) for model, model_admin in admin.site._registry.items() if model._meta.app_label in OUR_APPS]
+    return [
+        (model, model_admin)
+        for model, model_admin in admin.site._registry.items()
+        if model._meta.app_label in OUR_APPS
+    ]
 
 
 def test_every_top_level_model_is_registered():
