@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -30,12 +29,15 @@ class IdempotencyConflict(Exception):
     """The same idempotency key (or request id) was sent earlier with a different body."""
 
 
-# json.dumps(data, sort_keys=True, separators=(",", ":"), default=str), without building an encoder per call.
-_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+def body_hash(interaction_id: int, data: dict[str, Any]) -> str:
+    """Fingerprint of what a feedback item says, to tell a retry (same body) from a conflict (another one).
 
-
-def body_hash(data: dict[str, Any]) -> str:
-    return hashlib.sha256(_canonical_json(data).encode()).hexdigest()
+    The fields are taken in their fixed FEEDBACK_FIELDS order and the values are validated JSON
+    primitives (str, int, float, bool, None), whose ``repr`` is canonical: cheaper than sorted JSON, which
+    cost more than a quarter of a batch's CPU time.
+    """
+    canonical = repr((interaction_id, *(data.get(name) for name in FEEDBACK_FIELDS)))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def infer_kind(data: dict[str, Any]) -> str:
@@ -118,7 +120,7 @@ class InteractionRef(NamedTuple):
 
 
 def _digest(interaction: Interaction | InteractionRef, data: dict[str, Any]) -> str:
-    return body_hash({"interaction": interaction.pk, **{k: data.get(k) for k in FEEDBACK_FIELDS}})
+    return body_hash(interaction.pk, data)
 
 
 def _feedback_values(
