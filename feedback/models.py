@@ -84,7 +84,9 @@ class Feedback(models.Model):
     # Denormalised from the interaction so stats over an assistant and a date range need no join. No index
     # of its own: the (assistant, created_at) index serves every lookup by assistant, and one index fewer
     # to maintain is a measurable share of the cost of ingesting feedback.
-    assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="feedback", db_index=False)
+    assistant = models.ForeignKey(
+        Assistant, on_delete=models.CASCADE, related_name="feedback", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     helpful = models.BooleanField(null=True, blank=True)
     rating = models.PositiveSmallIntegerField(null=True, blank=True, validators=RATING_VALIDATORS)
