@@ -25,7 +25,9 @@ def pytest_configure(config):
 
     from django.conf import settings
 
-    settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
+    run = uuid.uuid4().hex[:8]
+    for alias, cache in settings.CACHES.items():
+        cache["KEY_PREFIX"] = f"test-{run}-{alias}"
 
 
 def require(condition: bool, reason: str) -> None:
@@ -59,10 +61,12 @@ def _fresh_local_cache():
     # Cached dashboard figures and throttle counters must not leak between tests. Only the per-process
     # cache is cleared: a shared Redis may hold other data.
     from django.core.cache import caches
+    from django.core.cache.backends.filebased import FileBasedCache
     from django.core.cache.backends.locmem import LocMemCache
 
-    if isinstance(caches["default"], LocMemCache):
-        caches["default"].clear()
+    for alias in caches:
+        if isinstance(caches[alias], LocMemCache | FileBasedCache):
+            caches[alias].clear()
     yield
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from django.core.cache import caches
 from django.db.models import Count, Max, Q, QuerySet
+from django.utils import timezone
 
 from assistants.models import Assistant, Deployment
+from feedback.selectors import feedback_daily_series, feedback_stats
 from training.models import RetrainPolicy, TrainingJob
+from training.policy import retrain_metrics
 from training.services import ACTIVE_STATUSES
 
 
@@ -81,3 +86,30 @@ def training_loop_health(*, assistant: Assistant) -> dict[str, Any]:
             assistant=assistant, since=deployment.created_at if deployment else None
         ),
     }
+
+
+OVERVIEW_DAYS = 30
+# The worker refreshes the figures every minute; they expire only if it stops, so a page never shows
+# figures more than a few minutes old.
+OVERVIEW_FIGURES_TTL = 300
+
+
+def overview_figures(*, assistant: Assistant, refresh: bool = False) -> dict[str, Any]:
+    """The overview page's aggregates: 30-day feedback stats, the daily series and the retrain metrics.
+
+    Over a million feedback rows these scans cost far more than the rest of the page (≈ 0.7 s), so they
+    live in the shared "figures" cache, refreshed every minute by ``training.tasks.refresh_overview_figures``;
+    a page view computes them only when the cache is cold.
+    """
+    key = f"overview:{assistant.pk}"
+    figures = None if refresh else caches["figures"].get(key)
+    if figures is None:
+        now = timezone.now()
+        figures = {
+            "stats": feedback_stats(assistant=assistant, since=now - dt.timedelta(days=OVERVIEW_DAYS)),
+            "series": feedback_daily_series(assistant=assistant, days=OVERVIEW_DAYS),
+            "retrain_metrics": retrain_metrics(assistant),
+            "computed_at": now,
+        }
+        caches["figures"].set(key, figures, OVERVIEW_FIGURES_TTL)
+    return figures

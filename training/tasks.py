@@ -7,6 +7,7 @@ import logging
 from assistants.models import Assistant
 from training import services
 from training.models import RetrainPolicy, TrainingJob
+from training.selectors import overview_figures
 
 logger = logging.getLogger(__name__)
 
@@ -54,3 +55,12 @@ def watchdog() -> dict:
     """
     created = services.policies_ensure_all()
     return {**services.jobs_watch(), "policies_created": created}
+
+
+def refresh_overview_figures() -> int:
+    """Recompute every assistant's overview figures into the shared cache (scheduled every minute)."""
+    count = 0
+    for assistant in Assistant.objects.all():
+        overview_figures(assistant=assistant, refresh=True)
+        count += 1
+    return count

@@ -11,7 +11,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db.models import Count, Max, Q
@@ -24,19 +23,15 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from abtesting.views import analysis_panel
 from assistants.models import Assistant, Deployment
-from feedback.selectors import feedback_daily_series, feedback_stats
 from training import selectors, services
 from training.models import JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
-from training.policy import retrain_metrics, should_retrain_metrics
+from training.policy import should_retrain_metrics
 
 VIEW_PERM = "training.view_trainingjob"
 APPROVE_PERM = "training.approve_trainingjob"
 TRIGGER_PERM = "training.trigger_trainingjob"
 DATASET_PERM = "training.view_trainingdataset"
-STATS_DAYS = 30
-# The overview's aggregates scan a month of feedback (and everything since the last deployment); over a
-# million rows that costs far more than the rest of the page, and a minute-old trend is as good to judge.
-FIGURES_CACHE_SECONDS = 60
+STATS_DAYS = selectors.OVERVIEW_DAYS
 PAGE_SIZE = 50
 S = TrainingJob.Status
 
@@ -180,7 +175,7 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
     assistant = next((a for a in assistants if a.slug == slug), None)
     if assistant is None:
         raise Http404(f"No assistant '{slug}'.")
-    figures = _overview_figures(assistant)
+    figures = selectors.overview_figures(assistant=assistant)
     stats, series = figures["stats"], figures["series"]
     since = timezone.now() - dt.timedelta(days=STATS_DAYS)
     deployments = list(
@@ -216,22 +211,6 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
         **_perms(request),
     }
     return render(request, "training/overview.html", context)
-
-
-def _overview_figures(assistant: Assistant) -> dict[str, Any]:
-    key = f"dashboard:overview-figures:{assistant.pk}"
-    figures = cache.get(key)
-    if figures is None:
-        now = timezone.now()
-        since = now - dt.timedelta(days=STATS_DAYS)
-        figures = {
-            "stats": feedback_stats(assistant=assistant, since=since),
-            "series": feedback_daily_series(assistant=assistant, days=STATS_DAYS),
-            "retrain_metrics": retrain_metrics(assistant),
-            "computed_at": now,
-        }
-        cache.set(key, figures, FIGURES_CACHE_SECONDS)
-    return figures
 
 
 def _retrain_decision(

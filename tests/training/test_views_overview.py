@@ -1,23 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 
 from assistants.models import Deployment
 from assistants.services import deployment_make_live, model_version_create
 from feedback.services import feedback_submit, interaction_log
 from training.models import TrainingJob
-
-
-@pytest.fixture(autouse=True)
-def _fresh_figures(settings):
-    # The overview caches its aggregates for a minute; each test starts from an empty cache of its own
-    # (a local one, so clearing it never touches a shared Redis).
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "overview"}
-    }
-    cache.clear()
 
 
 @pytest.fixture
@@ -148,3 +137,19 @@ def test_staff_get_a_link_to_the_policy_in_the_admin(client, admin_user, assista
     client.force_login(admin_user)
     body = client.get(url).content.decode()
     assert reverse("admin:training_retrainpolicy_add") in body
+
+
+def test_the_worker_refreshes_the_figures_the_page_reads(
+    client, alice, assistant, url, django_assert_max_num_queries
+):
+    from training.tasks import refresh_overview_figures
+
+    _feedback(assistant, 3, helpful=True)
+    assert refresh_overview_figures() == 1
+    _feedback(assistant, 2, helpful=False)  # arrives after the refresh: shown at the next one
+    client.force_login(alice)
+    with django_assert_max_num_queries(10):  # no aggregate scans in the request
+        response = client.get(url)
+    assert response.context["stats"]["total_feedback"] == 3
+    refresh_overview_figures()
+    assert client.get(url).context["stats"]["total_feedback"] == 5
