@@ -40,13 +40,16 @@ LIVE_DB = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 @pytest.fixture(autouse=True)
 def _fresh_cache(settings):
-    # The overview caches its figures; start each test empty, in a local cache (never a shared Redis).
-    from django.core.cache import cache
+    # The overview caches its figures; start each test empty, in local caches (never a shared Redis).
+    # Every alias the settings define must be here, or the code reading it fails with a 500.
+    from django.core.cache import cache, caches
 
     settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "browser"}
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "browser"},
+        "figures": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "figures"},
     }
     cache.clear()
+    caches["figures"].clear()
 
 
 @pytest.fixture
