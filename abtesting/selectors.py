@@ -56,6 +56,7 @@ def empty_counts() -> dict[str, list[float]]:
 def arm_counts(
     *,
     experiment_id: int,
+    assistant_id: int,
     interaction_floor: int = 0,
     interaction_after: int = 0,
     interaction_upto: int | None = None,
@@ -68,12 +69,17 @@ def arm_counts(
     assigned; feedback with id in ``(feedback_after, feedback_upto]`` on interactions above
     ``interaction_floor`` (a rollout stage's start) counts when it is its interaction's first signal / first
     rating. No bounds: the whole experiment.
+
+    Only the experiment's own assistant's interactions count: ``experiment_id`` and ``arm`` are whatever the
+    client logged, so without ``assistant_id`` one assistant's key could rig another assistant's test.
     """
     out = empty_counts()
     low = max(interaction_floor, interaction_after)
     for arm in ARMS:
         # Per arm, so both equalities and the id range fit the (experiment_id, arm) index (+ rowid).
-        qs = Interaction.objects.filter(experiment_id=experiment_id, arm=arm, id__gt=low)
+        qs = Interaction.objects.filter(
+            experiment_id=experiment_id, arm=arm, assistant_id=assistant_id, id__gt=low
+        )
         if interaction_upto is not None:
             qs = qs.filter(id__lte=interaction_upto)
         out[arm][0] = qs.count()
@@ -89,9 +95,11 @@ def arm_counts(
         feedback = feedback.filter(id__lte=feedback_upto)
     # "+ 0" keeps these comparisons off the indexes: SQLite has no statistics and would otherwise drive the
     # join from the experiment's whole (experiment_id, arm) index instead of the new feedback ids.
-    feedback = feedback.alias(exp=F("interaction__experiment_id") + 0, iid=F("interaction_id") + 0).filter(
-        exp=experiment_id, interaction__arm__in=ARMS
-    )
+    feedback = feedback.alias(
+        exp=F("interaction__experiment_id") + 0,
+        asst=F("interaction__assistant_id") + 0,
+        iid=F("interaction_id") + 0,
+    ).filter(exp=experiment_id, asst=assistant_id, interaction__arm__in=ARMS)
     if interaction_floor:
         feedback = feedback.filter(iid__gt=interaction_floor)
     # One pass over the new feedback; "first" is decided per row by the correlated NOT EXISTS, which uses
@@ -132,6 +140,7 @@ def experiment_arm_counts(experiment: Experiment) -> tuple[ArmCounts, ArmCounts]
     """(control, variant) counted from scratch over the experiment (the current stage, for a rollout)."""
     counts = arm_counts(
         experiment_id=experiment.pk,
+        assistant_id=experiment.assistant_id,
         interaction_floor=int((experiment.tally or {}).get("interaction_floor", 0)),
     )
     return to_arm_counts(counts[CONTROL]), to_arm_counts(counts[VARIANT])

@@ -189,6 +189,7 @@ def experiment_tally_refresh(*, experiment: Experiment, now: datetime | None = N
         return tally
     delta = selectors.arm_counts(
         experiment_id=experiment.pk,
+        assistant_id=experiment.assistant_id,
         interaction_floor=tally["interaction_floor"],
         interaction_after=tally["interaction_upto"],
         interaction_upto=interaction_mark,
@@ -573,7 +574,10 @@ def rollout_advance(*, experiment: Experiment, now: datetime | None = None) -> E
     stage_no = f"{experiment.stage_index + 1}/{len(experiment.stages)}"
     if verdict in ("variant_worse", "invalid_srm"):
         outcome = _decision_for(experiment, analysis, now)
-        assert outcome is not None
+        if outcome is None:
+            # The test says worse but the lift's CI still includes no change (small samples): hold the
+            # stage, neither rolling back nor moving on, until more feedback settles it.
+            return experiment
         decision, why = outcome
         reason = (
             f"Rollout of {experiment.variant.name} rolled back at stage {stage_no} "

@@ -164,6 +164,12 @@ class DatasetDownloadApi(APIView):
                 f"Dataset {pk} has no {split} split (it is empty: validation_share was 0 "
                 "or there were too few examples)."
             )
+        # The row outlives its file when storage was cleaned up or moved: say so instead of a 500.
+        if not default_storage.exists(path):
+            raise exceptions.NotFound(
+                f"The {split} file of dataset {pk} is missing from storage; build the dataset again "
+                "(POST /api/v1/datasets)."
+            )
         filename = f"dataset-{pk}-{split}.{as_}"
         if as_ == "json":
             response = StreamingHttpResponse(iter_json_array(path), content_type="application/json")

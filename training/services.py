@@ -34,6 +34,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from abtesting import services as ab
+from abtesting.models import Experiment
 from assistants.models import Assistant, Deployment, ModelVersion
 from training.models import JobEvent, RetrainPolicy, TrainingJob
 
@@ -212,12 +213,16 @@ def _release(job: TrainingJob, *, recheck_in: timedelta | None) -> None:
     job.next_check_at = next_check
 
 
-def _save(job: TrainingJob, **values: Any) -> None:
-    """Write stage results onto the job, but only while it is still in the status we worked on."""
+def _save(job: TrainingJob, **values: Any) -> bool:
+    """Write stage results onto the job, but only while it is still in the status we worked on.
+
+    Returns False when the job left that status meanwhile (cancelled, failed): nothing was written.
+    """
     values["updated_at"] = timezone.now()
-    TrainingJob.objects.filter(pk=job.pk, status=job.status).update(**values)
+    saved = TrainingJob.objects.filter(pk=job.pk, status=job.status).update(**values) == 1
     for name, value in values.items():
         setattr(job, name, value)
+    return saved
 
 
 def _enqueue_advance(job_id: int) -> None:
@@ -238,29 +243,35 @@ def job_fail(*, job: TrainingJob, error: str, data: dict | None = None) -> bool:
 
 
 def _after_stop(job: TrainingJob) -> None:
-    """Clean up outside work of a job that ended early: provider training, a running experiment."""
+    """Clean up outside work of a job that ended early: provider training, its A/B test, its rollout."""
     if job.provider_job_id:
-        try:
-            from training.trainers import get_trainer
-
-            get_trainer(job.backend).cancel(job)
-        except Exception as exc:  # the job is already failed/cancelled; a stuck provider job is only logged
-            logger.warning("Could not cancel provider job %s of job %s: %s", job.provider_job_id, job.pk, exc)
-            job_record_event(
-                job=job, kind=JobEvent.Kind.NOTE, message=f"Could not cancel provider job: {exc}"
-            )
-    if job.experiment_id:
-        _stop_experiment(job, reason=f"Training job {job.pk} ended ({job.status}).")
+        _cancel_provider_job(job)
+    reason = f"Training job {job.pk} ended ({job.status})."
+    # A rollout left running would go on to make the version of a failed job live; stopping it rolls back.
+    for experiment_id in (job.experiment_id, (job.options or {}).get("rollout_experiment")):
+        if experiment_id:
+            _stop_experiment(experiment_id, reason=reason)
 
 
-def _stop_experiment(job: TrainingJob, *, reason: str) -> None:
-    if job.experiment is None or job.experiment.status != "running":
+def _cancel_provider_job(job: TrainingJob) -> None:
+    try:
+        from training.trainers import get_trainer
+
+        get_trainer(job.backend).cancel(job)
+    except Exception as exc:  # the job is already failed/cancelled; a stuck provider job is only logged
+        logger.warning("Could not cancel provider job %s of job %s: %s", job.provider_job_id, job.pk, exc)
+        job_record_event(job=job, kind=JobEvent.Kind.NOTE, message=f"Could not cancel provider job: {exc}")
+
+
+def _stop_experiment(experiment_id: int, *, reason: str) -> None:
+    experiment = Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.RUNNING).first()
+    if experiment is None:
         return
     try:
-        ab.experiment_stop(experiment=job.experiment, reason=reason)
+        ab.experiment_stop(experiment=experiment, reason=reason)
     except ab.ExperimentError as exc:
         # The job has already ended; a refusal to stop (e.g. the experiment just concluded) is not its error.
-        logger.warning("Could not stop experiment %s: %s", job.experiment_id, exc)
+        logger.warning("Could not stop experiment %s: %s", experiment_id, exc)
 
 
 # -- policies -------------------------------------------------------------------------------------------
@@ -466,10 +477,15 @@ def _stage_training(job: TrainingJob) -> bool:
     if not _claim(job):
         return False
     trainer = get_trainer(job.backend)
+    known_provider_job = job.provider_job_id
     first = not job.provider_job_id and job.new_model_version_id is None
     outcome = trainer.start(job) if first else trainer.poll(job)
     job.refresh_from_db()
     if job.status != S.TRAINING:  # cancelled or failed while the trainer worked
+        if job.is_terminal and job.provider_job_id and job.provider_job_id != known_provider_job:
+            # The stop's clean-up may have run before the trainer created this provider job: cancel it,
+            # or it trains (and bills) for a job nobody follows any more.
+            _cancel_provider_job(job)
         return False
     metrics = {**job.metrics, **(outcome.metrics or {})}
     if outcome.state == "running":
@@ -572,7 +588,11 @@ def _stage_testing(job: TrainingJob) -> bool:
             # Another experiment holds the assistant's traffic: wait in `testing` and try again later.
             return _wait(job, f"Waiting for the running experiment to finish before testing: {exc}")
         deadline = timezone.now() + timedelta(days=policy.ab_max_duration_days) + TESTING_GRACE
-        _save(job, experiment=experiment, deadline_at=deadline)
+        if not _save(job, experiment=experiment, deadline_at=deadline):
+            # Cancelled or failed while the experiment started: its clean-up could not see the experiment,
+            # which would otherwise keep sending traffic to a candidate nobody will deploy.
+            _stop_experiment(experiment.pk, reason=f"Training job {job.pk} ended while its A/B test started.")
+            return False
         job_record_event(
             job=job,
             kind=JobEvent.Kind.NOTE,
@@ -721,7 +741,9 @@ def _stage_deploying(job: TrainingJob) -> bool:
     policy = policy_ensure(assistant=job.assistant)
     reason = job.options.get("deploy_reason") or Deployment.Reason.APPROVAL
     user = job.decided_by
-    if policy.rollout_enabled and job.assistant.live_version_id not in (None, version.pk):
+    # A started rollout decides the job even once it made the version live (then live == version).
+    live = job.assistant.live_version_id
+    if job.options.get("rollout_experiment") or (policy.rollout_enabled and live not in (None, version.pk)):
         return _deploy_by_rollout(job, policy=policy, user=user)
     return _deploy_now(job, version=version, reason=reason, user=user)
 
@@ -731,16 +753,11 @@ def _deploy_now(
 ) -> bool:
     from assistants.services import deployment_make_live
 
-    baseline = (job.ab_test_results or {}).get("variantSuccessRate")
     with transaction.atomic():
         deployment = deployment_make_live(
             version=version, reason=reason, user=user, note=f"Training job {job.pk} ({job.trigger})."
         )
-        if baseline is not None:
-            # The success rate this version showed when it was deployed: the reference for "performance drop".
-            ModelVersion.objects.filter(pk=version.pk).update(
-                metrics={**version.metrics, "baseline_success_rate": baseline}
-            )
+        _record_baseline(job, version)
         moved = job_transition(
             job=job,
             to=S.DEPLOYED,
@@ -751,6 +768,15 @@ def _deploy_now(
         if not moved:
             raise IllegalTransition("The job left 'deploying' while it was being deployed.")
     return False
+
+
+def _record_baseline(job: TrainingJob, version: ModelVersion) -> None:
+    """The success rate this version showed when it was deployed: the reference for "performance drop"."""
+    baseline = (job.ab_test_results or {}).get("variantSuccessRate")
+    if baseline is not None:
+        ModelVersion.objects.filter(pk=version.pk).update(
+            metrics={**version.metrics, "baseline_success_rate": baseline}
+        )
 
 
 def _deploy_by_rollout(job: TrainingJob, *, policy: RetrainPolicy, user: AbstractBaseUser | None) -> bool:
@@ -769,13 +795,17 @@ def _deploy_by_rollout(job: TrainingJob, *, policy: RetrainPolicy, user: Abstrac
             )
         except ab.ExperimentBusy as exc:
             return _wait(job, f"Waiting for the running experiment to finish before the rollout: {exc}")
-        stages = [s for s in policy.rollout_stages.split(",") if s.strip()]
-        hours = policy.rollout_stage_hours * len(stages)
-        _save(
+        # abtesting holds a stage short of feedback up to MAX_STAGE_HOLD_FACTOR times its hold time; the job
+        # must outlast that, or the watchdog fails it while the rollout goes on.
+        hours = policy.rollout_stage_hours * len(experiment.stages) * ab.MAX_STAGE_HOLD_FACTOR
+        if not _save(
             job,
             options={**job.options, "rollout_experiment": experiment.pk},
             deadline_at=timezone.now() + timedelta(hours=hours) + TESTING_GRACE,
-        )
+        ):
+            # The job failed while the rollout started; its clean-up could not see the rollout: roll back.
+            _stop_experiment(experiment.pk, reason=f"Training job {job.pk} ended while its rollout started.")
+            return False
         job_record_event(
             job=job,
             kind=JobEvent.Kind.NOTE,
@@ -792,6 +822,7 @@ def _deploy_by_rollout(job: TrainingJob, *, policy: RetrainPolicy, user: Abstrac
         return False
     job.assistant.refresh_from_db(fields=("live_version",))
     if job.assistant.live_version_id == job.new_model_version_id:
+        _record_baseline(job, job.new_model_version)
         job_transition(
             job=job,
             to=S.DEPLOYED,
@@ -877,7 +908,8 @@ def job_reject(*, job: TrainingJob, user: AbstractBaseUser, reason: str) -> Trai
 def job_cancel(*, job: TrainingJob, user: AbstractBaseUser | None) -> TrainingJob:
     """Cancel a job that has not started deploying. Cancelling again returns it unchanged."""
     if user is not None:
-        _require(user, "training.approve_trainingjob")
+        # Whoever may start a job may cancel it ("Can start and cancel training jobs"), as on the dashboard.
+        _require(user, "training.trigger_trainingjob")
     job.refresh_from_db()
     if job.status == S.CANCELLED:
         return job
@@ -908,6 +940,13 @@ def _timeout_reason(job: TrainingJob) -> str:
         return f"No reviewer approved or rejected the job within {APPROVAL_WINDOW.days} days."
     if job.status == S.TESTING:
         return "The A/B test did not conclude before its maximum duration (plus a day of grace) passed."
+    if job.status == S.DEPLOYING and job.options.get("rollout_experiment"):
+        return (
+            "The progressive rollout did not finish within its stages' longest hold time (plus a day of "
+            "grace); it is stopped and all traffic is back on the live version."
+        )
+    if job.status == S.DEPLOYING:
+        return "Deploying did not finish before its deadline; the live version is unchanged."
     timeout = (job.deadline_at - job.created_at).total_seconds() if job.deadline_at else 0
     return f"Timed out in '{job.status}': the job passed its deadline ({timeout:.0f} s training_timeout)."
 

@@ -109,6 +109,28 @@ def test_the_guardrail_rolls_back_a_significantly_worse_version_with_a_reason(as
     assert {route(assistant=assistant, user_ref=f"u{i}").model_version for i in range(30)} == {versions[0]}
 
 
+def test_a_worse_signal_whose_ci_still_includes_no_change_holds_the_stage(assistant, versions, monkeypatch):
+    # On small samples the test on the rates can cross its boundary while the CI of the relative lift still
+    # includes 0 (see _decision_for): neither a rollback nor an advance is justified yet.
+    real_analyse = services.experiment_analyse
+
+    def unconfirmed_worse(**kwargs):
+        analysis = real_analyse(**kwargs)
+        analysis["verdict"] = "variant_worse"
+        analysis["sequential"] = {**analysis["sequential"], "ci_low": -0.3, "ci_high": 0.02}
+        analysis["ab_test_results"]["ci"] = [-0.3, 0.02]
+        return analysis
+
+    monkeypatch.setattr(services, "experiment_analyse", unconfirmed_worse)
+    experiment = rollout(assistant, versions[1])
+    populate(experiment, "control", assigned=900, with_feedback=300, successes=240)
+    populate(experiment, "variant", assigned=100, with_feedback=100, successes=70)
+    services.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 60))
+    experiment.refresh_from_db()
+    assert (experiment.status, experiment.stage_index, experiment.decision) == ("running", 0, "")
+    assert not Deployment.objects.filter(assistant=assistant, reason="rollback").exists()
+
+
 def test_a_stage_without_enough_feedback_holds_then_advances_with_a_note(assistant, versions):
     experiment = rollout(assistant, versions[1])
     services.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 60))

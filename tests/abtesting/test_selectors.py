@@ -101,6 +101,19 @@ def test_the_incremental_tally_matches_a_full_recount(experiment):
     assert selectors.to_arm_counts(tally["variant"]) == EXPECTED_VARIANT
 
 
+def test_another_assistants_interactions_cannot_rig_the_counts(experiment, other_assistant):
+    build_scenario(experiment)
+    # A key for another assistant logs interactions claiming this experiment's variant arm, with praise.
+    for n in range(5):
+        forged = Interaction.objects.create(
+            assistant=other_assistant, experiment_id=experiment.pk, arm="variant", request_id=f"forged{n}"
+        )
+        feedback(forged, helpful=True, rating=5)
+    assert selectors.experiment_arm_counts(experiment) == (EXPECTED_CONTROL, EXPECTED_VARIANT)
+    tally = services.experiment_tally_refresh(experiment=experiment, now=timezone.now() + timedelta(hours=1))
+    assert selectors.to_arm_counts(tally["variant"]) == EXPECTED_VARIANT
+
+
 def test_the_tally_leaves_out_rows_younger_than_the_lag(experiment):
     build_scenario(experiment)
     tally = services.experiment_tally_refresh(experiment=experiment, now=timezone.now())

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from assistants.models import ApiKey
@@ -132,6 +133,15 @@ def test_download_rejects_bad_parameters_and_missing_splits(reader, assistant, f
     assert reader.get(f"/api/v1/datasets/{dataset.pk}/download?as=csv").status_code == 400
     missing = reader.get(f"/api/v1/datasets/{dataset.pk}/download?split=validation")
     assert missing.status_code == 404 and "no validation split" in missing.json()["detail"]
+
+
+@pytest.mark.parametrize("as_", ["jsonl", "json"])
+def test_download_of_a_file_missing_from_storage_is_404_not_500(reader, assistant, feedback_rows, as_):
+    dataset = dataset_build(assistant=assistant, options={"validation_share": 0})
+    default_storage.delete(dataset.train_file)
+    r = reader.get(f"/api/v1/datasets/{dataset.pk}/download?split=train&as={as_}")
+    assert r.status_code == 404
+    assert "missing from storage" in r.json()["detail"]
 
 
 def test_wrong_method_is_405(reader, assistant):

@@ -3,9 +3,10 @@ evaluation → (A/B) → awaiting approval → approve → live, with an event a
 
 from __future__ import annotations
 
-import importlib.util
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from assistants.models import Deployment
 from training import services, tasks
@@ -16,8 +17,6 @@ from training.services import policy_ensure, policy_update
 
 S = TrainingJob.Status
 pytestmark = pytest.mark.django_db
-
-HAS_AB = importlib.util.find_spec("abtesting.services") is not None
 
 
 def _customers(assistant, n: int, seed: int) -> dict:
@@ -87,7 +86,6 @@ def test_feedback_to_a_better_live_version_without_ab(
     assert retrain_metrics(assistant)["feedback_count"] == 150
 
 
-@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
 def test_feedback_to_live_through_an_ab_test(assistant, live_v1, alice, django_capture_on_commit_callbacks):
     from abtesting.models import Experiment
     from abtesting.signals import experiment_concluded
@@ -171,7 +169,6 @@ def _conclude(experiment, decision: str, results: dict | None = None) -> None:
     )
 
 
-@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
 def test_a_job_waits_in_testing_while_another_experiment_runs(testing_job, assistant, live_v1, monkeypatch):
     from abtesting.services import experiment_start
 
@@ -191,7 +188,6 @@ def test_a_job_waits_in_testing_while_another_experiment_runs(testing_job, assis
     assert job.experiment is not None and job.experiment.variant == job.new_model_version
 
 
-@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
 def test_a_variant_the_test_finds_worse_is_rejected_even_with_auto_approve(testing_job):
     TrainingJob.objects.filter(pk=testing_job.pk).update(options={"auto_approve": True})
     job = services.job_advance(job=testing_job)
@@ -201,7 +197,6 @@ def test_a_variant_the_test_finds_worse_is_rejected_even_with_auto_approve(testi
     assert "variant_worse" in job.decision_reason
 
 
-@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
 def test_a_significant_big_win_deploys_itself(testing_job, assistant):
     policy_update(policy=policy_ensure(assistant=assistant), auto_deploy_threshold=0.15)
     job = services.job_advance(job=testing_job)
@@ -211,7 +206,6 @@ def test_a_significant_big_win_deploys_itself(testing_job, assistant):
     assert assistant.deployments.first().reason == "auto_deploy"
 
 
-@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
 def test_the_watchdog_notices_a_concluded_experiment_without_the_signal(testing_job, monkeypatch):
     job = services.job_advance(job=testing_job)
     _conclude(job.experiment, "inconclusive")
@@ -222,7 +216,6 @@ def test_the_watchdog_notices_a_concluded_experiment_without_the_signal(testing_
     assert tasks.job_advance(job.pk) == S.AWAITING_APPROVAL
 
 
-@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
 def test_cancelling_a_job_in_testing_stops_its_experiment(testing_job, alice):
     job = services.job_advance(job=testing_job)
     services.job_cancel(job=job, user=alice)
@@ -230,7 +223,6 @@ def test_cancelling_a_job_in_testing_stops_its_experiment(testing_job, alice):
     assert job.experiment.status == "stopped"
 
 
-@pytest.mark.skipif(not HAS_AB, reason="abtesting.services is not there yet")
 def test_with_rollout_enabled_approval_ramps_the_version_up(testing_job, assistant, alice, live_v1):
     from abtesting.models import Experiment
     from assistants.services import deployment_make_live
@@ -249,3 +241,110 @@ def test_with_rollout_enabled_approval_ramps_the_version_up(testing_job, assista
     _conclude(rollout, "variant_better")
     job = services.job_advance(job=job)
     assert job.status == S.DEPLOYED
+
+
+def test_cancelling_while_the_ab_test_starts_stops_that_experiment(testing_job, alice, monkeypatch):
+    from abtesting import services as ab
+    from abtesting.models import Experiment
+
+    real_start = ab.experiment_start
+
+    def start_then_cancel(**kwargs):
+        experiment = real_start(**kwargs)
+        # A reviewer cancels after the experiment exists but before the job records it.
+        services.job_cancel(job=TrainingJob.objects.get(pk=testing_job.pk), user=alice)
+        return experiment
+
+    monkeypatch.setattr(ab, "experiment_start", start_then_cancel)
+    job = services.job_advance(job=testing_job)
+    job.refresh_from_db()
+    assert job.status == S.CANCELLED
+    experiment = Experiment.objects.get(assistant=job.assistant)
+    assert experiment.status == "stopped"  # no traffic goes to a candidate nobody will deploy
+
+
+def _approve_into_rollout(testing_job, assistant, alice, results: dict | None = None) -> TrainingJob:
+    policy_update(policy=policy_ensure(assistant=assistant), rollout_enabled=True)
+    job = services.job_advance(job=testing_job)
+    _conclude(job.experiment, "variant_better", results or {"improvement": 0.1})
+    job = services.job_advance(job=job)
+    job = services.job_approve(job=job, user=alice)
+    assert job.status == S.DEPLOYING
+    return job
+
+
+def test_a_completed_rollout_deploys_the_job_without_a_second_deployment(testing_job, assistant, alice):
+    from abtesting import services as ab
+    from abtesting.models import Experiment
+
+    job = _approve_into_rollout(
+        testing_job, assistant, alice, {"improvement": 0.1, "variantSuccessRate": 0.93}
+    )
+    rollout = Experiment.objects.get(pk=job.options["rollout_experiment"])
+    # Without feedback each stage is held its longest, then advanced; the last one makes the version live.
+    while rollout.is_running:
+        held = rollout.stage_hours * ab.MAX_STAGE_HOLD_FACTOR + 1
+        ab.rollout_advance(experiment=rollout, now=rollout.stage_started_at + timedelta(hours=held))
+    assistant.refresh_from_db()
+    assert assistant.live_version == job.new_model_version
+
+    job = services.job_advance(job=job)
+    assert job.status == S.DEPLOYED
+    assert job.events.get(to_status=S.DEPLOYED).message.endswith("is live after the progressive rollout.")
+    made_live = Deployment.objects.filter(version=job.new_model_version, traffic_share=1.0)
+    assert list(made_live.values_list("reason", flat=True)) == ["approval"]  # abtesting's, and only that
+    job.new_model_version.refresh_from_db()
+    assert job.new_model_version.metrics["baseline_success_rate"] == 0.93
+
+
+def test_the_job_outlasts_a_rollout_whose_stages_hold_longest(testing_job, assistant, alice):
+    from abtesting import services as ab
+    from abtesting.models import Experiment
+
+    job = _approve_into_rollout(testing_job, assistant, alice)
+    rollout = Experiment.objects.get(pk=job.options["rollout_experiment"])
+    longest = timedelta(hours=rollout.stage_hours * (len(rollout.stages) - 1) * ab.MAX_STAGE_HOLD_FACTOR)
+    assert job.deadline_at > rollout.started_at + longest
+
+
+def test_a_job_failed_during_its_rollout_rolls_the_rollout_back(testing_job, assistant, alice, live_v1):
+    from abtesting.models import Experiment
+
+    job = _approve_into_rollout(testing_job, assistant, alice)
+    TrainingJob.objects.filter(pk=job.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
+    services.jobs_watch()
+    job.refresh_from_db()
+    assert job.status == S.FAILED
+    assert "progressive rollout did not finish" in job.error and "training_timeout" not in job.error
+    rollout = Experiment.objects.get(pk=job.options["rollout_experiment"])
+    assert rollout.status == "stopped"  # it can no longer make the failed job's version live
+    assistant.refresh_from_db()
+    assert assistant.live_version == live_v1
+
+
+def test_a_job_failed_while_its_rollout_starts_rolls_that_rollout_back(
+    testing_job, assistant, alice, live_v1, monkeypatch
+):
+    from abtesting import services as ab
+    from abtesting.models import Experiment
+
+    real_start = ab.rollout_start
+
+    def start_then_fail(**kwargs):
+        rollout = real_start(**kwargs)
+        # The watchdog fails the job after the rollout exists but before the job records it.
+        services.job_fail(job=TrainingJob.objects.get(pk=testing_job.pk), error="Timed out.")
+        return rollout
+
+    monkeypatch.setattr(ab, "rollout_start", start_then_fail)
+    policy_update(policy=policy_ensure(assistant=assistant), rollout_enabled=True)
+    job = services.job_advance(job=testing_job)
+    _conclude(job.experiment, "variant_better", {"improvement": 0.1})
+    job = services.job_advance(job=job)
+    services.job_approve(job=job, user=alice)
+    job.refresh_from_db()
+    assert job.status == S.FAILED
+    rollout = Experiment.objects.get(assistant=assistant, purpose="rollout")
+    assert rollout.status == "stopped"
+    assistant.refresh_from_db()
+    assert assistant.live_version == live_v1

@@ -10,9 +10,11 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from assistants.models import Deployment
+from tests.conftest import grant
 from training import services
 from training.models import JobEvent, TrainingJob
 from training.services import IllegalTransition, JobActive
+from training.trainers.base import TrainingOutcome
 
 from .conftest import make_job, train_local
 
@@ -177,6 +179,43 @@ def test_cancelling_stops_provider_work(assistant, alice, monkeypatch):
     assert cancelled == ["ftjob-1"]
     with pytest.raises(IllegalTransition):
         services.job_cancel(job=make_job(assistant, S.DEPLOYED), user=alice)
+
+
+@pytest.mark.django_db
+def test_cancelling_while_the_trainer_creates_the_provider_job_still_cancels_it(
+    assistant, alice, monkeypatch
+):
+    cancelled = []
+
+    class SlowStartTrainer:
+        def start(self, job):
+            # The reviewer clicks Cancel while the upload runs, before the provider job exists ...
+            services.job_cancel(job=TrainingJob.objects.get(pk=job.pk), user=alice)
+            # ... then the provider job is created and its id written (as the OpenAI trainer does).
+            job.provider_job_id = "ftjob-late"
+            job.save(update_fields=("provider_job_id",))
+            return TrainingOutcome(TrainingOutcome.RUNNING)
+
+        def cancel(self, job):
+            cancelled.append(job.provider_job_id)
+
+    monkeypatch.setattr("training.trainers.get_trainer", lambda backend: SlowStartTrainer())
+    job = make_job(assistant, S.TRAINING, backend="openai")
+    services.job_advance(job=job)
+    job.refresh_from_db()
+    assert job.status == S.CANCELLED
+    assert cancelled == ["ftjob-late"]  # it does not train (and bill) on for a cancelled job
+
+
+@pytest.mark.django_db
+def test_cancelling_needs_the_start_and_cancel_permission_not_approval(assistant, bob):
+    job = make_job(assistant, S.TRAINING)
+    grant(bob, "approve_trainingjob")  # approving is a different right: not enough to cancel
+    with pytest.raises(PermissionError, match="trigger_trainingjob"):
+        services.job_cancel(job=job, user=bob)
+    bob = type(bob).objects.get(pk=bob.pk)  # permissions are cached per user object
+    grant(bob, "trigger_trainingjob")
+    assert services.job_cancel(job=job, user=bob).status == S.CANCELLED
 
 
 @pytest.mark.django_db
