@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import DisallowedHost
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -17,6 +18,9 @@ from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
 from assistants.models import ApiKey, Assistant
+
+# feedback sits above assistants, so its Feedback.Kind.CORRECTION value is repeated here.
+CORRECTION_KIND = "correction"
 
 # Writing last_used_at on every request would double the writes of the ingest path; a minute is
 # precise enough to tell a reviewer whether a key is still in use.
@@ -101,17 +105,29 @@ def request_key(request: Request) -> ApiKey:
 
 
 class HasApiKey(BasePermission):
-    """Any valid key; a browser request must come from one of the key's allowed origins."""
+    """Any valid key; a browser request must come from one of the key's allowed origins.
+
+    A request whose Origin is this site itself (the /api/docs "Try it out" button) is not a foreign
+    page using the key, so it needs no allowed origin.
+    """
 
     def has_permission(self, request: Request, view) -> bool:
         key = request_key(request)
         origin = request.META.get("HTTP_ORIGIN")
-        if origin and origin not in key.allowed_origins:
+        if origin and origin not in key.allowed_origins and not _is_same_origin(request, origin):
             raise exceptions.PermissionDenied(
                 f"This key may not be used from the browser origin {origin}; "
                 "add it to the key's allowed origins."
             )
         return True
+
+
+def _is_same_origin(request: Request, origin: str) -> bool:
+    try:
+        own = f"{request.scheme}://{request.get_host()}"
+    except DisallowedHost:
+        return False
+    return origin.lower() == own.lower()
 
 
 class _ScopePermission(HasApiKey):
@@ -128,7 +144,44 @@ class _ScopePermission(HasApiKey):
 
 
 class IngestScope(_ScopePermission):
+    """Ingest keys, publishable ones included: only for the endpoints the browser widget calls.
+
+    A publishable key (an ingest key with allowed origins) sits in web page source, so anyone can copy
+    it and call the API from curl: the origin check only binds browsers. Such a key may therefore only
+    POST /api/v1/feedback, POST /api/v1/feedback/batch and GET /api/v1/feedback-prompt, and even there
+    may not send corrections (``corrected_answer`` is trusted as a training target; see
+    ``refuse_publishable_correction``). Every other ingest endpoint uses ``ServerIngestScope``.
+    """
+
     scope = ApiKey.Scope.INGEST
+
+
+class ServerIngestScope(IngestScope):
+    """Ingest endpoints for servers only: they log interactions or spend the provider key.
+
+    Refuses publishable keys (see ``IngestScope``), which anyone can copy from a web page.
+    """
+
+    def has_permission(self, request: Request, view) -> bool:
+        super().has_permission(request, view)
+        if request_key(request).is_publishable:
+            raise exceptions.PermissionDenied(
+                "This is a publishable key (it has allowed browser origins), so it may only send "
+                "feedback. Call this endpoint from your server with an ingest key without origins."
+            )
+        return True
+
+
+def refuse_publishable_correction(request: Request, item: dict) -> None:
+    """Corrections become training targets, so they may not come from a key anyone can copy."""
+    if not request_key(request).is_publishable:
+        return
+    if item.get("corrected_answer") or item.get("kind") == CORRECTION_KIND:
+        raise exceptions.PermissionDenied(
+            "A publishable (browser) key may not send corrections (`corrected_answer` or "
+            "kind 'correction'): they are used as training targets, so send them from your server "
+            "with an ingest key without origins, or have a reviewer correct the answer in the dashboard."
+        )
 
 
 class ReadScope(_ScopePermission):

@@ -144,5 +144,10 @@ class ApiKey(models.Model):
         # (ingest) key found in a web page cannot read anything back.
         return self.scope == scope or self.scope == self.Scope.MANAGE
 
+    @property
+    def is_publishable(self) -> bool:
+        """A key with browser origins sits in web page source: anyone can copy it (see PublishableIngest)."""
+        return bool(self.allowed_origins)
+
     def allows_assistant(self, assistant: Assistant) -> bool:
         return self.assistant_id is None or self.assistant_id == assistant.id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -97,10 +98,26 @@ class RollbackError(Exception):
 
 @transaction.atomic
 def deployment_rollback(
-    *, assistant: Assistant, user: AbstractBaseUser | None = None, note: str = ""
+    *,
+    assistant: Assistant,
+    expected_live: str | None = None,
+    user: AbstractBaseUser | None = None,
+    note: str = "",
 ) -> Deployment:
-    """Return to the version that was live before the current one."""
+    """Return to the version that was live before the current one.
+
+    ``expected_live`` is the name of the live version the caller saw. The rollback's own deployment has a
+    previous version too, so a second rollback would roll forward again: with ``expected_live`` a
+    repeated click or retried request fails (RollbackError) instead. Without it the call is not
+    retry-safe.
+    """
     assistant = Assistant.objects.select_for_update().get(pk=assistant.pk)
+    live_name = assistant.live_version.name if assistant.live_version else None
+    if expected_live is not None and expected_live != live_name:
+        raise RollbackError(
+            f"'{assistant.slug}' is now running {live_name or 'no version'}, not {expected_live}: "
+            "someone rolled back or deployed meanwhile. Reload and check before rolling back again."
+        )
     last = (
         Deployment.objects.filter(assistant=assistant, version=assistant.live_version, traffic_share=1.0)
         .exclude(previous_version=None)
@@ -117,6 +134,30 @@ def deployment_rollback(
     )
 
 
+_ORIGIN_RE = re.compile(r"^(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?(?:[/?#]\S*)?\Z")
+
+
+def origin_normalise(origin: str) -> str:
+    """``origin`` as browsers send it in the Origin header: lowercase ``scheme://host[:port]``.
+
+    A path (a pasted page URL) is dropped; anything else that is not an origin is refused.
+
+    The origin check compares strings, so ``https://Shop.example/`` stored as typed would never match.
+    """
+    value = origin.strip().lower()
+    match = _ORIGIN_RE.match(value)
+    if match is None:
+        raise ValueError(
+            f"'{origin}' is not a browser origin: write it as scheme://host[:port], "
+            "e.g. https://shop.example or http://localhost:8000."
+        )
+    scheme, host, port = match.groups()
+    # Browsers leave out the default port.
+    if port in (":80", ":443") and port == {"http": ":80", "https": ":443"}[scheme]:
+        port = None
+    return f"{scheme}://{host}{port or ''}"
+
+
 def api_key_create(
     *,
     scope: str,
@@ -130,6 +171,7 @@ def api_key_create(
         raise ValueError(f"Unknown scope '{scope}': use one of {', '.join(ApiKey.Scope.values)}.")
     if allowed_origins and scope != ApiKey.Scope.INGEST:
         raise ValueError("Only ingest keys may be used from browsers (allowed origins); they are public.")
+    origins = [origin_normalise(origin) for origin in allowed_origins or []]
     raw = f"tl_{scope[:2]}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
         name=name,
@@ -137,7 +179,7 @@ def api_key_create(
         hashed_key=ApiKey.hash(raw),
         scope=scope,
         assistant=assistant,
-        allowed_origins=list(allowed_origins or []),
+        allowed_origins=origins,
         user=user,
     )
     return key, raw

@@ -84,8 +84,17 @@ def rollback(request: HttpRequest, slug: str) -> HttpResponse:
     _require(request, ROLLBACK_PERM)
     assistant = get_object_or_404(Assistant, slug=slug)
     error = ""
+    # The form names the live version the user saw, so a double click cannot roll forward again.
+    seen = request.POST.get("from_version", "")
     try:
-        deployment_rollback(assistant=assistant, user=request.user, note=request.POST.get("note", "").strip())
+        if not seen:
+            raise RollbackError("The form did not say which version you saw live: reload the page and retry.")
+        deployment_rollback(
+            assistant=assistant,
+            expected_live=seen,
+            user=request.user,
+            note=request.POST.get("note", "").strip(),
+        )
     except RollbackError as exc:
         error = str(exc)
     if not request.htmx:

@@ -7,6 +7,7 @@ key kept in ``var/secret_key``, the local model. Set ``DATABASE_URL``, ``REDIS_U
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -172,11 +173,23 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard-home"
 LOGOUT_REDIRECT_URL = "login"
 
+
+def _throttle_rate() -> str:
+    # DRF parses the rate on every request, so a bad value would pass startup and then fail every call.
+    rate = env_str("API_THROTTLE_RATE", "6000/minute").strip()
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", rate):
+        raise ImproperlyConfigured(
+            f"API_THROTTLE_RATE={rate!r} is not a rate: write requests/period, e.g. 6000/minute "
+            "(period: second, minute, hour or day)."
+        )
+    return rate
+
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["assistants.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["assistants.auth.HasApiKey"],
     "DEFAULT_THROTTLE_CLASSES": ["assistants.auth.ApiKeyRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"api_key": env_str("API_THROTTLE_RATE", "6000/minute")},
+    "DEFAULT_THROTTLE_RATES": {"api_key": _throttle_rate()},
     "DEFAULT_SCHEMA_CLASS": "assistants.schema.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

@@ -15,12 +15,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from assistants.auth import IngestScope, ReadScope, assistant_for_key, assistant_id_for_key
+from assistants.auth import (
+    IngestScope,
+    ReadScope,
+    ServerIngestScope,
+    assistant_for_key,
+    assistant_id_for_key,
+    refuse_publishable_correction,
+)
 from assistants.models import Assistant, ModelVersion
 from feedback import selectors, services
 from feedback.models import CATEGORY_FIELDS, Feedback, Interaction, is_success
 
 MAX_BATCH = 1000
+MAX_IDEMPOTENCY_KEY = 200  # Feedback.idempotency_key's max_length
+# The largest values the columns hold; a larger number would be a 500 (overflow) on PostgreSQL.
+MAX_ID = 2**63 - 1  # bigint primary keys
+MAX_INT = 2**31 - 1  # integer columns
 
 
 class Conflict(exceptions.APIException):
@@ -34,7 +45,7 @@ class MessageSerializer(serializers.Serializer):
 
 
 class InteractionLogApi(APIView):
-    permission_classes = [IngestScope]
+    permission_classes = [ServerIngestScope]
 
     class InputSerializer(serializers.Serializer):
         assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
@@ -43,10 +54,10 @@ class InteractionLogApi(APIView):
         messages = MessageSerializer(many=True, allow_empty=False)
         response = serializers.CharField(allow_blank=True, trim_whitespace=False)
         model_version = serializers.CharField(max_length=200, required=False, allow_null=True)
-        latency_ms = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+        latency_ms = serializers.IntegerField(min_value=0, max_value=MAX_INT, required=False, allow_null=True)
         error = serializers.CharField(max_length=500, required=False, allow_null=True, allow_blank=True)
         experiment = serializers.IntegerField(
-            required=False, allow_null=True, help_text="From /api/v1/route."
+            required=False, allow_null=True, min_value=1, max_value=MAX_ID, help_text="From /api/v1/route."
         )
         arm = serializers.ChoiceField(choices=["control", "variant"], required=False, allow_null=True)
 
@@ -108,7 +119,7 @@ class FeedbackItemSerializer(serializers.Serializer):
     """One feedback item. Refer to the interaction by ``interaction_id`` or by your ``request_id``."""
 
     assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
-    interaction_id = serializers.IntegerField(required=False, min_value=1)
+    interaction_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     request_id = serializers.CharField(required=False, max_length=200)
     kind = serializers.ChoiceField(choices=Feedback.Kind.choices, required=False)
     helpful = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -122,7 +133,7 @@ class FeedbackItemSerializer(serializers.Serializer):
     suggestion = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     corrected_answer = serializers.CharField(required=False, allow_blank=True, max_length=20000)
     confidence = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
-    idempotency_key = serializers.CharField(required=False, max_length=200)
+    idempotency_key = serializers.CharField(required=False, max_length=MAX_IDEMPOTENCY_KEY)
 
     # Which field each explicit kind must carry.
     KIND_NEEDS = {
@@ -328,7 +339,8 @@ class FeedbackSubmitApi(APIView):
         v, errors = validate_feedback_item(request.data)
         if errors is not None:
             raise exceptions.ValidationError(errors)
-        key = request.headers.get("Idempotency-Key") or v.get("idempotency_key")
+        refuse_publishable_correction(request, v)
+        key = _idempotency_header(request) or v.get("idempotency_key")
         slug = v.get("assistant")
         assistant_id = assistant_id_for_key(request, slug)
         interaction = _resolve_interactions([v], {slug: assistant_id})[0]
@@ -362,6 +374,8 @@ class FeedbackBatchApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request) -> Response:
         items = _validate_batch(request.data)
+        for item in items:
+            refuse_publishable_correction(request, item)
         assistant_ids = _resolve_assistant_ids(request, {item.get("assistant") for item in items})
         interactions = _resolve_interactions(items, assistant_ids)
         missing = {
@@ -383,6 +397,16 @@ class FeedbackBatchApi(APIView):
             {"created": stored.created, "replayed": len(stored.ids) - stored.created, "ids": stored.ids},
             status=status.HTTP_201_CREATED,
         )
+
+
+def _idempotency_header(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key and len(key) > MAX_IDEMPOTENCY_KEY:
+        # The column is varchar(200): PostgreSQL would refuse a longer one with a 500.
+        raise exceptions.ValidationError(
+            {"Idempotency-Key": [f"Send at most {MAX_IDEMPOTENCY_KEY} characters (this one has {len(key)})."]}
+        )
+    return key
 
 
 def _validate_batch(data) -> list[dict]:
@@ -463,11 +487,15 @@ def _interaction_ids(assistant_id: int, column: str, values: set) -> list[tuple]
 def _parse_when(value: str | None, field: str) -> datetime | None:
     if not value:
         return None
-    parsed = parse_datetime(value)
-    if parsed is None:
-        day = parse_date(value)
-        if day is not None:
-            parsed = datetime(day.year, day.month, day.day)
+    try:
+        parsed = parse_datetime(value)
+        if parsed is None:
+            day = parse_date(value)
+            if day is not None:
+                parsed = datetime(day.year, day.month, day.day)
+        # Well-formed but impossible values (2024-02-30, 25:00) raise instead of returning None.
+    except ValueError:
+        parsed = None
     if parsed is None:
         raise exceptions.ValidationError({field: [f"'{value}' is not a date or ISO 8601 datetime."]})
     return parsed if parsed.tzinfo else make_aware(parsed)
@@ -489,6 +517,9 @@ class AssistantStatsApi(APIView):
         until = _parse_when(request.query_params.get("until"), "until")
         stats = selectors.feedback_stats(assistant=assistant, since=since, until=until)
         return Response({"assistant": assistant.slug, **stats})
+
+
+_DIGITS_RE = re.compile(r"^[0-9]{1,19}\Z")
 
 
 class FeedbackPromptApi(APIView):
@@ -517,8 +548,11 @@ class FeedbackPromptApi(APIView):
         if not interaction_id and not request_id:
             # Without an interaction we can only say what to ask, not whether to ask.
             return Response({"assistant": assistant.slug, "ask": None, "prompt": prompt})
-        if interaction_id and not interaction_id.isdigit():
-            raise exceptions.ValidationError({"interaction_id": ["Must be an integer."]})
+        # Not str.isdigit(): it accepts "²" and other digits int() refuses.
+        if interaction_id and not (_DIGITS_RE.match(interaction_id) and int(interaction_id) <= MAX_ID):
+            raise exceptions.ValidationError(
+                {"interaction_id": [f"Must be a whole number from 0 to {MAX_ID}."]}
+            )
         interaction = selectors.interaction_get(
             assistant=assistant,
             interaction_id=int(interaction_id) if interaction_id else None,

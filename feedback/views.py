@@ -26,6 +26,10 @@ CURATE_PERM = "feedback.curate_feedback"
 # Each row carries question, answer, feedback and curation forms: 25 keep the page fast to render and read.
 PAGE_SIZE = 25
 MAX_CORRECTION = 20000
+# Bounds that keep filters inside what the database can compare: larger ids overflow a bigint and a
+# deep page's OFFSET overflows too; nobody pages through 100,000 pages of 25 rows.
+MAX_ID = 2**63 - 1
+MAX_PAGE = 100_000
 
 
 def _require(request: HttpRequest, perm: str) -> None:
@@ -69,12 +73,19 @@ def _filters(request: HttpRequest, assistants: list) -> dict[str, Any]:
         "kind": q.get("kind") if q.get("kind") in Feedback.Kind.values else "",
         "category": q.get("category") if q.get("category") in CATEGORY_FIELDS else "",
         "category_max": _int(q.get("category_max"), 1, 5),
-        "model_version": _int(q.get("model_version"), 1),
+        "model_version": _int(q.get("model_version"), 1, MAX_ID),
     }
 
 
+def _day_after(day: dt.date | None) -> dt.datetime | None:
+    """The exclusive upper bound for "until ``day``"; the last representable day means no bound."""
+    if day is None or day >= dt.date.max - dt.timedelta(days=1):
+        return None
+    return _midnight(day + dt.timedelta(days=1))
+
+
 def _page(request: HttpRequest) -> int:
-    return _int(request.GET.get("page"), 1) or 1
+    return _int(request.GET.get("page"), 1, MAX_PAGE) or 1
 
 
 @require_GET
@@ -86,7 +97,7 @@ def explorer(request: HttpRequest) -> HttpResponse:
     qs = feedback_for_explorer(
         assistant=f["assistant"],
         since=_midnight(f["since"]) if f["since"] else None,
-        until=_midnight(f["until"] + dt.timedelta(days=1)) if f["until"] else None,
+        until=_day_after(f["until"]),
         rating=f["rating"],
         helpful=f["helpful"],
         kind=f["kind"] or None,

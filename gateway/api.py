@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from assistants.auth import IngestScope, assistant_for_key
+from assistants.auth import ServerIngestScope, assistant_for_key
 from gateway.services import Completion, GatewayError, chat_completion_create
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -28,7 +28,7 @@ MAX_MESSAGES = 200
 class RouteGetApi(APIView):
     """Which model version should answer this user (the live one, or their arm of a running A/B test)."""
 
-    permission_classes = [IngestScope]
+    permission_classes = [ServerIngestScope]
 
     class InputSerializer(serializers.Serializer):
         assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
@@ -93,6 +93,17 @@ def _message_text(content: Any) -> str | None:
     return None
 
 
+def _storable(text: str) -> bool:
+    """PostgreSQL text refuses NUL, and UTF-8 cannot encode a lone surrogate (both JSON-escapable)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def openai_error(
     message: str,
     *,
@@ -117,7 +128,7 @@ def _detail_text(detail: Any) -> str:
 class ChatCompletionCreateApi(APIView):
     """OpenAI-compatible chat completions: ``model`` is the assistant slug, the key an ingest key."""
 
-    permission_classes = [IngestScope]
+    permission_classes = [ServerIngestScope]
 
     @extend_schema_serializer(component_name="ChatCompletionRequest")
     class InputSerializer(serializers.Serializer):
@@ -142,6 +153,11 @@ class ChatCompletionCreateApi(APIView):
                     raise serializers.ValidationError(
                         f"messages[{i}].content must be a string or a list of text parts."
                     )
+                if not _storable(text):
+                    raise serializers.ValidationError(
+                        f"messages[{i}].content contains a NUL character or an unpaired surrogate "
+                        "(\\u0000, \\ud800–\\udfff): remove them."
+                    )
                 clean.append({"role": role, "content": text})
             if not any(m["role"] == "user" for m in clean):
                 raise serializers.ValidationError("Send at least one message with role 'user'.")
@@ -151,6 +167,10 @@ class ChatCompletionCreateApi(APIView):
             request_id = metadata.get("request_id")
             if request_id is not None and (not isinstance(request_id, str) or not 0 < len(request_id) <= 200):
                 raise serializers.ValidationError("metadata.request_id must be a string of 1–200 characters.")
+            if request_id is not None and not _storable(request_id):
+                raise serializers.ValidationError(
+                    "metadata.request_id contains a NUL character or an unpaired surrogate: remove them."
+                )
             return metadata
 
         def validate_stream(self, stream: bool | None) -> bool:

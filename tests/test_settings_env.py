@@ -67,3 +67,41 @@ def test_an_external_database_requires_a_secret_key(tmp_path):
         timeout=60,
     )
     assert result.returncode != 0 and "SECRET_KEY is required" in result.stderr
+
+
+@pytest.mark.parametrize("raw", ["6000", "abc", "0/minute", "10/fortnight"])
+def test_settings_refuse_a_bad_throttle_rate(tmp_path, raw):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "API_THROTTLE_RATE": raw, "TRAINLOOP_VAR_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; from django.conf import settings; settings.DEBUG"],
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and f"API_THROTTLE_RATE={raw!r} is not a rate" in result.stderr
+
+
+def test_settings_accept_a_throttle_rate(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "API_THROTTLE_RATE": "100/second", "TRAINLOOP_VAR_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; from django.conf import settings; "
+            "print(settings.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['api_key'])",
+        ],
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "100/second", result.stderr

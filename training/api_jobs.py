@@ -151,8 +151,8 @@ class JobDetailApi(APIView):
         return Response(JobDetailSerializer(_job_for_key(request, job_id)).data)
 
 
-def _decide(request: Request, job_id: int, action) -> Response:
-    require_user_permission(request, "training.approve_trainingjob")
+def _decide(request: Request, job_id: int, action, perm: str = "training.approve_trainingjob") -> Response:
+    require_user_permission(request, perm)
     job = _job_for_key(request, job_id)
     try:
         job = action(job)
@@ -194,7 +194,13 @@ class JobCancelApi(APIView):
 
     @extend_schema(request=None, responses={200: JobDetailSerializer, 409: dict})
     def post(self, request: Request, job_id: int) -> Response:
-        return _decide(request, job_id, lambda job: services.job_cancel(job=job, user=request.user))
+        # Cancelling is the undo of starting a job, so it needs the trigger permission (as the dashboard).
+        return _decide(
+            request,
+            job_id,
+            lambda job: services.job_cancel(job=job, user=request.user),
+            perm="training.trigger_trainingjob",
+        )
 
 
 class AssistantShouldRetrainApi(APIView):
@@ -230,6 +236,13 @@ class AssistantRollbackApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+        from_version = serializers.CharField(
+            required=False,
+            max_length=200,
+            help_text="The live version you are rolling back from. Send it: the rollback then fails "
+            "with 409 if the live version changed (e.g. this request is a retry), instead of rolling "
+            "forward again. Without it a repeated request undoes the rollback.",
+        )
 
     @extend_schema(request=InputSerializer, responses={200: dict, 409: dict})
     def post(self, request: Request, slug: str) -> Response:
@@ -241,7 +254,10 @@ class AssistantRollbackApi(APIView):
         data.is_valid(raise_exception=True)
         try:
             deployment = deployment_rollback(
-                assistant=assistant, user=request.user, note=data.validated_data.get("note", "")
+                assistant=assistant,
+                expected_live=data.validated_data.get("from_version"),
+                user=request.user,
+                note=data.validated_data.get("note", ""),
             )
         except RollbackError as exc:
             raise Conflict(str(exc)) from None

@@ -33,3 +33,14 @@ def test_it_refuses_unknown_assistants_and_users(assistant):
         run("--assistant", "nobody", "--scope", "read")
     with pytest.raises(CommandError, match="No user 'carol'"):
         run("--scope", "read", "--user", "carol")
+
+
+def test_it_stores_origins_as_browsers_send_them(assistant):
+    run("--scope", "ingest", "--origin", "https://Shop.example/")
+    assert ApiKey.objects.get().allowed_origins == ["https://shop.example"]
+
+
+def test_it_refuses_an_origin_that_is_not_scheme_and_host(assistant):
+    with pytest.raises(CommandError, match="'shop.example' is not a browser origin"):
+        run("--scope", "ingest", "--origin", "shop.example")
+    assert not ApiKey.objects.exists()

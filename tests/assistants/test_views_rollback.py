@@ -23,7 +23,7 @@ def url(assistant) -> str:
 
 def test_it_rolls_back_and_records_who(client, alice, assistant, versions, url):
     client.force_login(alice)
-    response = client.post(url, {"note": "v2 breaks refunds"})
+    response = client.post(url, {"note": "v2 breaks refunds", "from_version": "shop-v2"})
     assert response.status_code == 302
     assistant.refresh_from_db()
     assert assistant.live_version == versions[0]
@@ -33,7 +33,7 @@ def test_it_rolls_back_and_records_who(client, alice, assistant, versions, url):
 
 def test_htmx_gets_the_registry_back(client, alice, versions, url):
     client.force_login(alice)
-    response = client.post(url, HTTP_HX_REQUEST="true")
+    response = client.post(url, {"from_version": "shop-v2"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="registry">') and "<html" not in body
@@ -43,7 +43,7 @@ def test_htmx_gets_the_registry_back(client, alice, versions, url):
 def test_it_explains_when_there_is_nothing_to_roll_back_to(client, alice, assistant, url):
     deployment_make_live(version=model_version_create(assistant=assistant, name="only"), reason="initial")
     client.force_login(alice)
-    response = client.post(url, HTTP_HX_REQUEST="true")
+    response = client.post(url, {"from_version": "only"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 422 and b"no earlier version to roll back to" in response.content
 
 
@@ -61,3 +61,27 @@ def test_it_redirects_anonymous_users(client, versions, url):
 def test_it_rejects_get(client, alice, url):
     client.force_login(alice)
     assert client.get(url).status_code == 405
+
+
+def test_a_second_click_does_not_roll_forward_again(client, alice, assistant, versions, url):
+    client.force_login(alice)
+    client.post(url, {"from_version": "shop-v2"}, HTTP_HX_REQUEST="true")
+    # The same form posted again (double click): it still names shop-v2, which is no longer live.
+    response = client.post(url, {"from_version": "shop-v2"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 422 and b"is now running shop-v1, not shop-v2" in response.content
+    assistant.refresh_from_db()
+    assert assistant.live_version == versions[0]
+
+
+def test_the_form_names_the_live_version(client, alice, versions):
+    client.force_login(alice)
+    body = client.get(reverse("assistants-models")).content.decode()
+    assert '<input type="hidden" name="from_version" value="shop-v2">' in body
+
+
+def test_it_refuses_a_form_without_the_live_version(client, alice, assistant, versions, url):
+    client.force_login(alice)
+    response = client.post(url, HTTP_HX_REQUEST="true")
+    assert response.status_code == 422 and b"reload the page" in response.content
+    assistant.refresh_from_db()
+    assert assistant.live_version == versions[1]

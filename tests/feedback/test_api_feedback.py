@@ -153,3 +153,21 @@ def test_feedback_appears_in_stats(ingest, reader, interaction):
     stats = reader.get("/api/v1/assistants/shop/stats").json()
     assert stats["total_feedback"] == 1
     assert stats["avg_rating"] == 5
+
+
+def test_a_too_long_idempotency_key_header_is_400(ingest, interaction):
+    data = {"assistant": "shop", "request_id": "req-1", "helpful": True}
+    response = ingest.post(URL, data, format="json", HTTP_IDEMPOTENCY_KEY="k" * 201)
+    assert response.status_code == 400
+    assert "at most 200 characters" in response.json()["errors"]["Idempotency-Key"][0]
+    assert not Feedback.objects.exists()
+    ok = ingest.post(URL, data, format="json", HTTP_IDEMPOTENCY_KEY="k" * 200)
+    assert ok.status_code == 201
+
+
+def test_an_interaction_id_beyond_bigint_is_400(ingest, interaction):
+    response = ingest.post(
+        URL, {"assistant": "shop", "interaction_id": 10**20, "helpful": True}, format="json"
+    )
+    assert response.status_code == 400
+    assert "interaction_id" in response.json()["errors"]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from assistants.services import model_version_create
 from feedback.models import Interaction
 
@@ -120,3 +122,22 @@ def test_a_bound_key_may_omit_the_assistant(assistant):
     data = body()
     del data["assistant"]
     assert client_for(raw).post(URL, data, format="json").status_code == 201
+
+
+def test_numbers_beyond_the_columns_are_400_not_500(ingest, assistant):
+    # PostgreSQL refuses them with an overflow error, which used to be a 500.
+    for field, value in [("latency_ms", 3_000_000_000), ("latency_ms", 10**20), ("experiment", 10**20)]:
+        extra = {"arm": "control"} if field == "experiment" else {}
+        response = ingest.post(URL, body(**{field: value}, **extra), format="json")
+        assert response.status_code == 400, (field, value)
+        assert "less than or equal to" in str(response.json()["errors"][field])
+
+
+def test_nul_and_lone_surrogates_are_400_not_500(ingest, assistant):
+    for text in ("hi\x00there", "hi \ud800"):
+        messages = [{"role": "user", "content": text}]
+        # json.dumps escapes them (\u0000, \ud800) as a client's JSON encoder would.
+        payload = json.dumps(body(messages=messages, request_id=text))
+        response = ingest.post(URL, payload, content_type="application/json")
+        assert response.status_code == 400
+        assert set(response.json()["errors"]) == {"messages", "request_id"}

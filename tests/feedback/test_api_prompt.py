@@ -40,3 +40,11 @@ def test_an_unknown_kind_is_400(ingest, assistant):
 
 def test_an_unknown_interaction_is_404(ingest, assistant):
     assert ingest.get(URL, {"assistant": "shop", "request_id": "ghost"}).status_code == 404
+
+
+def test_an_interaction_id_that_is_not_a_plain_number_is_400(ingest, assistant):
+    # "²".isdigit() is True but int("²") fails; 30 digits overflow the bigint column.
+    for value in ("²", "٣", "9" * 30, "-1", " 1"):
+        response = ingest.get(URL, {"assistant": "shop", "interaction_id": value})
+        assert response.status_code == 400, value
+        assert "whole number" in response.json()["errors"]["interaction_id"][0]

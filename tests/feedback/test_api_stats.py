@@ -67,3 +67,10 @@ def test_an_ingest_key_cannot_read_stats(ingest, assistant):
 
 def test_an_unknown_assistant_is_404(reader, assistant):
     assert reader.get("/api/v1/assistants/nobody/stats").status_code == 404
+
+
+@pytest.mark.parametrize("value", ["2024-02-30", "2024-01-01T25:00", "2024-13-01T00:00"])
+def test_an_impossible_date_is_400(reader, assistant, value):
+    response = reader.get(URL, {"since": value})
+    assert response.status_code == 400
+    assert "is not a date" in response.json()["errors"]["since"][0]

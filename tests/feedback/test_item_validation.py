@@ -10,7 +10,7 @@ from feedback.api import FeedbackItemSerializer, validate_feedback_item
 VALUES = [
     None, True, False, 0, 1, 3, 5, 6, -1, 2**70, 0.5, 1.0, 1.5, float("nan"), float("inf"), "", " ", "  x ",
     "5", "true", "yes", "shop", "bad slug!", "thumbs", "rating", "teleport", "x" * 201, "a\x00b", "\ud800",
-    "é", [], {}, [1], {"a": 1},
+    "é", [], {}, [1], {"a": 1}, 2**63 - 1, 2**63,
 ]
 FIELDS = [
     "assistant", "interaction_id", "request_id", "kind", "helpful", "rating", "accuracy", "tone",

@@ -125,3 +125,19 @@ def test_it_redirects_anonymous_users(client, db):
 def test_it_rejects_post(client, bob):
     client.force_login(bob)
     assert client.post(URL).status_code == 405
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "until=9999-12-31",
+        "until=9999-12-30",
+        "since=0001-01-01",
+        "page=" + "9" * 25,
+        "model_version=" + "9" * 25,
+    ],
+)
+def test_extreme_filter_values_are_never_a_500(client, bob, rows, query):
+    client.force_login(bob)
+    response = client.get(f"{URL}?assistant=shop&{query}")
+    assert response.status_code == 200

@@ -331,3 +331,29 @@ def test_malformed_json_is_a_bad_request(ingest, live):
 
     assert response.status_code == 400
     assert "could not parse" in response.json()["error"]["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        # Raw JSON: json.dumps would escape the same way; APIClient's renderer cannot encode "\ud800".
+        (
+            '{"model": "shop", "messages": [{"role": "user", "content": "hi\\u0000there"}]}',
+            "content contains a NUL",
+        ),
+        ('{"model": "shop", "messages": [{"role": "user", "content": "hi \\ud800"}]}', "unpaired surrogate"),
+        (
+            '{"model": "shop", "messages": [{"role": "user", "content": "hi"}], '
+            '"metadata": {"request_id": "a\\u0000b"}}',
+            "request_id contains a NUL",
+        ),
+    ],
+)
+def test_it_rejects_text_the_database_cannot_store_in_openai_shape(ingest, live, raw, fragment):
+    response = ingest.post(URL, raw, content_type="application/json")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and fragment in error["message"]
+    assert not Interaction.objects.exists()

@@ -186,3 +186,32 @@ def test_rollback_returns_to_the_previous_version(alice_manager, manager, awaiti
 def test_rollback_without_history_is_a_conflict(alice_manager, live_v1):
     response = alice_manager.post("/api/v1/assistants/shop/rollback", {}, format="json")
     assert response.status_code == 409
+
+
+def test_a_retried_rollback_naming_the_old_live_version_is_a_conflict(alice_manager, awaiting, assistant):
+    alice_manager.post(f"/api/v1/jobs/{awaiting.pk}/approve")
+    assistant.refresh_from_db()
+    seen = assistant.live_version.name
+    body = {"from_version": seen}
+    assert alice_manager.post("/api/v1/assistants/shop/rollback", body, format="json").status_code == 200
+    retry = alice_manager.post("/api/v1/assistants/shop/rollback", body, format="json")
+    assert retry.status_code == 409
+    assert f"is now running shop-v1, not {seen}" in retry.json()["detail"]
+    assistant.refresh_from_db()
+    assert assistant.live_version.name == "shop-v1"
+
+
+def test_cancelling_needs_the_trigger_permission(assistant):
+    from django.contrib.auth.models import User
+
+    from ..conftest import grant
+
+    approver = User.objects.create_user("carol")
+    grant(approver, "approve_trainingjob")
+    carol = client_for(api_key_create(scope=ApiKey.Scope.MANAGE, user=approver)[1])
+    job = make_job(assistant, S.TRAINING)
+    response = carol.post(f"/api/v1/jobs/{job.pk}/cancel")
+    assert response.status_code == 403
+    assert "training.trigger_trainingjob" in response.json()["detail"]
+    job.refresh_from_db()
+    assert job.status == S.TRAINING
