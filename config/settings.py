@@ -113,7 +113,12 @@ def _databases() -> dict:
             "OPTIONS": {
                 # WAL lets the web server read while the worker writes; IMMEDIATE takes the write lock
                 # at BEGIN so two writers queue on the busy timeout instead of failing mid-transaction.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                # A checkpoint (copying the WAL back, with two fsyncs) runs inside some writer's commit,
+                # holding the write lock: every 10,000 pages (~40 MB of WAL) instead of SQLite's 1,000
+                # keeps ingest from stalling on it ten times as often (bench/ingest.py: batches ~1.3x).
+                "init_command": (
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000;"
+                ),
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 30,
             },

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
-from contextlib import nullcontext
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -193,6 +196,39 @@ def _insert_feedback(rows: list[dict[str, Any]]) -> list[int]:
     return ids
 
 
+# (process, SQLite database file) -> descriptor of its writers' queue. Per process, because flock
+# belongs to the open file: a descriptor inherited across fork would be one holder, not two.
+_writer_queues: dict[tuple[int, str], int] = {}
+
+
+@contextmanager
+def _writer_turn(using: str) -> Iterator[None]:
+    """On SQLite, wait for this write's turn in an OS file lock before taking the database's write lock.
+
+    SQLite lets one writer in at a time, and a writer that finds the database locked sleeps 1, 2, 5,
+    10… ms between tries, even when the lock is free again a fraction of a millisecond later. Two busy
+    ingest workers then spend much of their time asleep. Queuing on ``flock`` wakes the next writer the
+    moment the lock is released (bench/ingest.py: batches ~1.3x faster). SQLite's own locking still
+    guards the data; other writers (the worker, admin) don't queue here and are served as before.
+
+    Only an outermost transaction queues: one nested in a caller's transaction may already hold
+    SQLite's lock, and waiting here while holding it could deadlock with a writer queued ahead of it.
+    """
+    connection = connections[using]
+    if connection.vendor != "sqlite" or connection.in_atomic_block or connection.is_in_memory_db():
+        yield
+        return
+    key = (os.getpid(), str(connection.settings_dict["NAME"]))
+    fd = _writer_queues.get(key)
+    if fd is None:
+        fd = _writer_queues[key] = os.open(f"{key[1]}-writers", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 def _replay(existing: Feedback, digest: str) -> Submitted:
     if existing.request_hash != digest:
         raise IdempotencyConflict(
@@ -292,8 +328,9 @@ def feedback_submit_batch(
             rows.append(_feedback_values(interaction=interaction, data=data, key=key, digest=digest, now=now))
         if conflicts:
             raise IdempotencyConflict("; ".join(conflicts))
+        using = router.db_for_write(Feedback)
         try:
-            with transaction.atomic():
+            with _writer_turn(using), transaction.atomic(using=using):
                 new_ids = iter(_insert_feedback(rows) if rows else [])
         except IntegrityError:
             if keyed and attempt < 2:

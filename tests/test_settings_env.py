@@ -105,3 +105,19 @@ def test_settings_accept_a_throttle_rate(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0 and result.stdout.strip() == "100/second", result.stderr
+
+
+@pytest.mark.django_db
+def test_the_sqlite_connection_is_set_up_for_concurrent_ingest():
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        assert connection.vendor == "postgresql"  # the other supported database needs no PRAGMAs
+        return
+    with connection.cursor() as cursor:
+        pragmas = {
+            name: cursor.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous", "wal_autocheckpoint")
+        }
+    # WAL, NORMAL (1) sync, and checkpoints every 10,000 pages rather than stalling writers every 1,000.
+    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "wal_autocheckpoint": 10000}

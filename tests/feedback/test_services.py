@@ -10,6 +10,7 @@ from feedback.services import (
     feedback_correct,
     feedback_set_excluded,
     feedback_submit,
+    feedback_submit_batch,
     interaction_log,
     should_ask_for_feedback,
 )
@@ -93,3 +94,84 @@ def test_concurrent_requests_with_one_key_store_one_row(assistant):
     assert Feedback.objects.filter(idempotency_key="same").count() == 1
     assert sum(r.created for r in results) == 1
     assert len({r.feedback.pk for r in results}) == 1
+
+
+def _batch_in_thread(interaction, key, *, outer_transaction=False):
+    """Store one keyed item from another thread; returns (thread, errors)."""
+    from django.db import transaction
+
+    errors: list[Exception] = []
+
+    def run():
+        try:
+            if outer_transaction:
+                with transaction.atomic():
+                    feedback_submit_batch(items=[(interaction, {"rating": 4}, key)])
+            else:
+                feedback_submit_batch(items=[(interaction, {"rating": 4}, key)])
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def _hold_writer_queue():
+    """Take the SQLite writers' queue as another process would (its own open file description)."""
+    import fcntl
+    import os
+
+    fd = os.open(f"{connection.settings_dict['NAME']}-writers", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _release(fd):
+    import fcntl
+    import os
+
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_waits_for_its_turn_behind_another_sqlite_writer(assistant):
+    interaction = make_interaction(assistant)
+    if connection.vendor != "sqlite":
+        # PostgreSQL has row-level concurrency: no queue, the batch goes straight in.
+        thread, errors = _batch_in_thread(interaction, "k1")
+        thread.join(timeout=10)
+        assert not thread.is_alive() and not errors
+        assert Feedback.objects.filter(idempotency_key="k1").count() == 1
+        return
+    fd = _hold_writer_queue()
+    try:
+        thread, errors = _batch_in_thread(interaction, "k1")
+        thread.join(timeout=0.5)
+        assert thread.is_alive(), "the batch wrote while another writer had the turn"
+        assert not Feedback.objects.filter(idempotency_key="k1").exists()
+    finally:
+        _release(fd)
+    thread.join(timeout=10)
+    assert not thread.is_alive() and not errors, errors
+    assert Feedback.objects.filter(idempotency_key="k1").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_inside_a_callers_transaction_does_not_queue(assistant):
+    # Queuing while the caller's transaction may hold SQLite's write lock could deadlock: it must not.
+    interaction = make_interaction(assistant)
+    fd = _hold_writer_queue() if connection.vendor == "sqlite" else None
+    try:
+        thread, errors = _batch_in_thread(interaction, "k2", outer_transaction=True)
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the nested batch waited for the writers' queue"
+        assert not errors, errors
+    finally:
+        if fd is not None:
+            _release(fd)
+        thread.join(timeout=10)
+    assert Feedback.objects.filter(idempotency_key="k2").count() == 1
