@@ -169,11 +169,14 @@ def experiment_start(
 # --------------------------------------------------------------------------- counting and analysis
 
 
-def experiment_tally_refresh(*, experiment: Experiment, now: datetime | None = None) -> dict[str, Any]:
+def experiment_tally_refresh(
+    *, experiment: Experiment, now: datetime | None = None, lag: timedelta = selectors.TALLY_LAG
+) -> dict[str, Any]:
     """Add the rows stored since the last refresh to the experiment's per-arm counts; return the tally.
 
     Counting runs outside any lock; the write is conditional on nobody having refreshed meanwhile (same
-    watermarks), otherwise their result is kept. See ``abtesting.selectors`` for why this is exact.
+    watermarks), otherwise their result is kept. See ``abtesting.selectors`` for why this is exact, and
+    why the newest ``lag`` of rows waits for the next refresh.
     """
     now = now or timezone.now()
     tally = experiment.tally or {
@@ -182,7 +185,7 @@ def experiment_tally_refresh(*, experiment: Experiment, now: datetime | None = N
         "feedback_upto": 0,
         **selectors.empty_counts(),
     }
-    interaction_mark, feedback_mark = selectors.id_watermarks(now=now)
+    interaction_mark, feedback_mark = selectors.id_watermarks(now=now, lag=lag)
     interaction_mark = max(interaction_mark, tally["interaction_upto"])
     feedback_mark = max(feedback_mark, tally["feedback_upto"])
     if (interaction_mark, feedback_mark) == (tally["interaction_upto"], tally["feedback_upto"]):
@@ -250,15 +253,20 @@ def ab_test_results(analysis: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def experiment_analyse(*, experiment: Experiment, now: datetime | None = None) -> dict[str, Any]:
+def experiment_analyse(
+    *, experiment: Experiment, now: datetime | None = None, final: bool = False
+) -> dict[str, Any]:
     """Count (incrementally, in SQL), analyse, store ``last_analysis`` and today's snapshot; return it.
 
     A stopped or concluded experiment is not re-analysed: its final analysis is returned as stored.
+    ``final`` (the experiment is about to end) counts up to the newest rows: there will be no later
+    refresh for rows held back by the tally's lag, and a row still uncommitted is lost either way.
     """
     if not experiment.is_running:
         return experiment.last_analysis
     now = now or timezone.now()
-    tally = experiment_tally_refresh(experiment=experiment, now=now)
+    lag = timedelta(0) if final else selectors.TALLY_LAG
+    tally = experiment_tally_refresh(experiment=experiment, now=now, lag=lag)
     control = selectors.to_arm_counts(tally["control"])
     variant = selectors.to_arm_counts(tally["variant"])
     look, planned, elapsed = _looks(experiment, now)
@@ -437,12 +445,16 @@ def experiment_stop(
 ) -> Experiment:
     """A person ends a running experiment; all traffic returns to the live version. Idempotent.
 
+    The experiment is analysed one last time first, so what the reviewer (and a training job waiting
+    on it) sees afterwards covers all traffic up to the stop, not the last scheduled look.
     Stopping a rollout also records a Deployment row (reason rollback) for the move back to the control.
     """
     reason = (reason or "").strip()
     if not reason:
         raise ExperimentError("Say why the experiment is stopped (reason).")
     now = now or timezone.now()
+    if experiment.is_running:
+        experiment_analyse(experiment=experiment, now=now, final=True)
     with transaction.atomic():
         stopped = _conclude(
             experiment=experiment,

@@ -224,6 +224,21 @@ def test_stopping_is_idempotent(assistant, versions, alice):
     assert experiment.ended_at == ended_at
 
 
+def test_stopping_analyses_all_traffic_up_to_the_stop(assistant, versions, alice):
+    experiment = start(assistant, versions)
+    services.experiment_analyse(experiment=experiment)  # a scheduled look, before any traffic
+    # Traffic from the last seconds: a scheduled look would hold it back (the tally's lag).
+    populate(experiment, "control", assigned=120, with_feedback=110, successes=40)
+    populate(experiment, "variant", assigned=118, with_feedback=105, successes=70)
+    services.experiment_stop(experiment=experiment, user=alice, reason="decide now")
+    experiment.refresh_from_db()
+    control, variant = experiment.last_analysis["control"], experiment.last_analysis["variant"]
+    assert (control["n_assigned"], control["n"], control["successes"]) == (120, 110, 40)
+    assert (variant["n_assigned"], variant["n"], variant["successes"]) == (118, 105, 70)
+    assert experiment.last_analysis["ab_test_results"]["sampleSize"] == 215
+    assert experiment.status == "stopped"
+
+
 def test_stopping_needs_a_reason(assistant, versions):
     with pytest.raises(services.ExperimentError, match="why"):
         services.experiment_stop(experiment=start(assistant, versions), reason=" ")

@@ -136,6 +136,37 @@ def test_feedback_to_live_through_an_ab_test(assistant, live_v1, alice, django_c
     assert job.new_model_version.metrics["baseline_success_rate"] == 0.9
 
 
+def test_the_demo_path_a_reviewer_stops_the_ab_test_and_approves_on_its_figures(
+    assistant, live_v1, alice, django_capture_on_commit_callbacks
+):
+    """README's walk-through: customers reach both arms; rather than wait for the daily looks, a reviewer
+    stops the test; the job waits for approval with the A/B figures of all traffic so far."""
+    from abtesting import services as ab
+
+    _customers(assistant, 150, seed=5)
+    job = _trigger(assistant, django_capture_on_commit_callbacks)
+    assert job.status == S.TESTING, job.error
+    report = _customers(assistant, 300, seed=6)  # routed: both versions answer
+    asked = {name: row["feedback"] for name, row in report["versions"].items()}
+    assert set(asked) == {live_v1.name, job.new_model_version.name}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ab.experiment_stop(experiment=job.experiment, user=alice, reason="enough seen in the demo")
+    job.refresh_from_db()
+    assert job.status == S.AWAITING_APPROVAL
+    results = job.ab_test_results
+    assert results["sampleSize"] == sum(asked.values()) == 300
+    assert results["controlSuccessRate"] == pytest.approx(
+        report["versions"][live_v1.name]["helpful"] / asked[live_v1.name]
+    )
+    assert results["variantSuccessRate"] > results["controlSuccessRate"]
+
+    services.job_approve(job=job, user=alice)
+    job.refresh_from_db()
+    assistant.refresh_from_db()
+    assert job.status == S.DEPLOYED and assistant.live_version == job.new_model_version
+
+
 def test_a_run_with_no_usable_feedback_fails_with_the_reason(
     assistant, live_v1, django_capture_on_commit_callbacks
 ):
