@@ -32,78 +32,44 @@ def test_a_bad_integer_is_an_error(monkeypatch):
         env_int("Q_WORKERS", 2)
 
 
-def test_settings_refuse_a_bad_debug_value(tmp_path):
+def _load_settings(tmp_path, code: str, **env_vars: str):
+    """Import the settings in a fresh interpreter with these environment variables; run ``code`` there."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "DEBUG": "yes", "TRAINLOOP_VAR_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; from django.conf import settings; settings.DEBUG"],
-        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0 and "DEBUG='yes' is not a boolean" in result.stderr
-
-
-def test_an_external_database_requires_a_secret_key(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
-    env.update(
-        DATABASE_URL="postgres://x@127.0.0.1/none",
-        TRAINLOOP_VAR_DIR=str(tmp_path),
-        DJANGO_SETTINGS_MODULE="config.settings",
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", "from django.conf import settings; settings.SECRET_KEY"],
+    env = {k: v for k, v in os.environ.items() if k not in env_vars and k != "SECRET_KEY"}
+    if "DATABASE_URL" not in env_vars:
+        env["SECRET_KEY"] = os.environ.get("SECRET_KEY", "x")
+    env.update(env_vars, TRAINLOOP_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
+    return subprocess.run(
+        [sys.executable, "-c", f"from django.conf import settings; {code}"],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_settings_refuse_a_bad_debug_value(tmp_path):
+    result = _load_settings(tmp_path, "settings.DEBUG", DEBUG="yes")
+    assert result.returncode != 0 and "DEBUG='yes' is not a boolean" in result.stderr
+
+
+def test_an_external_database_requires_a_secret_key(tmp_path):
+    result = _load_settings(tmp_path, "settings.SECRET_KEY", DATABASE_URL="postgres://x@127.0.0.1/none")
     assert result.returncode != 0 and "SECRET_KEY is required" in result.stderr
 
 
 @pytest.mark.parametrize("raw", ["6000", "abc", "0/minute", "10/fortnight"])
 def test_settings_refuse_a_bad_throttle_rate(tmp_path, raw):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "API_THROTTLE_RATE": raw, "TRAINLOOP_VAR_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; from django.conf import settings; settings.DEBUG"],
-        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _load_settings(tmp_path, "settings.DEBUG", API_THROTTLE_RATE=raw)
     assert result.returncode != 0 and f"API_THROTTLE_RATE={raw!r} is not a rate" in result.stderr
 
 
 def test_settings_accept_a_throttle_rate(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "API_THROTTLE_RATE": "100/second", "TRAINLOOP_VAR_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import django; from django.conf import settings; "
-            "print(settings.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['api_key'])",
-        ],
-        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    code = "print(settings.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['api_key'])"
+    result = _load_settings(tmp_path, code, API_THROTTLE_RATE="100/second")
     assert result.returncode == 0 and result.stdout.strip() == "100/second", result.stderr
 
 
