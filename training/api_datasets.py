@@ -76,7 +76,10 @@ class DatasetCreateApi(APIView):
             required=False, default=dict, help_text="Overrides of the assistant's policy."
         )
         feedback_ids = serializers.ListField(
-            child=serializers.IntegerField(min_value=1), required=False, allow_null=True
+            # max_value: the primary key's range; a larger number is a typo, not a row (and a 500 on SQLite).
+            child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+            required=False,
+            allow_null=True,
         )
 
         def validate_options(self, value):

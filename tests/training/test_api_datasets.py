@@ -68,6 +68,8 @@ def test_it_stores_an_invalid_dataset_with_its_errors(manager, assistant):
         ({"assistant": "shop", "options": {"colour": "blue"}}, "options"),
         ({"assistant": "shop", "options": {"since": "2026-02-01", "until": "2026-01-01"}}, "until"),
         ({"format": "chat_completion"}, "assistant"),
+        ({"assistant": "shop", "feedback_ids": [10**20]}, "feedback_ids"),
+        ({"assistant": "shop", "options": {"since": "2026-02-30"}}, "since"),
     ],
 )
 def test_it_rejects_bad_input_with_400(manager, assistant, payload, field):

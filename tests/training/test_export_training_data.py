@@ -107,3 +107,19 @@ def test_the_progress_bar_draws_only_on_a_terminal():
         bar.close()
     assert "100.0%" in tty.getvalue() and "100/100 rows" in tty.getvalue()
     assert pipe.getvalue() == ""
+
+
+def test_an_unusable_out_path_is_a_clear_error_not_a_traceback(rows, tmp_path):
+    with pytest.raises(CommandError, match="not a directory"):
+        run("--assistant", "shop", "--out", str(tmp_path))
+    assert TrainingDataset.objects.count() == 0  # refused before building
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(CommandError, match="could not be written"):
+        run("--assistant", "shop", "--out", str(blocker / "x.jsonl"), "--validation-share", "0")
+
+
+@pytest.mark.parametrize("value", ["2026-02-30", "2026-02-30T10:00:00", "yesterday"])
+def test_an_impossible_date_is_a_clear_error(rows, tmp_path, value):
+    with pytest.raises(CommandError, match="since: Use an ISO date"):
+        run("--assistant", "shop", "--out", str(tmp_path / "x.jsonl"), "--since", value)

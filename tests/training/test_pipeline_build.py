@@ -266,3 +266,50 @@ def test_progress_is_reported(assistant):
         assistant=assistant, options=NO_DEDUP, progress=lambda done, total: seen.append((done, total))
     )
     assert seen[-1] == (10, 10)
+
+
+def test_an_excluded_row_outside_the_window_or_the_ids_still_excludes_its_interaction(assistant):
+    for n in range(10):
+        good(assistant, n)
+    i = interaction(assistant, 90)
+    excluded = feedback(i, minutes=-3 * 24 * 60, kind="thumbs", helpful=True, excluded_from_training=True)
+    later = feedback(i, minutes=1, rating=5, helpful=True)
+    windowed = dataset_build(
+        assistant=assistant, options={**NO_DEDUP, "since": (T0 - timedelta(days=1)).isoformat()}
+    )
+    assert windowed.stats["sourceCount"] == 11  # the excluded row is outside the window…
+    assert windowed.train_count == 10  # …and still keeps its interaction out
+    assert windowed.stats["filteredByReason"] == {"excluded_from_training": 1}
+    ids = list(Feedback.objects.exclude(pk=excluded.pk).values_list("id", flat=True))
+    picked = dataset_build(assistant=assistant, options=NO_DEDUP, feedback_ids=ids)
+    assert picked.train_count == 10
+    assert not DatasetExample.objects.filter(feedback=later).exists()
+
+
+def test_feedback_ids_beyond_the_database_parameter_limit_work(assistant):
+    made = [good(assistant, n) for n in range(12)]
+    wanted = list(Feedback.objects.filter(interaction__in=made[:11]).values_list("id", flat=True))
+    # More ids than SQLite binds as parameters (250,000 in Debian's build, 32,766 in most others),
+    # plus ids that cannot exist.
+    noise = range(10**9, 10**9 + 260_000)
+    ds = dataset_build(assistant=assistant, options=NO_DEDUP, feedback_ids=[*wanted, *noise, 2**70])
+    assert ds.stats["sourceCount"] == 11 and ds.train_count == 11
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"max_examples": 5.5}, "max_examples"),
+        ({"min_rating": "4"}, "min_rating"),
+        ({"deduplicate": "no"}, "deduplicate"),
+        ({"min_confidence": float("nan")}, "min_confidence"),
+        ({"system_prompt": 7}, "system_prompt"),
+        ({"since": "2026-02-30"}, "since"),
+        ({"until": "2026-02-30T10:00:00"}, "until"),
+    ],
+)
+def test_options_of_the_wrong_type_or_impossible_dates_are_refused_by_name(overrides, field):
+    # Job dataset_options are free JSON: they must be refused when the job starts, not break the worker.
+    with pytest.raises(ValidationError) as exc:
+        DatasetOptions.from_policy(None, **overrides)
+    assert set(exc.value.message_dict) == {field}

@@ -63,7 +63,12 @@ class DatasetOptions:
 
     def check(self) -> None:
         """Raise ValidationError (field → message) for values no build could honour."""
-        errors: dict[str, list[str]] = {}
+        # Types first: overrides also come from a job's stored ``dataset_options`` (any JSON), where
+        # "no" would be a truthy ``deduplicate`` and 5.5 a ``max_examples`` that breaks the build later,
+        # in the worker, instead of being refused when the job is started.
+        errors = _type_errors(self)
+        if errors:
+            raise ValidationError(errors)
         if not 1 <= int(self.min_rating) <= 5:
             errors["min_rating"] = ["Use a rating from 1 to 5."]
         if not 0 <= float(self.min_confidence) <= 1:
@@ -87,6 +92,31 @@ class DatasetOptions:
         return out
 
 
+_BOOL_FIELDS = ("require_helpful", "include_negative", "deduplicate")
+_INT_FIELDS = ("min_rating", "max_examples", "seed")
+_FLOAT_FIELDS = ("min_confidence", "similarity_threshold", "validation_share")
+_STR_FIELDS = ("system_prompt", "base_model")
+
+
+def _type_errors(o: DatasetOptions) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for name in _BOOL_FIELDS:
+        if not isinstance(getattr(o, name), bool):
+            errors[name] = ["Use true or false."]
+    for name in _INT_FIELDS:
+        value = getattr(o, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors[name] = ["Use a whole number."]
+    for name in _FLOAT_FIELDS:
+        value = getattr(o, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+            errors[name] = ["Use a number."]
+    for name in _STR_FIELDS:
+        if not isinstance(getattr(o, name), str):
+            errors[name] = ["Use a string."]
+    return errors
+
+
 def _as_datetime(name: str, value: Any) -> dt.datetime | None:
     if value in (None, ""):
         return None
@@ -95,9 +125,14 @@ def _as_datetime(name: str, value: Any) -> dt.datetime | None:
     elif isinstance(value, dt.date):
         parsed = dt.datetime.combine(value, dt.time.min)
     else:
-        parsed = parse_datetime(str(value))
+        # parse_* return None for a malformed value but raise ValueError for a well-formed impossible
+        # one (2026-02-30): both are the user's typo, not a crash.
+        try:
+            parsed = parse_datetime(str(value))
+            day = parse_date(str(value)) if parsed is None else None
+        except ValueError:
+            parsed = day = None
         if parsed is None:
-            day = parse_date(str(value))
             if day is None:
                 raise ValidationError(
                     {name: ["Use an ISO date or datetime, e.g. 2026-01-31 or 2026-01-31T12:00:00Z."]}

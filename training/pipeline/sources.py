@@ -8,7 +8,9 @@ datetime converters were half the cost of a build, and most dropped rows never n
 **How several feedback rows of one interaction combine** (rows taken oldest → newest):
 
 - a row marked ``excluded_from_training`` excludes the whole interaction: a reviewer's "never train on
-  this" (PII, abuse, a wrong answer) outranks any customer's thumbs-up on the same answer;
+  this" (PII, abuse, a wrong answer) outranks any customer's thumbs-up on the same answer. This holds
+  even when the excluded row itself is not read (outside the date window, not among ``feedback_ids``):
+  a narrower build must not resurrect an interaction a reviewer took out;
 - ``helpful``, ``rating`` and each category rating: the latest non-null value wins (people change their
   minds; the newest opinion is the one that stands);
 - ``corrected_answer``: the latest non-empty correction wins (a reviewer's edit supersedes a customer's);
@@ -24,13 +26,16 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from django.db.models import F, TextField
+from django.db import connections
+from django.db.models import Exists, F, OuterRef, TextField
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 
 from assistants.models import Assistant
 from feedback.models import CATEGORY_FIELDS, Feedback
 
 CHUNK_SIZE = 2000
+SQLITE_IN_LIMIT = 900
 
 _COLUMNS = (
     "id",
@@ -40,7 +45,7 @@ _COLUMNS = (
     *CATEGORY_FIELDS,
     "corrected_answer",
     "confidence",
-    "excluded_from_training",
+    "excluded_any",
     "created_text",
     "messages_text",
     "interaction__response",
@@ -121,14 +126,27 @@ def feedback_queryset(
     if until is not None:
         qs = qs.filter(created_at__lt=until)
     if feedback_ids is not None:
-        qs = qs.filter(id__in=list(feedback_ids))
-    return qs
+        # Ids outside the primary key's range match nothing (and SQLite refuses to bind them at all).
+        ids = sorted({int(i) for i in feedback_ids if 0 < int(i) < 2**63})
+        if connections[qs.db].vendor == "sqlite" and len(ids) > SQLITE_IN_LIMIT:
+            # SQLite caps bound parameters (32,766 in most builds): one JSON array parameter instead.
+            qs = qs.filter(id__in=RawSQL("SELECT value FROM json_each(%s)", (json.dumps(ids),)))
+        else:
+            qs = qs.filter(id__in=ids)
+    if since is None and until is None and feedback_ids is None:
+        # Every row of each interaction is read, so the row's own flag folds into the interaction's.
+        return qs.annotate(excluded_any=F("excluded_from_training"))
+    # Only some rows are read: an excluded row outside the selection must still exclude its interaction.
+    excluded = Feedback.objects.filter(interaction_id=OuterRef("interaction_id"), excluded_from_training=True)
+    return qs.annotate(excluded_any=Exists(excluded))
 
 
 def candidates(
     queryset, *, chunk_size: int = CHUNK_SIZE, counter: list[int] | None = None
 ) -> Iterator[Candidate]:
     """Combined candidates in interaction order. ``counter[0]`` counts the feedback rows read."""
+    if "excluded_any" not in queryset.query.annotations:  # not from feedback_queryset
+        queryset = queryset.annotate(excluded_any=F("excluded_from_training"))
     rows = (
         queryset.annotate(
             created_text=Cast(F("created_at"), TextField()),

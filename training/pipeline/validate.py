@@ -13,8 +13,11 @@ rule of thumb (~4 characters a token) plus its per-message framing overhead. The
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import tempfile
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -38,13 +41,35 @@ def context_limit(base_model: str) -> int:
     return DEFAULT_CONTEXT_LIMIT
 
 
+_O200K_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+
+
+def _encoding_cached() -> bool:
+    """Whether tiktoken would find o200k_base in its cache (its own lookup rule, tiktoken/load.py).
+
+    tiktoken downloads a missing file, with no timeout: behind a firewall that drops packets a build (and
+    the job waiting on it) would hang instead of falling back to the estimate.
+    """
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        cache_dir = os.environ["TIKTOKEN_CACHE_DIR"]
+    elif "DATA_GYM_CACHE_DIR" in os.environ:
+        cache_dir = os.environ["DATA_GYM_CACHE_DIR"]
+    else:
+        cache_dir = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    if not cache_dir:  # tiktoken's "no cache": every use downloads
+        return False
+    return os.path.isfile(os.path.join(cache_dir, hashlib.sha1(_O200K_URL.encode()).hexdigest()))
+
+
 @lru_cache(maxsize=1)
 def _encoding():
+    if not _encoding_cached():
+        return None
     try:
         import tiktoken
 
         return tiktoken.get_encoding("o200k_base")
-    except Exception:  # no network, no cached file: fall back to the documented estimate
+    except Exception:  # not installed, or an unreadable cached file: fall back to the documented estimate
         return None
 
 

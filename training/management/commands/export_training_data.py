@@ -93,6 +93,9 @@ class Command(BaseCommand):
         )
         options = {name: o[name] for name in names if o.get(name) is not None}
         out = Path(o["out"])
+        # Refuse an unusable --out before building: a build can take minutes and stores a dataset row.
+        if not o["out"] or out.is_dir():
+            raise CommandError(f"--out must be a file path, not a directory: '{o['out']}'.")
         as_ = o["as_"] or ("json" if out.suffix.lower() == ".json" else "jsonl")
         bar = ProgressBar(self.stderr._out if hasattr(self.stderr, "_out") else sys.stderr)
         try:
@@ -103,11 +106,19 @@ class Command(BaseCommand):
         finally:
             bar.close()
 
-        written = [self._write(dataset.train_file, out, as_)]
-        if dataset.validation_file:
-            written.append(
-                self._write(dataset.validation_file, out.with_name(f"{out.stem}.validation{out.suffix}"), as_)
-            )
+        try:
+            written = [self._write(dataset.train_file, out, as_)]
+            if dataset.validation_file:
+                written.append(
+                    self._write(
+                        dataset.validation_file, out.with_name(f"{out.stem}.validation{out.suffix}"), as_
+                    )
+                )
+        except OSError as exc:  # unwritable directory, full disk, a directory in the way…
+            raise CommandError(
+                f"Dataset {dataset.pk} was built but could not be written to {exc.filename or out}: "
+                f"{exc.strerror or exc}. Download it with GET /api/v1/datasets/{dataset.pk}/download."
+            ) from None
         s = dataset.stats
         reasons = ", ".join(f"{k} {v:,}" for k, v in s["filteredByReason"].items()) or "none"
         avg_rating = f"{s['avgRating']:.2f}" if s["avgRating"] is not None else "–"
