@@ -141,6 +141,7 @@ class RetrainPolicy(models.Model):
         else:
             if not stages or stages != sorted(stages) or stages[-1] != 1.0 or stages[0] <= 0:
                 errors["rollout_stages"] = "Stages must increase and end at 1.0, e.g. 0.1,0.5,1.0."
+        errors.update(self._data_filter_errors())
         if self.max_feedback_count < self.min_feedback_count:
             errors["max_feedback_count"] = "Must be at least min_feedback_count."
         # The worker kills a task after TRAINING_TASK_TIMEOUT; a job allowed longer would die unreported.
@@ -154,6 +155,18 @@ class RetrainPolicy(models.Model):
             errors["training_timeout"] = "Allow at least 60 seconds."
         if errors:
             raise ValidationError(errors)
+
+
+    def _data_filter_errors(self) -> dict[str, list[str]]:
+        """The pipeline's own rules for its filters (one definition): a policy no build could honour is
+        refused when it is saved, not at 2 a.m. in the worker."""
+        from training.pipeline import DatasetOptions
+
+        try:
+            DatasetOptions.from_policy(self)
+        except ValidationError as exc:
+            return exc.message_dict
+        return {}
 
 
 class TrainingDataset(models.Model):

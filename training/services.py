@@ -336,13 +336,20 @@ def _clean_options(options: dict | None) -> dict[str, Any]:
     return clean
 
 
-def _dataset_options(policy: RetrainPolicy, overrides: dict[str, Any]):
-    """The pipeline's options: the policy's filters, at most ``max_feedback_count`` examples, overrides."""
+def _dataset_options(policy: RetrainPolicy, overrides: dict[str, Any], *, base_model: str = ""):
+    """The pipeline's options: the policy's filters, at most ``max_feedback_count`` examples, overrides.
+
+    ``base_model``: the job's (it may override the policy's); the examples' size is checked against it.
+    """
     from django.core.exceptions import ValidationError
 
     from training.pipeline import DatasetOptions
 
-    values = {"max_examples": min(policy.max_examples, policy.max_feedback_count), **overrides}
+    # max_examples 0 means "no limit of its own": max_feedback_count still caps a training run.
+    cap = policy.max_feedback_count
+    if policy.max_examples:
+        cap = min(cap, policy.max_examples)
+    values = {"max_examples": cap, **({"base_model": base_model} if base_model else {}), **overrides}
     try:
         return DatasetOptions.from_policy(policy, **values)
     except (ValidationError, TypeError) as exc:
@@ -373,7 +380,8 @@ def trigger_training(
     clean = _clean_options(options)
     policy = policy_ensure(assistant=assistant)
     if clean.get("dataset_options"):
-        _dataset_options(policy, clean["dataset_options"])  # refuse bad filters now, not in the worker
+        # Refuse bad filters now, not in the worker.
+        _dataset_options(policy, clean["dataset_options"], base_model=clean.get("base_model", ""))
     assistant.refresh_from_db(fields=("live_version",))
     base_version = assistant.live_version
     now = timezone.now()
@@ -454,7 +462,7 @@ def _stage_preparing(job: TrainingJob) -> bool:
     dataset = dataset_build(
         assistant=job.assistant,
         format="chat_completion",
-        options=_dataset_options(policy, job.options.get("dataset_options") or {}),
+        options=_dataset_options(policy, job.options.get("dataset_options") or {}, base_model=job.base_model),
     )
     _save(job, dataset=dataset, feedback_count=dataset.train_count + dataset.validation_count)
     if not dataset.is_valid:

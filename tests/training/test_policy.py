@@ -131,6 +131,15 @@ def test_the_policy_rejects_rates_outside_their_ranges(assistant):
     assert {"ab_traffic_split", "min_success_rate", "min_avg_rating"} <= set(err.value.message_dict)
 
 
+def test_the_policy_refuses_data_filters_no_build_could_honour(assistant):
+    # The pipeline's own rules, applied when the admin saves, not when the nightly build fails.
+    policy = policy_ensure(assistant=assistant)
+    with pytest.raises(ValidationError) as err:
+        policy_update(policy=policy, validation_share=1.0, similarity_threshold=0.0)
+    assert {"validation_share", "similarity_threshold"} <= set(err.value.message_dict)
+    policy_update(policy=policy, validation_share=0.2, similarity_threshold=0.8)  # sensible values pass
+
+
 def test_saving_a_policy_creates_its_schedule_and_disabling_removes_it(assistant, settings):
     policy = policy_ensure(assistant=assistant)
     schedule = Schedule.objects.get(name=schedule_name(assistant.pk))

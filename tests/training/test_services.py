@@ -13,10 +13,10 @@ from assistants.models import Deployment
 from tests.conftest import grant
 from training import services
 from training.models import JobEvent, TrainingJob
-from training.services import IllegalTransition, JobActive
+from training.services import IllegalTransition, JobActive, policy_ensure, policy_update
 from training.trainers.base import TrainingOutcome
 
-from .conftest import make_job, train_local
+from .conftest import give_feedback, make_job, train_local
 
 S = TrainingJob.Status
 
@@ -94,6 +94,27 @@ def test_trigger_training_creates_a_pending_job_with_options(assistant, live_v1,
     assert job.deadline_at > timezone.now() + timedelta(minutes=59)
     event = job.events.get()
     assert event.user == alice and "because" in event.message
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("max_examples", "expected"), [(0, 40), (25, 25), (100, 40)])
+def test_the_job_dataset_uses_the_jobs_base_model_and_caps_examples(
+    assistant, live_v1, no_enqueue, max_examples, expected
+):
+    # The examples are checked against the model the job will fine-tune; max_examples 0 ("no limit of
+    # its own") still leaves max_feedback_count as the cap of a training run.
+    give_feedback(assistant, 12)
+    policy_update(
+        policy=policy_ensure(assistant=assistant),
+        max_examples=max_examples,
+        max_feedback_count=40,
+        min_feedback_count=10,
+    )
+    job = services.trigger_training(assistant=assistant, options={"base_model": "gpt-3.5-turbo-0125"})
+    services.job_advance(job=job)
+    job.refresh_from_db()
+    assert job.dataset.options["base_model"] == "gpt-3.5-turbo-0125"
+    assert job.dataset.options["max_examples"] == expected
 
 
 @pytest.mark.django_db
