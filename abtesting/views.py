@@ -19,6 +19,8 @@ from assistants.models import Assistant
 VIEW_PERM = "abtesting.view_experiment"
 CHANGE_PERM = "abtesting.change_experiment"
 PAGE_SIZE = 50
+# A deeper page's OFFSET overflows the database's bigint (a 500); nobody pages through 100,000 pages.
+MAX_PAGE = 100_000
 FORBIDDEN = "Your account may not do this. Ask an admin to add you to the reviewer group."
 
 
@@ -153,13 +155,17 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
         "assistant": q.get("assistant", ""),
         "status": q.get("status") if q.get("status") in Experiment.Status.values else "",
     }
+    slugs = list(Assistant.objects.order_by("slug").values_list("slug", flat=True))
     qs = selectors.experiment_list(status=filters["status"] or None)
     if filters["assistant"]:
-        qs = qs.filter(assistant__slug=filters["assistant"])
+        # Matched against the known slugs first: an unknown one (a NUL byte, say, which PostgreSQL refuses
+        # with an error) must show no experiments, not reach the database.
+        qs = qs.filter(assistant__slug=filters["assistant"]) if filters["assistant"] in slugs else qs.none()
     try:
-        page = max(1, int(q.get("page", "1")))
+        page = int(q.get("page", "1"))
     except ValueError:
         page = 1
+    page = page if 1 <= page <= MAX_PAGE else 1
     rows = list(qs[(page - 1) * PAGE_SIZE : page * PAGE_SIZE + 1])
     for experiment in rows:
         analysis = experiment.last_analysis or {}
@@ -174,7 +180,7 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
         "page": page,
         "base_query": query.urlencode(),
         "filters": filters,
-        "assistants": list(Assistant.objects.order_by("slug").values_list("slug", flat=True)),
+        "assistants": slugs,
         "statuses": Experiment.Status.values,
     }
     # A filter change swaps the results; a full page for links, reloads and htmx history restores.
@@ -212,7 +218,10 @@ def experiment_stop(request: HttpRequest, pk: int) -> HttpResponse:
         or f"Stopped from the dashboard by {request.user.get_username()}."
     )
     error = ""
-    if experiment.status != Experiment.Status.RUNNING:
+    if "\x00" in reason:
+        # PostgreSQL refuses NUL in text (a 500 on save); the reviewer can remove it and retry.
+        error = "The reason contains a NUL character: remove it."
+    elif experiment.status != Experiment.Status.RUNNING:
         error = f"Experiment {experiment.pk} is already {experiment.status}."
     else:
         services.experiment_stop(experiment=experiment, reason=reason, user=request.user)

@@ -35,7 +35,14 @@ def _parse_day(raw: str | None) -> dt.date | None:
 
 
 def _end_of_day(day: dt.date) -> dt.datetime:
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.max))
+    end = timezone.make_aware(dt.datetime.combine(day, dt.time.max))
+    try:
+        end.astimezone(dt.UTC)
+    except OverflowError:
+        # 9999-12-31 in a time zone west of UTC ends after the last moment a datetime can hold (the
+        # database's UTC conversion overflowed: a 500); nothing can be deployed later than that moment.
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
+    return end
 
 
 def _context(request: HttpRequest, assistant: Assistant | None, assistants: list[Assistant]) -> dict:
@@ -86,15 +93,14 @@ def rollback(request: HttpRequest, slug: str) -> HttpResponse:
     error = ""
     # The form names the live version the user saw, so a double click cannot roll forward again.
     seen = request.POST.get("from_version", "")
+    note = request.POST.get("note", "").strip()
     try:
         if not seen:
             raise RollbackError("The form did not say which version you saw live: reload the page and retry.")
-        deployment_rollback(
-            assistant=assistant,
-            expected_live=seen,
-            user=request.user,
-            note=request.POST.get("note", "").strip(),
-        )
+        if "\x00" in seen or "\x00" in note:
+            # PostgreSQL refuses NUL in text (a 500 on the query or the save); say so instead.
+            raise RollbackError("The form contains a NUL character: remove it and retry.")
+        deployment_rollback(assistant=assistant, expected_live=seen, user=request.user, note=note)
     except RollbackError as exc:
         error = str(exc)
     if not request.htmx:

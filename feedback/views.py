@@ -58,6 +58,22 @@ def _midnight(day: dt.date) -> dt.datetime:
     return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
 
 
+def _day_start(day: dt.date | None) -> dt.datetime | None:
+    """The inclusive lower bound for "since ``day``"; none when it predates what a datetime can hold.
+
+    In a time zone east of UTC, midnight of 0001-01-01 is in year 0 once the database converts it to UTC:
+    an OverflowError (a 500) for a bound that excludes nothing anyway.
+    """
+    if day is None:
+        return None
+    start = _midnight(day)
+    try:
+        start.astimezone(dt.UTC)
+    except OverflowError:
+        return None
+    return start
+
+
 def _filters(request: HttpRequest, assistants: list) -> dict[str, Any]:
     """Parse the query string leniently: a malformed filter is ignored (and shown empty), never a 500."""
     q = request.GET
@@ -96,7 +112,7 @@ def explorer(request: HttpRequest) -> HttpResponse:
     f = _filters(request, assistants)
     qs = feedback_for_explorer(
         assistant=f["assistant"],
-        since=_midnight(f["since"]) if f["since"] else None,
+        since=_day_start(f["since"]),
         until=_day_after(f["until"]),
         rating=f["rating"],
         helpful=f["helpful"],
@@ -149,7 +165,11 @@ def _after_curation(request: HttpRequest, feedback: Feedback, status: int = 200)
         context = {"f": feedback, "can_curate": True, "return_to": request.POST.get("next", "")}
         return render(request, "feedback/explorer.html#row", context, status=status)
     target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+    # Only a path on this site: redirect() reads anything without a "/" as a URL name to reverse, so
+    # next=x was a NoReverseMatch (a 500) instead of the way back to the explorer.
+    if not target.startswith("/") or not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}
+    ):
         target = reverse("feedback-explorer")
     return redirect(target)
 
@@ -170,9 +190,12 @@ def exclude(request: HttpRequest, pk: int) -> HttpResponse:
 def correct(request: HttpRequest, pk: int) -> HttpResponse:
     feedback = _get_feedback_for_curator(request, pk)
     answer = request.POST.get("corrected_answer", "")
-    if len(answer) > MAX_CORRECTION:
+    if len(answer) > MAX_CORRECTION or "\x00" in answer:
         feedback.correction_error = (
             f"The corrected answer is too long: keep it under {MAX_CORRECTION} characters."
+            if len(answer) > MAX_CORRECTION
+            # PostgreSQL refuses NUL in text (a 500 on save); the reviewer can remove it and retry.
+            else "The corrected answer contains a NUL character: remove it."
         )
         if not request.htmx:
             messages.error(request, feedback.correction_error)

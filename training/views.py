@@ -33,6 +33,8 @@ TRIGGER_PERM = "training.trigger_trainingjob"
 DATASET_PERM = "training.view_trainingdataset"
 STATS_DAYS = selectors.OVERVIEW_DAYS
 PAGE_SIZE = 50
+# A deeper page's OFFSET overflows the database's bigint (a 500); nobody pages through 100,000 pages.
+MAX_PAGE = 100_000
 S = TrainingJob.Status
 
 # Where each status sits on the progress bar. Statuses that wait on people or traffic (testing, awaiting
@@ -253,11 +255,13 @@ def train_now(request: HttpRequest, slug: str) -> HttpResponse:
 # -- jobs -----------------------------------------------------------------------------------------------
 
 
-def _job_list(*, assistant: str, status: str, trigger: str) -> Any:
+def _job_list(*, assistant: str, status: str, trigger: str, slugs: list[str]) -> Any:
     """``selectors.job_list`` plus the page's filters by assistant slug and trigger."""
     qs = selectors.job_list(status=status or None)
     if assistant:
-        qs = qs.filter(assistant__slug=assistant)
+        # Matched against the known slugs first: an unknown one (a NUL byte, say, which PostgreSQL refuses
+        # with an error) must show no jobs, not reach the database.
+        qs = qs.filter(assistant__slug=assistant) if assistant in slugs else qs.none()
     if trigger:
         qs = qs.filter(trigger=trigger)
     return qs
@@ -274,10 +278,12 @@ def job_list(request: HttpRequest) -> HttpResponse:
         "trigger": q.get("trigger") if q.get("trigger") in TrainingJob.Trigger.values else "",
     }
     try:
-        page = max(1, int(q.get("page", "1")))
+        page = int(q.get("page", "1"))
     except ValueError:
         page = 1
-    rows = list(_job_list(**filters)[(page - 1) * PAGE_SIZE : page * PAGE_SIZE + 1])
+    page = page if 1 <= page <= MAX_PAGE else 1
+    slugs = list(Assistant.objects.order_by("slug").values_list("slug", flat=True))
+    rows = list(_job_list(**filters, slugs=slugs)[(page - 1) * PAGE_SIZE : page * PAGE_SIZE + 1])
     query = q.copy()
     query.pop("page", None)
     context = {
@@ -286,7 +292,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
         "page": page,
         "base_query": query.urlencode(),
         "filters": filters,
-        "assistants": list(Assistant.objects.order_by("slug").values_list("slug", flat=True)),
+        "assistants": slugs,
         "statuses": S.values,
         "triggers": TrainingJob.Trigger.values,
     }
@@ -336,6 +342,20 @@ def _loss_chart(metrics: dict) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
+def _chart_table(chart: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A chart's numbers as table rows: the canvas needs JavaScript, the page must read without it."""
+    if not chart:
+        return None
+    datasets = chart["datasets"]
+    return {
+        "columns": [d["label"] for d in datasets],
+        "rows": [
+            (label, [d["data"][i] if i < len(d["data"]) else None for d in datasets])
+            for i, label in enumerate(chart["labels"])
+        ],
+    }
+
+
 def _evaluation(evaluation: dict) -> dict[str, Any] | None:
     """Candidate vs live rows from ``job.evaluation`` ({candidate: {...}, live: {...}, ...})."""
     if not evaluation:
@@ -359,6 +379,7 @@ def _evaluation(evaluation: dict) -> dict[str, Any] | None:
 
 def _job_context(request: HttpRequest, job: TrainingJob) -> dict[str, Any]:
     metrics = job.metrics or {}
+    loss_chart = _loss_chart(metrics)
     return {
         "job": job,
         "progress": job_progress_info(job),
@@ -368,7 +389,8 @@ def _job_context(request: HttpRequest, job: TrainingJob) -> dict[str, Any]:
         "metric_rows": [
             (k, v) for k, v in _scalars(metrics, skip=("loss_curve",)) if not k.startswith("eval_")
         ],
-        "loss_chart": _loss_chart(metrics),
+        "loss_chart": loss_chart,
+        "loss_table": _chart_table(loss_chart),
         "evaluation": _evaluation(job.evaluation or {}),
         "ab": analysis_panel(job.experiment, results=job.ab_test_results),
         "can_decide": job.status == S.AWAITING_APPROVAL,
@@ -388,7 +410,16 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 @login_required
 def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
     """The progress bar alone, for htmx polling; polling stops once the job waits on a person or ended."""
-    job = _get_job_for_user(request, job_id)
+    try:
+        job = _get_job_for_user(request, job_id)
+    except (Http404, PermissionDenied):
+        if not request.htmx:
+            raise
+        # htmx swaps no 4xx answer, so the bar would poll every 2 s for as long as the tab stays open
+        # (a job deleted in the admin, a user who lost the view permission): say so and stop polling.
+        return HttpResponseStopPolling(
+            f'<p class="muted" id="job-progress-{job_id}">Job {job_id} is not available any more.</p>'
+        )
     context = {"job": job, "progress": job_progress_info(job)}
     response = render(request, "training/snippets/progress.html", context)
     if job.status in SETTLED and request.htmx:
@@ -436,6 +467,9 @@ def job_reject(request: HttpRequest, job_id: int) -> HttpResponse:
     reason = request.POST.get("reason", "").strip()
     if not reason:
         return _decision_response(request, job, error="Say why you reject this job: the reason is required.")
+    if "\x00" in reason:
+        # PostgreSQL refuses NUL in text (a 500 on save); the reviewer can remove it and retry.
+        return _decision_response(request, job, error="The reason contains a NUL character: remove it.")
     return _act(request, job, services.job_reject, f"Job {job.pk} rejected.", reason=reason)
 
 

@@ -74,3 +74,19 @@ def test_it_redirects_anonymous_users(client, db):
 def test_it_rejects_post(client, bob):
     client.force_login(bob)
     assert client.post(URL).status_code == 405
+
+
+@pytest.mark.parametrize("page", ["9" * 25, str(2**63)])
+def test_a_page_beyond_what_the_database_can_count_is_page_one(client, bob, experiments, page):
+    # The OFFSET overflowed the database's bigint: a 500 on SQLite and PostgreSQL.
+    client.force_login(bob)
+    response = client.get(URL, {"page": page})
+    assert response.status_code == 200 and b"shop-v1" in response.content
+
+
+def test_an_unknown_assistant_shows_no_experiments_even_with_a_nul_byte(client, bob, experiments):
+    # PostgreSQL refuses NUL in a query parameter (a 500); an unknown slug matches nothing anyway.
+    client.force_login(bob)
+    for slug in ("nobody", "shop\x00"):
+        response = client.get(URL, {"assistant": slug})
+        assert response.status_code == 200 and b"No experiments match these filters." in response.content

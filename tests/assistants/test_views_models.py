@@ -84,3 +84,12 @@ def test_it_redirects_anonymous_users(client, db):
 def test_it_rejects_post(client, bob):
     client.force_login(bob)
     assert client.post(URL).status_code == 405
+
+
+def test_the_last_day_west_of_utc_is_not_a_500(client, bob, history, settings):
+    # The end of 9999-12-31 in New York is past the last UTC datetime: the conversion overflowed.
+    settings.TIME_ZONE = "America/New_York"
+    client.force_login(bob)
+    response = client.get(URL, {"assistant": "shop", "at": "9999-12-31"})
+    assert response.status_code == 200
+    assert "<strong>shop-v2</strong> was live" in response.content.decode()

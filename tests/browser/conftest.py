@@ -6,6 +6,7 @@ it ("You cannot call this from an async context"); the test thread is not really
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -33,9 +34,33 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.browser)
 
 
-# The live server runs in another thread, so test data must be committed (transaction=True); the flush
-# after each such test also drops the roles a data migration made, which serialized_rollback restores.
-LIVE_DB = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# The live server runs in another thread, so test data must be committed (transaction=True). The flush
+# after each such test drops the roles a data migration made; ``_roles`` below makes them again.
+# (serialized_rollback restored them too, but failed with a duplicate content type whenever another
+# transactional test had flushed first: its post_migrate recreates the content types the restore loads.)
+LIVE_DB = pytest.mark.django_db(transaction=True)
+_ROLES = importlib.import_module("training.migrations.0002_roles")
+
+
+@pytest.fixture(autouse=True)
+def _roles(transactional_db):
+    """The viewer and reviewer groups as the roles migration makes them, whatever ran before."""
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.auth.models import Group, Permission
+
+    for app_config in apps.get_app_configs():
+        create_permissions(app_config, verbosity=0)
+    view = [
+        Permission.objects.get(content_type__app_label=app, codename=f"view_{model}")
+        for app, models in _ROLES.VIEW_MODELS.items()
+        for model in models
+    ]
+    extra = [
+        Permission.objects.get(content_type__app_label=app, codename=code) for app, code in _ROLES.REVIEWER_EXTRA
+    ]
+    Group.objects.get_or_create(name="viewer")[0].permissions.set(view)
+    Group.objects.get_or_create(name="reviewer")[0].permissions.set(view + extra)
 
 
 @pytest.fixture(autouse=True)

@@ -28,3 +28,9 @@ def test_the_progress_bar_advances_while_a_job_runs(page, alice, assistant):
     TrainingJob.objects.filter(pk=job.pk).update(status="awaiting_approval", new_model_version=candidate)
     expect(page.locator("#approve")).to_be_visible()
     expect(page.locator("#job-status")).to_have_text("Awaiting Approval")
+
+    # ...and stays stopped: no progress request in the next two polling intervals.
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if "/progress/" in request.url else None)
+    page.wait_for_timeout(4500)
+    assert polls == []

@@ -164,3 +164,18 @@ def test_a_viewer_sees_no_buttons_and_a_forged_post_is_refused(page, bob, job):
     assert status == 403
     job.refresh_from_db()
     assert job.status == "awaiting_approval"
+
+
+def test_a_refused_action_says_why_instead_of_doing_nothing(page, alice, job):
+    # htmx swaps no 403: before errors.js the click changed nothing on the page and said nothing.
+    from django.contrib.auth.models import Group
+
+    log_in(page, "alice", "alice-password")
+    page.goto(f"/jobs/{job.pk}/")
+    alice.groups.set([Group.objects.get(name="viewer")])  # an admin demotes alice meanwhile
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#approve").click()
+    expect(page.locator("#request-error")).to_be_visible()
+    expect(page.locator("#request-error")).to_contain_text("Your account may not do this.")
+    job.refresh_from_db()
+    assert job.status == "awaiting_approval"

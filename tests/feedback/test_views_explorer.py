@@ -141,3 +141,11 @@ def test_extreme_filter_values_are_never_a_500(client, bob, rows, query):
     client.force_login(bob)
     response = client.get(f"{URL}?assistant=shop&{query}")
     assert response.status_code == 200
+
+
+def test_since_the_first_day_east_of_utc_is_not_a_500(client, bob, rows, settings):
+    # Midnight of 0001-01-01 in Tokyo is in year 0 in UTC: the database conversion overflowed.
+    settings.TIME_ZONE = "Asia/Tokyo"
+    client.force_login(bob)
+    response = client.get(URL, {"assistant": "shop", "since": "0001-01-01"})
+    assert response.status_code == 200 and b"No feedback matches" not in response.content

@@ -84,3 +84,19 @@ def test_htmx_history_restore_gets_the_full_page(client, bob, jobs):
     client.force_login(bob)
     response = client.get(URL, HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true")
     assert b"<html" in response.content
+
+
+@pytest.mark.parametrize("page", ["9" * 25, str(2**63)])
+def test_a_page_beyond_what_the_database_can_count_is_page_one(client, bob, jobs, page):
+    # The OFFSET overflowed the database's bigint: a 500 on SQLite and PostgreSQL.
+    client.force_login(bob)
+    response = client.get(URL, {"page": page})
+    assert response.status_code == 200 and b"Deployed</span>" in response.content
+
+
+def test_an_unknown_assistant_shows_no_jobs_even_with_a_nul_byte(client, bob, jobs):
+    # PostgreSQL refuses NUL in a query parameter (a 500); an unknown slug matches nothing anyway.
+    client.force_login(bob)
+    for slug in ("nobody", "shop\x00"):
+        response = client.get(URL, {"assistant": slug})
+        assert response.status_code == 200 and b"No jobs match these filters." in response.content

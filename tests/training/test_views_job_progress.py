@@ -70,3 +70,19 @@ def test_it_runs_few_queries(client, bob, url, django_assert_max_num_queries):
     client.force_login(bob)
     with django_assert_max_num_queries(5):
         client.get(url, HTTP_HX_REQUEST="true")
+
+
+def test_polling_stops_when_the_job_is_gone(client, bob, job, url):
+    # htmx swaps no 404, so the bar of a job deleted in the admin polled every 2 s for good.
+    job.delete()
+    client.force_login(bob)
+    response = client.get(url, HTTP_HX_REQUEST="true")
+    assert response.status_code == 286 and b"not available any more" in response.content
+    assert b"hx-trigger" not in response.content
+    assert client.get(url).status_code == 404  # without htmx: a plain 404
+
+
+def test_polling_stops_when_the_user_may_no_longer_view_jobs(client, django_user_model, url):
+    client.force_login(django_user_model.objects.create_user("mallory"))
+    assert client.get(url, HTTP_HX_REQUEST="true").status_code == 286
+    assert client.get(url).status_code == 403

@@ -13,7 +13,9 @@ datetime converters were half the cost of a build, and most dropped rows never n
   a narrower build must not resurrect an interaction a reviewer took out;
 - ``helpful``, ``rating`` and each category rating: the latest non-null value wins (people change their
   minds; the newest opinion is the one that stands);
-- ``corrected_answer``: the latest non-empty correction wins (a reviewer's edit supersedes a customer's);
+- ``corrected_answer``: the latest non-empty correction wins, "latest" by the feedback row's creation
+  (a reviewer who corrects the newest row supersedes the customer; one who corrects an older row while a
+  newer row carries its own correction does not: edit the newest row in the explorer);
 - ``confidence``: the minimum of the non-null values (the least certain signal bounds the example);
 - the example's representative feedback row (metadata, provenance "feedback id", newest-first ordering)
   is the latest row; every contributing row is recorded as provenance.
