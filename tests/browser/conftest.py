@@ -57,7 +57,8 @@ def _roles(transactional_db):
         for model in models
     ]
     extra = [
-        Permission.objects.get(content_type__app_label=app, codename=code) for app, code in _ROLES.REVIEWER_EXTRA
+        Permission.objects.get(content_type__app_label=app, codename=code)
+        for app, code in _ROLES.REVIEWER_EXTRA
     ]
     Group.objects.get_or_create(name="viewer")[0].permissions.set(view)
     Group.objects.get_or_create(name="reviewer")[0].permissions.set(view + extra)

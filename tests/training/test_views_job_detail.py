@@ -193,6 +193,6 @@ def test_the_loss_curve_reads_without_javascript(client, alice, job):
     client.force_login(alice)
     body = client.get(reverse("training-job-detail", args=[job.pk])).content.decode()
     table = body.split('id="loss-data"', 1)[1].split("</details>", 1)[0]
-    assert "<th class=\"num\">train_loss</th>" in table and "<th class=\"num\">valid_loss</th>" in table
-    assert "<td>1</td><td class=\"num\">1.2000</td><td class=\"num\">1.3000</td>" in table
-    assert "<td>2</td><td class=\"num\">0.9000</td><td class=\"num\">–</td>" in table
+    assert '<th class="num">train_loss</th>' in table and '<th class="num">valid_loss</th>' in table
+    assert '<td>1</td><td class="num">1.2000</td><td class="num">1.3000</td>' in table
+    assert '<td>2</td><td class="num">0.9000</td><td class="num">–</td>' in table
