@@ -68,13 +68,15 @@ def test_it_shows_the_active_job_with_a_polling_progress_bar(client, alice, assi
     assert "already training" in body
 
 
-def test_it_badges_jobs_awaiting_approval(client, bob, assistant, url):
+def test_it_badges_jobs_awaiting_approval(client, bob, alice, assistant, url):
     TrainingJob.objects.create(assistant=assistant, trigger="threshold", status="awaiting_approval")
-    client.force_login(bob)
+    client.force_login(bob)  # a viewer: nothing is asked of them
     body = client.get(url).content.decode()
     assert "1 awaiting approval" in body
-    assert "Awaiting your approval" in body
+    assert "Awaiting a reviewer's approval" in body and "Awaiting your approval" not in body
     assert "<dt>Awaiting approval</dt><dd>1</dd>" in body and "<dt>Last retrained</dt><dd>never</dd>" in body
+    client.force_login(alice)  # a reviewer is asked to act
+    assert "Awaiting your approval" in client.get(url).content.decode()
 
 
 def test_it_hides_train_now_from_viewers(client, bob, assistant, url):
