@@ -32,3 +32,17 @@ def live_version_at(*, assistant: Assistant, when: datetime) -> ModelVersion | N
 
 def version_list(*, assistant: Assistant) -> QuerySet[ModelVersion]:
     return ModelVersion.objects.filter(assistant=assistant).select_related("base_version")
+
+
+def rollback_target(*, assistant: Assistant) -> ModelVersion | None:
+    """The version a rollback returns to: the one live before the live version's last full deployment."""
+    full = Deployment.objects.filter(
+        assistant=assistant, version_id=assistant.live_version_id, traffic_share=1.0
+    )
+    last = (
+        full.exclude(previous_version=None)
+        .select_related("previous_version")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return last.previous_version if last is not None else None

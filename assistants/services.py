@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from assistants.models import ApiKey, Assistant, Deployment, ModelVersion
+from assistants.selectors import rollback_target
 
 
 def assistant_create(*, slug: str, name: str, system_prompt: str = "") -> Assistant:
@@ -118,16 +119,11 @@ def deployment_rollback(
             f"'{assistant.slug}' is now running {live_name or 'no version'}, not {expected_live}: "
             "someone rolled back or deployed meanwhile. Reload and check before rolling back again."
         )
-    last = (
-        Deployment.objects.filter(assistant=assistant, version=assistant.live_version, traffic_share=1.0)
-        .exclude(previous_version=None)
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    if last is None:
+    target = rollback_target(assistant=assistant)
+    if target is None:
         raise RollbackError(f"'{assistant.slug}' has no earlier version to roll back to.")
     return deployment_make_live(
-        version=last.previous_version,
+        version=target,
         reason=Deployment.Reason.ROLLBACK,
         user=user,
         note=note or f"Rolled back from {assistant.live_version.name}.",

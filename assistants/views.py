@@ -14,7 +14,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from assistants.models import Assistant
-from assistants.selectors import assistant_list, deployment_history, live_version_at, version_list
+from assistants.selectors import (
+    assistant_list,
+    deployment_history,
+    live_version_at,
+    rollback_target,
+    version_list,
+)
 from assistants.services import RollbackError, deployment_rollback
 
 VIEW_PERM = "assistants.view_modelversion"
@@ -68,6 +74,7 @@ def _context(request: HttpRequest, assistant: Assistant | None, assistants: list
         versions=versions,
         deployments=list(deployment_history(assistant=assistant)[:HISTORY_LIMIT]),
         live_at=live_version_at(assistant=assistant, when=_end_of_day(at_day)) if at_day else None,
+        rollback_to=rollback_target(assistant=assistant) if assistant.live_version_id else None,
     )
     return context
 
