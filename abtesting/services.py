@@ -374,8 +374,8 @@ def _decision_for(experiment: Experiment, analysis: dict[str, Any], now: datetim
     if verdict == "invalid_srm":
         return (
             Experiment.Decision.INVALID_SRM,
-            f"Sample ratio mismatch: {c['n_assigned']} control vs {v['n_assigned']} variant interactions "
-            "for a "
+            f"Sample ratio mismatch: {c['n_assigned']} control vs {v['n_assigned']} variant users "
+            "(each request without a user ref counts as one) for a "
             f"{experiment.traffic_split:.0%} variant split (SRM p = {analysis['srm_p_value']:.2g} < 0.001). "
             "Assignment or logging is broken, so the results cannot be trusted; do not deploy on them. Check "
             "that apps log the experiment and arm that /api/v1/route returned.",

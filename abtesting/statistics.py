@@ -396,7 +396,7 @@ def unpooled_z(s_c: Any, n_c: Any, s_v: Any, n_v: Any) -> Any:
 
 @dataclass(frozen=True)
 class ArmCounts:
-    n_assigned: int  # interactions routed to the arm (for SRM)
+    n_assigned: int  # units routed to the arm: users, plus requests without a user ref (for SRM)
     n: int  # interactions with success/failure feedback
     successes: int
     rating_n: int = 0

@@ -57,6 +57,8 @@ class Interaction(models.Model):
         indexes = [
             models.Index(fields=("assistant", "created_at"), name="interaction_asst_created"),
             models.Index(fields=("experiment_id", "arm"), name="interaction_experiment_arm"),
+            # abtesting's SRM check asks "was this user in the experiment before?" once per new row.
+            models.Index(fields=("experiment_id", "user_ref", "id"), name="interaction_experiment_user"),
         ]
 
     def __str__(self) -> str:

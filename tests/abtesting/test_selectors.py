@@ -101,6 +101,56 @@ def test_the_incremental_tally_matches_a_full_recount(experiment):
     assert selectors.to_arm_counts(tally["variant"]) == EXPECTED_VARIANT
 
 
+def _visits(experiment: Experiment, arm: str, users: list[str]) -> list[int]:
+    rows = Interaction.objects.bulk_create(
+        Interaction(
+            assistant_id=experiment.assistant_id,
+            experiment_id=experiment.pk,
+            arm=arm,
+            user_ref=user,
+            request_id=f"r{next(_ids)}",
+        )
+        for user in users
+    )
+    return [row.pk for row in rows]
+
+
+def test_assigned_counts_users_once_across_tally_windows_and_each_anonymous_request(experiment):
+    # Three windows of interactions; alice and bob come back in later windows, "" is anonymous traffic.
+    first = _visits(experiment, "control", ["alice", "bob", "alice", ""])
+    second = _visits(experiment, "control", ["bob", "carol", "", ""])
+    third = _visits(experiment, "control", ["alice", "dave", "dave"])
+    total = 0
+    after = 0
+    for window in (first, second, third):
+        counts = selectors.arm_counts(
+            experiment_id=experiment.pk,
+            assistant_id=experiment.assistant_id,
+            interaction_after=after,
+            interaction_upto=window[-1],
+        )
+        total += counts["control"][0]
+        after = window[-1]
+    # alice, bob, carol, dave + three anonymous requests, whichever way it is counted.
+    assert total == 7
+    assert selectors.experiment_arm_counts(experiment)[0].n_assigned == 7
+    # A rollout stage counts from its floor: users seen before it are new to the stage.
+    staged = selectors.arm_counts(
+        experiment_id=experiment.pk, assistant_id=experiment.assistant_id, interaction_floor=first[-1]
+    )
+    assert staged["control"][0] == 6  # bob, carol, alice, dave + two anonymous requests
+
+
+def test_regular_customers_do_not_fake_a_sample_ratio_mismatch(experiment):
+    # 110 vs 90 customers (p = 0.16 for a 50/50 split: chance), each back 30 times. Counting
+    # interactions (3,300 vs 2,700) the chi-square would call that a broken assignment (p ~ 1e-14).
+    _visits(experiment, "control", [f"c{i}" for i in range(110)] * 30)
+    _visits(experiment, "variant", [f"v{i}" for i in range(90)] * 30)
+    analysis = services.experiment_analyse(experiment=experiment, now=timezone.now() + timedelta(hours=1))
+    assert (analysis["control"]["n_assigned"], analysis["variant"]["n_assigned"]) == (110, 90)
+    assert analysis["srm_p_value"] > 0.1 and analysis["srm_ok"]
+
+
 def test_another_assistants_interactions_cannot_rig_the_counts(experiment, other_assistant):
     build_scenario(experiment)
     # A key for another assistant logs interactions claiming this experiment's variant arm, with praise.
