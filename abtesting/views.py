@@ -15,12 +15,12 @@ from django.views.decorators.http import require_GET, require_POST
 from abtesting import selectors, services
 from abtesting.models import Experiment
 from assistants.models import Assistant
+from feedback.views import page_number
 
 VIEW_PERM = "abtesting.view_experiment"
 CHANGE_PERM = "abtesting.change_experiment"
 PAGE_SIZE = 50
 # A deeper page's OFFSET overflows the database's bigint (a 500); nobody pages through 100,000 pages.
-MAX_PAGE = 100_000
 FORBIDDEN = "Your account may not do this. Ask an admin to add you to the reviewer group."
 
 
@@ -161,11 +161,7 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
         # Matched against the known slugs first: an unknown one (a NUL byte, say, which PostgreSQL refuses
         # with an error) must show no experiments, not reach the database.
         qs = qs.filter(assistant__slug=filters["assistant"]) if filters["assistant"] in slugs else qs.none()
-    try:
-        page = int(q.get("page", "1"))
-    except ValueError:
-        page = 1
-    page = page if 1 <= page <= MAX_PAGE else 1
+    page = page_number(q.get("page"))
     rows = list(qs[(page - 1) * PAGE_SIZE : page * PAGE_SIZE + 1])
     for experiment in rows:
         analysis = experiment.last_analysis or {}

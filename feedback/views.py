@@ -100,8 +100,10 @@ def _day_after(day: dt.date | None) -> dt.datetime | None:
     return _midnight(day + dt.timedelta(days=1))
 
 
-def _page(request: HttpRequest) -> int:
-    return _int(request.GET.get("page"), 1, MAX_PAGE) or 1
+def page_number(raw: str | None) -> int:
+    """A list page's ``?page=``: 1 unless it is a whole number in 1..MAX_PAGE (the dashboard's lists use
+    this too: a larger one overflows the database's OFFSET, a 500)."""
+    return _int(raw, 1, MAX_PAGE) or 1
 
 
 @require_GET
@@ -124,7 +126,7 @@ def explorer(request: HttpRequest) -> HttpResponse:
     # The assistant comes from the list above instead of a join: joined, SQLite's planner scans assistants
     # first, then sorts all of the assistant's feedback instead of walking the (assistant, created_at) index.
     qs = qs.select_related(None).select_related("interaction", "interaction__model_version")
-    page = _page(request)
+    page = page_number(request.GET.get("page"))
     # No COUNT(*): at a million rows it costs more than the page itself; one extra row says "there is more".
     rows = list(qs[(page - 1) * PAGE_SIZE : page * PAGE_SIZE + 1])
     by_id = {a.pk: a for a in assistants}

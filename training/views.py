@@ -23,6 +23,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from abtesting.views import analysis_panel
 from assistants.models import Assistant, Deployment
+from feedback.views import page_number
 from training import selectors, services
 from training.models import JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
 from training.policy import should_retrain_metrics
@@ -34,7 +35,6 @@ DATASET_PERM = "training.view_trainingdataset"
 STATS_DAYS = selectors.OVERVIEW_DAYS
 PAGE_SIZE = 50
 # A deeper page's OFFSET overflows the database's bigint (a 500); nobody pages through 100,000 pages.
-MAX_PAGE = 100_000
 S = TrainingJob.Status
 
 # Where each status sits on the progress bar. Statuses that wait on people or traffic (testing, awaiting
@@ -277,11 +277,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
         "status": q.get("status") if q.get("status") in S.values else "",
         "trigger": q.get("trigger") if q.get("trigger") in TrainingJob.Trigger.values else "",
     }
-    try:
-        page = int(q.get("page", "1"))
-    except ValueError:
-        page = 1
-    page = page if 1 <= page <= MAX_PAGE else 1
+    page = page_number(q.get("page"))
     slugs = list(Assistant.objects.order_by("slug").values_list("slug", flat=True))
     rows = list(_job_list(**filters, slugs=slugs)[(page - 1) * PAGE_SIZE : page * PAGE_SIZE + 1])
     query = q.copy()
