@@ -214,10 +214,7 @@ def experiment_stop(request: HttpRequest, pk: int) -> HttpResponse:
         or f"Stopped from the dashboard by {request.user.get_username()}."
     )
     error = ""
-    if "\x00" in reason:
-        # PostgreSQL refuses NUL in text (a 500 on save); the reviewer can remove it and retry.
-        error = "The reason contains a NUL character: remove it."
-    elif experiment.status != Experiment.Status.RUNNING:
+    if experiment.status != Experiment.Status.RUNNING:
         error = f"Experiment {experiment.pk} is already {experiment.status}."
     else:
         services.experiment_stop(experiment=experiment, reason=reason, user=request.user)

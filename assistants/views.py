@@ -104,9 +104,6 @@ def rollback(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         if not seen:
             raise RollbackError("The form did not say which version you saw live: reload the page and retry.")
-        if "\x00" in seen or "\x00" in note:
-            # PostgreSQL refuses NUL in text (a 500 on the query or the save); say so instead.
-            raise RollbackError("The form contains a NUL character: remove it and retry.")
         deployment_rollback(assistant=assistant, expected_live=seen, user=request.user, note=note)
     except RollbackError as exc:
         error = str(exc)

@@ -192,12 +192,9 @@ def exclude(request: HttpRequest, pk: int) -> HttpResponse:
 def correct(request: HttpRequest, pk: int) -> HttpResponse:
     feedback = _get_feedback_for_curator(request, pk)
     answer = request.POST.get("corrected_answer", "")
-    if len(answer) > MAX_CORRECTION or "\x00" in answer:
+    if len(answer) > MAX_CORRECTION:
         feedback.correction_error = (
             f"The corrected answer is too long: keep it under {MAX_CORRECTION} characters."
-            if len(answer) > MAX_CORRECTION
-            # PostgreSQL refuses NUL in text (a 500 on save); the reviewer can remove it and retry.
-            else "The corrected answer contains a NUL character: remove it."
         )
         if not request.htmx:
             messages.error(request, feedback.correction_error)

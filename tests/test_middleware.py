@@ -34,3 +34,21 @@ def test_other_htmx_redirects_are_left_alone(client, alice, assistant):
     client.force_login(alice)
     response = client.get(reverse("dashboard-home"), HTTP_HX_REQUEST="true")
     assert response.status_code == 302 and "HX-Redirect" not in response
+
+
+def test_a_form_with_a_nul_byte_is_refused_before_any_view_runs(client, alice):
+    # Even a form nobody special-cased: the login form, and a logged-in POST to the logout view.
+    response = client.post(reverse("login"), {"username": "ali\x00ce", "password": "x"})
+    assert response.status_code == 400
+    assert b"The form field username contains a NUL character" in response.content
+    client.force_login(alice)
+    assert client.post(reverse("logout"), {"note": "\x00"}).status_code == 400
+    assert "_auth_user_id" in client.session  # still logged in: the logout view never ran
+
+
+def test_json_requests_are_left_to_the_api(client):
+    # Not a form: the API's serializers answer (here: no key, 401), not this middleware.
+    response = client.post(
+        reverse("feedback-api-submit"), {"comment": "a\x00b"}, content_type="application/json"
+    )
+    assert response.status_code == 401

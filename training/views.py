@@ -463,9 +463,6 @@ def job_reject(request: HttpRequest, job_id: int) -> HttpResponse:
     reason = request.POST.get("reason", "").strip()
     if not reason:
         return _decision_response(request, job, error="Say why you reject this job: the reason is required.")
-    if "\x00" in reason:
-        # PostgreSQL refuses NUL in text (a 500 on save); the reviewer can remove it and retry.
-        return _decision_response(request, job, error="The reason contains a NUL character: remove it.")
     return _act(request, job, services.job_reject, f"Job {job.pk} rejected.", reason=reason)
 
 

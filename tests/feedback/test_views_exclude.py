@@ -46,7 +46,7 @@ def test_it_never_redirects_off_site(client, alice, url):
     assert response["Location"] == reverse("feedback-explorer")
 
 
-@pytest.mark.parametrize("target", ["x", "feedback", "a\x00b"])
+@pytest.mark.parametrize("target", ["x", "feedback"])
 def test_a_next_that_is_not_a_path_goes_back_to_the_explorer(client, alice, url, target):
     # redirect() read a "next" without a "/" as a URL name to reverse: NoReverseMatch, a 500.
     client.force_login(alice)
