@@ -20,7 +20,6 @@ from feedback.views import page_number
 VIEW_PERM = "abtesting.view_experiment"
 CHANGE_PERM = "abtesting.change_experiment"
 PAGE_SIZE = 50
-# A deeper page's OFFSET overflows the database's bigint (a 500); nobody pages through 100,000 pages.
 FORBIDDEN = "Your account may not do this. Ask an admin to add you to the reviewer group."
 
 

@@ -34,7 +34,6 @@ TRIGGER_PERM = "training.trigger_trainingjob"
 DATASET_PERM = "training.view_trainingdataset"
 STATS_DAYS = selectors.OVERVIEW_DAYS
 PAGE_SIZE = 50
-# A deeper page's OFFSET overflows the database's bigint (a 500); nobody pages through 100,000 pages.
 S = TrainingJob.Status
 
 # Where each status sits on the progress bar. Statuses that wait on people or traffic (testing, awaiting
