@@ -156,7 +156,6 @@ class RetrainPolicy(models.Model):
         if errors:
             raise ValidationError(errors)
 
-
     def _data_filter_errors(self) -> dict[str, list[str]]:
         """The pipeline's own rules for its filters (one definition): a policy no build could honour is
         refused when it is saved, not at 2 a.m. in the worker."""
