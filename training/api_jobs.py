@@ -90,7 +90,12 @@ class JobListCreateApi(APIView):
         assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
         base_model = serializers.CharField(required=False, allow_blank=True, max_length=200)
         skip_ab_test = serializers.BooleanField(required=False, default=False)
-        auto_approve = serializers.BooleanField(required=False, default=False)
+        auto_approve = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Approve in advance, in the acting user's name (needs the approve permission). "
+            "Used only when the policy does not require approval; never skips a reviewer it requires.",
+        )
         dataset_options = serializers.DictField(
             required=False, help_text="Data-filter overrides for this run."
         )
@@ -122,6 +127,9 @@ class JobListCreateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: JobDetailSerializer, 409: dict})
     def post(self, request: Request) -> Response:
+        # A person answers for every job started by hand: the key must act for a user who may start jobs
+        # (as for cancelling), and `auto_approve` further needs that user's right to approve.
+        require_user_permission(request, services.TRIGGER_PERM)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -140,6 +148,11 @@ class JobListCreateApi(APIView):
             raise Conflict(str(exc)) from None
         except ValueError as exc:
             raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from None
+        except PermissionError as exc:
+            raise exceptions.PermissionDenied(
+                f"auto_approve is approving in advance: {exc} Start the job without it and approve it "
+                "when it is ready."
+            ) from None
         return Response(_detail(job.pk), status=status.HTTP_201_CREATED)
 
 

@@ -12,10 +12,13 @@ Decision rule after evaluation (also in the README):
   experiment's conclusion decides. Without an A/B test the offline evaluation decides.
 * A candidate the A/B test rules out (decision ``variant_worse``, or ``invalid_srm``: broken assignment, so
   nothing measured can be trusted) is rejected, even with ``auto_approve``.
-* Auto-deploy when the result is significant and the improvement ≥ ``auto_deploy_threshold``, or when the
-  job was started with ``auto_approve``.
-* Otherwise ``awaiting_approval`` when the policy requires approval.
-* Otherwise deploy when significant and the improvement ≥ ``min_improvement``; else reject with the reason.
+* Auto-deploy when the result is significant and the improvement ≥ ``auto_deploy_threshold``.
+* Otherwise ``awaiting_approval`` when the policy requires approval. ``auto_approve`` never overrides that.
+* Otherwise deploy when significant and the improvement ≥ ``min_improvement``, or when the job was started
+  with ``auto_approve`` by a user who may approve jobs (an approval given in advance, in that user's
+  name); else reject with the reason.
+
+Every deployment names its cause: the approving user, or the policy rule that deployed it.
 
 "Significant" is the A/B test's sequential decision (``variant_better``). Without A/B it means the offline
 evaluation scored at least ``MIN_EVAL_PROMPTS`` prompts; "improvement" is then the relative change in
@@ -73,6 +76,13 @@ TESTING_GRACE = timedelta(days=1)
 MIN_EVAL_PROMPTS = 20
 
 OPTION_KEYS = ("base_model", "skip_ab_test", "auto_approve", "dataset_options")
+APPROVE_PERM = "training.approve_trainingjob"
+TRIGGER_PERM = "training.trigger_trainingjob"
+
+# What a deployment's note says caused it when no person approved it (``Deployment.note``).
+CAUSE_AUTO_DEPLOY = "policy: auto-deploy threshold met"
+CAUSE_MIN_IMPROVEMENT = "policy: minimum improvement met, approval not required"
+CAUSE_FIRST_VERSION = "policy: first version, approval not required"
 
 
 class IllegalTransition(Exception):
@@ -372,12 +382,19 @@ def trigger_training(
     """Create a training job for ``assistant`` and enqueue its first stage once the transaction commits.
 
     ``options``: ``base_model`` (provider base model; default the policy's), ``skip_ab_test``,
-    ``auto_approve``, ``dataset_options`` (data-filter overrides for the pipeline). Raises JobActive when
-    the assistant already has a job in flight, ValueError for bad options.
+    ``auto_approve`` (``user`` approves in advance: needs the approve permission, never overrides the
+    policy's ``require_approval``), ``dataset_options`` (data-filter overrides for the pipeline). Raises
+    JobActive when the assistant already has a job in flight, ValueError for bad options, PermissionError
+    when ``auto_approve`` is asked for without the right to approve.
     """
     if trigger not in TrainingJob.Trigger.values:
         raise ValueError(f"Unknown trigger '{trigger}': use one of {', '.join(TrainingJob.Trigger.values)}.")
     clean = _clean_options(options)
+    if clean["auto_approve"]:
+        # Approving in advance is approving: only someone who could approve the job may ask for it, and
+        # the deployment will carry their name.
+        _require(user, APPROVE_PERM)
+        clean["auto_approve_by"] = user.pk
     policy = policy_ensure(assistant=assistant)
     if clean.get("dataset_options"):
         # Refuse bad filters now, not in the worker.
@@ -668,13 +685,6 @@ def _decide(
             message=f"Rejected: the evidence rules the candidate out ({evidence}).",
             fields={"decision_reason": f"The A/B test rules the candidate out ({evidence})."},
         )
-    if job.options.get("auto_approve"):
-        return _start_deploying(
-            job,
-            reason=Deployment.Reason.AUTO_DEPLOY,
-            data=data,
-            message=f"Auto-approved at the job's request ({evidence}).",
-        )
     if significant and not first_version and gain >= policy.auto_deploy_threshold:
         return _start_deploying(
             job,
@@ -682,6 +692,7 @@ def _decide(
             data=data,
             message=f"Auto-deploy: significant improvement {_pct(improvement)} ≥ "
             f"{policy.auto_deploy_threshold:.0%} ({evidence}).",
+            cause=CAUSE_AUTO_DEPLOY,
         )
     if policy.require_approval:
         return job_transition(
@@ -696,6 +707,7 @@ def _decide(
             reason=Deployment.Reason.AUTO_DEPLOY,
             data=data,
             message="First version of the assistant, approval not required: deploying.",
+            cause=CAUSE_FIRST_VERSION,
         )
     if significant and gain >= policy.ab_min_improvement:
         return _start_deploying(
@@ -704,6 +716,17 @@ def _decide(
             data=data,
             message=f"Deploying: significant improvement {_pct(improvement)} ≥ "
             f"{policy.ab_min_improvement:.0%} ({evidence}).",
+            cause=CAUSE_MIN_IMPROVEMENT,
+        )
+    approver = _advance_approver(job)
+    if approver is not None:
+        return _start_deploying(
+            job,
+            reason=Deployment.Reason.APPROVAL,
+            user=approver,
+            data=data,
+            message=f"Approved in advance by {approver.get_username()} when the job was started "
+            f"(improvement {_pct(improvement)}, {evidence}).",
         )
     why = (
         f"Not significant ({evidence})."
@@ -716,6 +739,23 @@ def _decide(
     )
 
 
+def _advance_approver(job: TrainingJob) -> AbstractBaseUser | None:
+    """The user who approved ``job`` in advance (``auto_approve``), if they may still approve jobs."""
+    if not job.options.get("auto_approve") or not job.options.get("auto_approve_by"):
+        return None
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(pk=job.options["auto_approve_by"], is_active=True).first()
+    if user is None or not user.has_perm(APPROVE_PERM):
+        job_record_event(
+            job=job,
+            kind=JobEvent.Kind.NOTE,
+            message="The advance approval no longer counts: its user is gone or may no longer approve jobs.",
+        )
+        return None
+    return user
+
+
 def _start_deploying(
     job: TrainingJob,
     *,
@@ -723,16 +763,20 @@ def _start_deploying(
     message: str,
     user: AbstractBaseUser | None = None,
     data: dict | None = None,
+    cause: str = "",
 ) -> bool:
+    """Move ``job`` to deploying. ``user`` (an approval) or ``cause`` (a policy rule) says who caused it."""
     now = timezone.now()
+    if user is not None and user.is_authenticated:
+        cause = f"approved by {user.get_username()}"
     moved = job_transition(
         job=job,
         to=S.DEPLOYING,
         message=message,
         user=user,
-        data={**(data or {}), "reason": reason},
+        data={**(data or {}), "reason": reason, "cause": cause},
         fields={
-            "options": {**job.options, "deploy_reason": reason},
+            "options": {**job.options, "deploy_reason": reason, "deploy_cause": cause},
             "decided_by": user if user is not None and user.is_authenticated else job.decided_by,
             "deadline_at": now + STAGE_LEASE * 3,
         },
@@ -762,8 +806,11 @@ def _deploy_now(
     from assistants.services import deployment_make_live
 
     with transaction.atomic():
+        cause = job.options.get("deploy_cause") or (
+            f"approved by {user.get_username()}" if user is not None else "no cause recorded"
+        )
         deployment = deployment_make_live(
-            version=version, reason=reason, user=user, note=f"Training job {job.pk} ({job.trigger})."
+            version=version, reason=reason, user=user, note=f"Training job {job.pk} ({job.trigger}): {cause}."
         )
         _record_baseline(job, version)
         moved = job_transition(
@@ -864,7 +911,7 @@ def _require(user: AbstractBaseUser | None, perm: str) -> None:
 
 def job_approve(*, job: TrainingJob, user: AbstractBaseUser) -> TrainingJob:
     """Approve a job awaiting approval and deploy its version. Approving again returns the job unchanged."""
-    _require(user, "training.approve_trainingjob")
+    _require(user, APPROVE_PERM)
     job.refresh_from_db()
     if job.status in (S.DEPLOYING, S.DEPLOYED):
         return job
@@ -888,7 +935,7 @@ def job_approve(*, job: TrainingJob, user: AbstractBaseUser) -> TrainingJob:
 
 def job_reject(*, job: TrainingJob, user: AbstractBaseUser, reason: str) -> TrainingJob:
     """Reject a job awaiting approval (or still being tested). Rejecting again returns it unchanged."""
-    _require(user, "training.approve_trainingjob")
+    _require(user, APPROVE_PERM)
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("Say why the job is rejected: the reason is shown in its timeline.")
@@ -917,7 +964,7 @@ def job_cancel(*, job: TrainingJob, user: AbstractBaseUser | None) -> TrainingJo
     """Cancel a job that has not started deploying. Cancelling again returns it unchanged."""
     if user is not None:
         # Whoever may start a job may cancel it ("Can start and cancel training jobs"), as on the dashboard.
-        _require(user, "training.trigger_trainingjob")
+        _require(user, TRIGGER_PERM)
     job.refresh_from_db()
     if job.status == S.CANCELLED:
         return job

@@ -38,8 +38,8 @@ def alice_manager(alice_manage_key):
     return client_for(alice_manage_key)
 
 
-def test_it_starts_a_job(manager, assistant):
-    response = manager.post("/api/v1/jobs", {"assistant": "shop", "skip_ab_test": True}, format="json")
+def test_it_starts_a_job(alice_manager, assistant):
+    response = alice_manager.post("/api/v1/jobs", {"assistant": "shop", "skip_ab_test": True}, format="json")
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["assistant"] == "shop"
@@ -60,9 +60,9 @@ def test_it_starts_a_job(manager, assistant):
     } <= set(body)
 
 
-def test_a_second_start_while_one_runs_is_a_conflict(manager, assistant):
-    manager.post("/api/v1/jobs", {"assistant": "shop"}, format="json")
-    response = manager.post("/api/v1/jobs", {"assistant": "shop"}, format="json")
+def test_a_second_start_while_one_runs_is_a_conflict(alice_manager, assistant):
+    alice_manager.post("/api/v1/jobs", {"assistant": "shop"}, format="json")
+    response = alice_manager.post("/api/v1/jobs", {"assistant": "shop"}, format="json")
     assert response.status_code == 409
     assert "already has an active training job" in response.json()["detail"]
 
@@ -72,14 +72,46 @@ def test_starting_needs_the_manage_scope(reader, assistant):
     assert response.status_code == 403
 
 
-def test_bad_input_is_a_400(manager, assistant):
-    assert (
-        manager.post(
-            "/api/v1/jobs", {"assistant": "shop", "skip_ab_test": "maybe"}, format="json"
-        ).status_code
-        == 400
+def test_bad_input_is_a_400(alice_manager, assistant):
+    response = alice_manager.post(
+        "/api/v1/jobs", {"assistant": "shop", "skip_ab_test": "maybe"}, format="json"
     )
-    assert manager.post("/api/v1/jobs", {"assistant": "nope"}, format="json").status_code == 404
+    assert response.status_code == 400
+    assert "skip_ab_test" in response.json()["errors"]
+    assert alice_manager.post("/api/v1/jobs", {"assistant": "nope"}, format="json").status_code == 404
+
+
+def test_starting_needs_a_key_acting_for_a_user_who_may_start_jobs(manager, assistant, bob):
+    response = manager.post("/api/v1/jobs", {"assistant": "shop"}, format="json")
+    assert response.status_code == 403
+    assert "trigger_trainingjob" in response.json()["detail"]
+    viewer = client_for(api_key_create(scope=ApiKey.Scope.MANAGE, user=bob)[1])
+    response = viewer.post("/api/v1/jobs", {"assistant": "shop"}, format="json")
+    assert response.status_code == 403
+    assert "'bob' lacks" in response.json()["detail"]
+    assert not TrainingJob.objects.exists()
+
+
+def test_auto_approve_needs_the_right_to_approve(assistant, bob):
+    from ..conftest import grant
+
+    grant(bob, "trigger_trainingjob")  # may start jobs, may not approve them
+    client = client_for(api_key_create(scope=ApiKey.Scope.MANAGE, user=bob)[1])
+    body = {"assistant": "shop", "skip_ab_test": True, "auto_approve": True}
+    response = client.post("/api/v1/jobs", body, format="json")
+    assert response.status_code == 403
+    assert "approve_trainingjob" in response.json()["detail"]
+    assert not TrainingJob.objects.exists()
+    # Without auto_approve the same user may start it.
+    body["auto_approve"] = False
+    assert client.post("/api/v1/jobs", body, format="json").status_code == 201
+
+
+def test_a_reviewers_auto_approve_is_recorded_in_their_name(alice_manager, alice, assistant):
+    body = {"assistant": "shop", "skip_ab_test": True, "auto_approve": True}
+    response = alice_manager.post("/api/v1/jobs", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["options"]["auto_approve_by"] == alice.pk
 
 
 def test_it_lists_and_filters_jobs(reader, assistant, other_assistant):

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection
 
 from training import services
@@ -67,8 +68,12 @@ def test_a_real_worker_runs_a_job_to_deployment(assistant, monkeypatch, tmp_path
         )
     try:
         # Enqueued on the broker (sync off): only the worker process can run it.
+        # An approver approves in advance on a policy that does not require approval: no one to click.
+        # (A superuser: this transactional test may run after others flushed the role groups.)
+        approver = User.objects.create_superuser("approver", password="approver-password")
+        services.policy_update(policy=services.policy_ensure(assistant=assistant), require_approval=False)
         job = services.trigger_training(
-            assistant=assistant, options={"skip_ab_test": True, "auto_approve": True}
+            assistant=assistant, options={"skip_ab_test": True, "auto_approve": True}, user=approver
         )
         deadline = time.monotonic() + WAIT_SECONDS
         while time.monotonic() < deadline and proc.poll() is None:

@@ -389,11 +389,55 @@ def test_a_big_evaluated_improvement_deploys_itself(evaluating, assistant):
 
 
 @pytest.mark.django_db
-def test_auto_approve_deploys_without_a_reviewer(evaluating):
+def test_auto_approve_never_overrides_a_policy_that_requires_approval(evaluating, alice):
+    options = {"auto_approve": True, "auto_approve_by": alice.pk}
+    job = services.job_advance(job=evaluating(_report(candidate=0.81, live=0.8), options=options))
+    assert job.status == S.AWAITING_APPROVAL
+    assert not Deployment.objects.filter(reason="approval").exists()
+
+
+@pytest.mark.django_db
+def test_an_advance_approval_deploys_in_the_approvers_name(evaluating, alice, assistant):
+    options = {"auto_approve": True, "auto_approve_by": alice.pk}
     job = services.job_advance(
-        job=evaluating(_report(candidate=0.81, live=0.8), options={"auto_approve": True})
+        job=evaluating(_report(candidate=0.81, live=0.8), options=options, require_approval=False)
     )
     assert job.status == S.DEPLOYED
+    assert job.decided_by == alice
+    deployment = assistant.deployments.first()
+    assert (deployment.reason, deployment.user) == ("approval", alice)
+    assert "approved by alice" in deployment.note
+
+
+@pytest.mark.django_db
+def test_an_advance_approval_lapses_when_its_user_may_no_longer_approve(evaluating, alice):
+    from django.contrib.auth.models import Group
+
+    options = {"auto_approve": True, "auto_approve_by": alice.pk}
+    job = evaluating(_report(candidate=0.81, live=0.8), options=options, require_approval=False)
+    alice.groups.set([Group.objects.get(name="viewer")])
+    job = services.job_advance(job=job)
+    assert job.status == S.REJECTED  # 0.81 vs 0.8 is below the minimum improvement
+    assert job.events.filter(message__startswith="The advance approval no longer counts").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("who", ["nobody", "viewer"])
+def test_only_a_user_who_may_approve_can_start_a_job_with_auto_approve(assistant, bob, who):
+    grant(bob, "trigger_trainingjob")
+    user = None if who == "nobody" else bob
+    with pytest.raises(PermissionError, match="approve_trainingjob"):
+        services.trigger_training(assistant=assistant, options={"auto_approve": True}, user=user)
+    assert not TrainingJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_policy_deployment_names_the_rule_that_deployed_it(evaluating, assistant):
+    job = services.job_advance(job=evaluating(_report(candidate=0.9, live=0.6)))
+    assert job.status == S.DEPLOYED
+    deployment = assistant.deployments.first()
+    assert deployment.user is None
+    assert "policy: auto-deploy threshold met" in deployment.note
 
 
 @pytest.mark.django_db
