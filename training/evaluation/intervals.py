@@ -1,0 +1,148 @@
+"""Intervals for offline evaluation: a paired, seeded bootstrap over prompts, and Wilson for win rates.
+
+**Paired bootstrap.** Candidate and live answered the *same* prompts, so their scores are resampled
+together (one index draw per resample serves every statistic); the candidate-minus-live interval then
+reflects the pairing, which is much tighter than two independent intervals would suggest. When prompts are
+clustered — several prompts from one customer, whose questions resemble each other — whole customers are
+resampled instead (cluster bootstrap), because treating correlated prompts as independent makes intervals
+too narrow. Percentile intervals, ``RESAMPLES`` resamples, a fixed seed: the same data always gives the
+same interval, on every machine.
+
+**Wilson for the pairwise win rate.** Each prompt's outcome is 1 (candidate won both orders), 0 (lost
+both) or in between (ties, or a verdict that flipped with the order). The Wilson interval is for a
+Bernoulli mean; a [0, 1] outcome with the same mean has variance at most p(1 − p), so treating the sum of
+outcomes as successes out of n prompts gives an interval at least as wide as needed (conservative).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from abtesting.statistics import wilson_interval
+
+RESAMPLES = 2000
+SEED = 17
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float | None
+    low: float | None
+    high: float | None
+
+    def as_list(self) -> list[float | None]:
+        return [self.estimate, self.low, self.high]
+
+
+NONE = Interval(None, None, None)
+
+
+def _indices(rng: np.random.Generator, clusters: Sequence[str] | None, n: int) -> np.ndarray:
+    """Resampled prompt indices, shape (RESAMPLES, n) — or a ragged cluster draw flattened per row."""
+    if not clusters or len(set(clusters)) == n:
+        return rng.integers(0, n, size=(RESAMPLES, n))
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(clusters):
+        groups.setdefault(c, []).append(i)
+    members = list(groups.values())
+    k = len(members)
+    draws = rng.integers(0, k, size=(RESAMPLES, k))
+    # Rows have different lengths (clusters differ in size): pad with -1 and mask later.
+    rows = [np.concatenate([members[j] for j in row]) for row in draws]
+    width = max(len(r) for r in rows)
+    out = np.full((RESAMPLES, width), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def _mean(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    mask = idx >= 0
+    taken = np.where(mask, values[np.clip(idx, 0, None)], 0.0)
+    return taken.sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+
+
+def _percentiles(samples: np.ndarray, estimate: float) -> Interval:
+    samples = samples[np.isfinite(samples)]
+    if samples.size == 0:
+        return Interval(estimate, None, None)
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return Interval(estimate, float(low), float(high))
+
+
+@dataclass(frozen=True)
+class PairedIntervals:
+    candidate_accuracy: Interval
+    live_accuracy: Interval
+    candidate_quality: Interval
+    live_quality: Interval
+    accuracy_difference: Interval  # candidate − live, absolute points
+    improvement: Interval  # (candidate − live) / live, relative
+    clustered: bool
+    resamples: int = RESAMPLES
+    seed: int = SEED
+
+
+def paired_bootstrap(
+    *,
+    candidate_passed: Sequence[float],
+    candidate_quality: Sequence[float],
+    live_passed: Sequence[float] | None,
+    live_quality: Sequence[float] | None,
+    clusters: Sequence[str] | None = None,
+    seed: int = SEED,
+) -> PairedIntervals:
+    """Intervals for accuracy, mean quality and the improvement, resampling prompts (or customers)."""
+    n = len(candidate_passed)
+    if n == 0:
+        return PairedIntervals(NONE, NONE, NONE, NONE, NONE, NONE, False)
+    rng = np.random.default_rng(seed)
+    idx = _indices(rng, clusters, n)
+    clustered = bool(clusters) and len(set(clusters)) < n
+    cp, cq = np.asarray(candidate_passed, float), np.asarray(candidate_quality, float)
+    c_acc, c_q = _mean(cp, idx), _mean(cq, idx)
+    cand_acc = _percentiles(c_acc, float(cp.mean()))
+    cand_q = _percentiles(c_q, float(cq.mean()))
+    if live_passed is None or live_quality is None:
+        return PairedIntervals(cand_acc, NONE, cand_q, NONE, NONE, NONE, clustered)
+    lp, lq = np.asarray(live_passed, float), np.asarray(live_quality, float)
+    l_acc, l_q = _mean(lp, idx), _mean(lq, idx)
+    diff = c_acc - l_acc
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(l_acc > 0, diff / l_acc, np.nan)
+    live_mean = float(lp.mean())
+    point_rel = (float(cp.mean()) - live_mean) / live_mean if live_mean > 0 else None
+    return PairedIntervals(
+        candidate_accuracy=cand_acc,
+        live_accuracy=_percentiles(l_acc, live_mean),
+        candidate_quality=cand_q,
+        live_quality=_percentiles(l_q, float(lq.mean())),
+        accuracy_difference=_percentiles(diff, float(cp.mean()) - live_mean),
+        improvement=_percentiles(rel, point_rel) if point_rel is not None else NONE,
+        clustered=clustered,
+        seed=seed,
+    )
+
+
+def win_rate_interval(
+    outcomes: Sequence[float], *, clusters: Sequence[str] | None = None, seed: int = SEED
+) -> tuple[Interval, str]:
+    """The candidate's pairwise win rate (ties count half) with a 95 % interval and the method's name.
+
+    Wilson over prompts; a cluster bootstrap when some customer contributed several prompts.
+    """
+    n = len(outcomes)
+    if n == 0:
+        return NONE, ""
+    values = np.asarray(outcomes, float)
+    estimate = float(values.mean())
+    if clusters and len(set(clusters)) < n:
+        idx = _indices(np.random.default_rng(seed), clusters, n)
+        return _percentiles(_mean(values, idx), estimate), "cluster bootstrap over customers"
+    low, high = wilson_interval(float(values.sum()), n, alpha=1 - CONFIDENCE)
+    return Interval(estimate, low, high), "Wilson over prompts"
