@@ -122,3 +122,14 @@ def evaluation_prompts(*, job: TrainingJob, only_differing: bool = False) -> Que
     if only_differing:
         qs = qs.filter(differs=True)
     return qs.order_by("position")
+
+
+def latest_calibration(*, assistant_id: int) -> tuple[TrainingJob | None, dict | None]:
+    """The newest job of the assistant whose evaluation calibrated the graders, and that calibration."""
+    job = (
+        TrainingJob.objects.filter(assistant_id=assistant_id, evaluation__calibration__items__gt=0)
+        .order_by("-created_at", "-id")
+        .only("id", "created_at", "evaluation")
+        .first()
+    )
+    return (job, job.evaluation["calibration"]) if job is not None else (None, None)

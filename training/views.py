@@ -26,6 +26,7 @@ from abtesting.views import analysis_panel
 from assistants.models import Assistant, Deployment
 from feedback.views import page_number
 from training import selectors, services
+from training.evaluation.calibration import calibration_rows
 from training.models import JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
 from training.policy import should_retrain_metrics
 
@@ -373,7 +374,6 @@ def _evaluation(evaluation: dict) -> dict[str, Any] | None:
     live = evaluation.get("live") or evaluation.get("baseline")
     live = live if isinstance(live, dict) else None
     calibration = evaluation.get("calibration") if isinstance(evaluation.get("calibration"), dict) else {}
-    graders = calibration.get("graders") if isinstance(calibration.get("graders"), dict) else {}
     report = {
         "grader": evaluation.get("grader") if isinstance(evaluation.get("grader"), dict) else None,
         "grader_json": json.dumps(evaluation.get("grader"), indent=2, ensure_ascii=False),
@@ -384,10 +384,7 @@ def _evaluation(evaluation: dict) -> dict[str, Any] | None:
         "notes": [n for n in evaluation.get("notes") or [] if isinstance(n, str)],
         "usage": evaluation.get("judge_usage") if isinstance(evaluation.get("judge_usage"), dict) else None,
         "calibration": calibration,
-        "calibration_rows": sorted(
-            ((name, row) for name, row in graders.items() if isinstance(row, dict)),
-            key=lambda item: -(item[1].get("kappa") if isinstance(item[1].get("kappa"), int | float) else -2),
-        ),
+        "calibration_rows": calibration_rows(calibration),
     }
     if candidate is None:
         return {"rows": [], "other": _scalars(evaluation), **report}

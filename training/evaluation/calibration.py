@@ -211,3 +211,16 @@ def grader_calibration(
         "skipped_no_reference": counts["no_reference"],
         "graders": calibrate(items, graders, judge) if items else {},
     }
+
+
+def calibration_rows(calibration: dict | None) -> list[tuple[str, dict]]:
+    """(grader, figures) of a stored calibration, the best-agreeing grader (highest kappa) first."""
+    graders = (calibration or {}).get("graders")
+    if not isinstance(graders, dict):
+        return []
+
+    def kappa(row: dict) -> float:
+        value = row.get("kappa")
+        return value if isinstance(value, int | float) else -2.0
+
+    return sorted(((n, r) for n, r in graders.items() if isinstance(r, dict)), key=lambda nr: -kappa(nr[1]))
