@@ -247,3 +247,22 @@ def test_the_paired_bootstrap_is_tighter_than_the_gap_between_unpaired_intervals
     )
     assert ci.accuracy_difference.low > 0  # every resample has candidate ≥ live
     assert ci.candidate_accuracy.low < ci.live_accuracy.high  # the unpaired intervals overlap
+
+
+def test_validation_prompts_carry_who_asked_and_whether_the_reference_is_a_correction(assistant):
+    from feedback.models import Interaction
+    from training.evaluation import validation_prompts
+    from training.pipeline import dataset_build
+
+    from .conftest import give_feedback
+
+    pairs = all_faq_pairs()[:30]
+    give_feedback(assistant, 30, helpful=True, pairs=pairs)
+    give_feedback(assistant, 30, helpful=False, corrected=True, pairs=pairs)
+    dataset = dataset_build(assistant=assistant, options={"validation_share": 0.5, "deduplicate": False})
+    prompts = validation_prompts(dataset)
+    assert len(prompts) == dataset.validation_count > 5
+    asked = {(i.user_ref, i.question) for i in Interaction.objects.filter(assistant=assistant)}
+    assert all((p.customer, p.question) in asked for p in prompts)
+    corrected = [p for p in prompts if p.reference_is_correction]
+    assert corrected and all(p.reference in dict(pairs).values() for p in corrected)

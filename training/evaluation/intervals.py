@@ -41,29 +41,38 @@ class Interval:
 NONE = Interval(None, None, None)
 
 
-def _indices(rng: np.random.Generator, clusters: Sequence[str] | None, n: int) -> np.ndarray:
-    """Resampled prompt indices, shape (RESAMPLES, n) — or a ragged cluster draw flattened per row."""
+CHUNK = 100  # resamples drawn at a time: 100 × n indices, so 10,000 prompts need 8 MB, not 160 MB
+
+
+def _resampled_means(
+    columns: Sequence[np.ndarray], clusters: Sequence[str] | None, seed: int
+) -> list[np.ndarray]:
+    """For each column, its mean in each of RESAMPLES resamples of the prompts (or of whole clusters).
+
+    All columns share each resample, which keeps candidate and live paired.
+    """
+    n = len(columns[0])
+    rng = np.random.default_rng(seed)
+    out: list[list[np.ndarray]] = [[] for _ in columns]
     if not clusters or len(set(clusters)) == n:
-        return rng.integers(0, n, size=(RESAMPLES, n))
-    groups: dict[str, list[int]] = {}
-    for i, c in enumerate(clusters):
-        groups.setdefault(c, []).append(i)
-    members = list(groups.values())
-    k = len(members)
-    draws = rng.integers(0, k, size=(RESAMPLES, k))
-    # Rows have different lengths (clusters differ in size): pad with -1 and mask later.
-    rows = [np.concatenate([members[j] for j in row]) for row in draws]
-    width = max(len(r) for r in rows)
-    out = np.full((RESAMPLES, width), -1, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
-
-
-def _mean(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    mask = idx >= 0
-    taken = np.where(mask, values[np.clip(idx, 0, None)], 0.0)
-    return taken.sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+        for lo in range(0, RESAMPLES, CHUNK):
+            idx = rng.integers(0, n, size=(min(CHUNK, RESAMPLES - lo), n))
+            for k, col in enumerate(columns):
+                out[k].append(col[idx].mean(axis=1))
+        return [np.concatenate(parts) for parts in out]
+    # Cluster bootstrap: draw clusters with replacement; a resample's mean is its clusters' total over
+    # their size, computed from per-cluster sums so no ragged index arrays are needed.
+    names = sorted(set(clusters))
+    position = {c: i for i, c in enumerate(names)}
+    member = np.fromiter((position[c] for c in clusters), dtype=np.int64, count=n)
+    size = np.bincount(member, minlength=len(names)).astype(float)
+    sums = [np.bincount(member, weights=col, minlength=len(names)) for col in columns]
+    for lo in range(0, RESAMPLES, CHUNK):
+        draws = rng.integers(0, len(names), size=(min(CHUNK, RESAMPLES - lo), len(names)))
+        total = size[draws].sum(axis=1)
+        for k in range(len(columns)):
+            out[k].append(sums[k][draws].sum(axis=1) / total)
+    return [np.concatenate(parts) for parts in out]
 
 
 def _percentiles(samples: np.ndarray, estimate: float) -> Interval:
@@ -101,17 +110,15 @@ def paired_bootstrap(
     n = len(candidate_passed)
     if n == 0:
         return PairedIntervals(NONE, NONE, NONE, NONE, NONE, NONE, False)
-    rng = np.random.default_rng(seed)
-    idx = _indices(rng, clusters, n)
     clustered = bool(clusters) and len(set(clusters)) < n
     cp, cq = np.asarray(candidate_passed, float), np.asarray(candidate_quality, float)
-    c_acc, c_q = _mean(cp, idx), _mean(cq, idx)
-    cand_acc = _percentiles(c_acc, float(cp.mean()))
-    cand_q = _percentiles(c_q, float(cq.mean()))
     if live_passed is None or live_quality is None:
-        return PairedIntervals(cand_acc, NONE, cand_q, NONE, NONE, NONE, clustered)
+        c_acc, c_q = _resampled_means([cp, cq], clusters, seed)
+        cand_acc, cand_q = _percentiles(c_acc, float(cp.mean())), _percentiles(c_q, float(cq.mean()))
+        return PairedIntervals(cand_acc, NONE, cand_q, NONE, NONE, NONE, clustered, seed=seed)
     lp, lq = np.asarray(live_passed, float), np.asarray(live_quality, float)
-    l_acc, l_q = _mean(lp, idx), _mean(lq, idx)
+    c_acc, c_q, l_acc, l_q = _resampled_means([cp, cq, lp, lq], clusters, seed)
+    cand_acc, cand_q = _percentiles(c_acc, float(cp.mean())), _percentiles(c_q, float(cq.mean()))
     diff = c_acc - l_acc
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(l_acc > 0, diff / l_acc, np.nan)
@@ -142,7 +149,7 @@ def win_rate_interval(
     values = np.asarray(outcomes, float)
     estimate = float(values.mean())
     if clusters and len(set(clusters)) < n:
-        idx = _indices(np.random.default_rng(seed), clusters, n)
-        return _percentiles(_mean(values, idx), estimate), "cluster bootstrap over customers"
+        (means,) = _resampled_means([values], clusters, seed)
+        return _percentiles(means, estimate), "cluster bootstrap over customers"
     low, high = wilson_interval(float(values.sum()), n, alpha=1 - CONFIDENCE)
     return Interval(estimate, low, high), "Wilson over prompts"
