@@ -68,6 +68,26 @@ reply. Unknown ``ft:`` models get a 404 ``model_not_found``. Any other model ech
 ``"[<model>] You asked: <last user message>"``. Token usage is whitespace tokens
 (+4 per message, +3 per reply, roughly like OpenAI's chat overhead).
 
+Judge prompts (FAKE-SERVER BEHAVIOUR: a deterministic stand-in for an LLM judge)
+-------------------------------------------------------------------------------
+A chat request whose user message has ``Answer to grade:`` is a grading prompt (score_model when the
+system message asks for a ``"score"``, else label_model); one with ``Answer A:`` and ``Answer B:`` is a
+pairwise prompt. The fake judges an answer *correct* when it states the reference's facts:
+
+* when the reference has numbers, the answer must have exactly the same numbers (digits or number words
+  up to twenty: "thirty" = 30), whatever else it says — so a paraphrase with other words is correct and a
+  fluent answer with the wrong number is not;
+* otherwise at least half of the reference's words of four letters or more must appear in the answer.
+
+Grading replies ``{"score": 1 or 0, "reason": ...}`` / ``{"label": "correct"|"incorrect", "reason": ...}``;
+pairwise replies ``{"winner": "A"|"B"|"tie", "reason": ...}`` (the correct one wins; both or neither: tie).
+Knobs: ``judge_position_bias = "A"`` makes every pairwise reply pick that position (a biased judge);
+``judge_replies = [...]`` serves those raw texts, first in first out, to the next judge requests
+(malformed outputs); an answer containing ``[[judge:garbage]]`` always gets a reply that is not JSON.
+
+``POST /v1/embeddings``: a 64-dimension hashed bag of lowercase words, normalised (``float`` or
+``base64`` encoding, as the SDK asks); usage counts whitespace tokens.
+
 Failure knobs (plain attributes; set them before the requests they should affect)
 -------------------------------------------------------------------------------
 * ``fail_job_with = {"code": ..., "message": ..., "param": ...}`` -- jobs created while
@@ -289,6 +309,8 @@ class FakeOpenAIServer:
         self.hang_job: bool = False
         self.delay_seconds: dict[str, float] | float = {}
         self.api_key: str | None = None
+        self.judge_position_bias: str | None = None
+        self.judge_replies: list[str] = []
         # observable state
         self.requests: list[tuple[str, str, Any]] = []
         self.files: dict[str, StoredFile] = {}
@@ -339,6 +361,7 @@ class FakeOpenAIServer:
                 self._list_checkpoints,
             ),
             ("POST", re.compile(r"/v1/chat/completions"), "POST /v1/chat/completions", self._chat_completion),
+            ("POST", re.compile(r"/v1/embeddings"), "POST /v1/embeddings", self._embeddings),
         ]
 
     # -- lifecycle --------------------------------------------------------------------
@@ -885,7 +908,10 @@ class FakeOpenAIServer:
             "",
         )
 
-        if model.startswith("ft:"):
+        judged = self._judge_reply(messages)
+        if judged is not None:
+            reply = judged
+        elif model.startswith("ft:"):
             job = self._job_for_model(model)
             reply = job.train.qa.get(question, NOT_SURE_REPLY)
         else:
@@ -921,6 +947,68 @@ class FakeOpenAIServer:
             "system_fingerprint": "fp_fake",
         }
 
+    # -- the judge (see "Judge prompts" in the module docstring) ------------------------------
+
+    def _judge_reply(self, messages: list[Any]) -> str | None:
+        user = next(
+            (_message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+        )
+        system = next((_message_text(m.get("content")) for m in messages if m.get("role") == "system"), "")
+        grading = "Answer to grade:" in user
+        pairwise = "Answer A:" in user and "Answer B:" in user
+        if not grading and not pairwise:
+            return None
+        with self._lock:
+            if self.judge_replies:
+                return self.judge_replies.pop(0)
+        if "[[judge:garbage]]" in user:
+            return "I think the answer is quite good, maybe 0.8?"
+        reference = _field(user, "Reference answer")
+        if grading:
+            ok = _states_facts(_field(user, "Answer to grade"), reference)
+            reason = "states the reference's facts" if ok else "does not state the reference's facts"
+            if '"score"' in system:
+                return json.dumps({"score": 1 if ok else 0, "reason": f"The answer {reason}."})
+            return json.dumps({"label": "correct" if ok else "incorrect", "reason": f"The answer {reason}."})
+        if self.judge_position_bias:
+            return json.dumps(
+                {"winner": self.judge_position_bias, "reason": "The first answer reads better."}
+            )
+        a = _states_facts(_field(user, "Answer A"), reference)
+        b = _states_facts(_field(user, "Answer B"), reference)
+        winner = "tie" if a == b else ("A" if a else "B")
+        return json.dumps(
+            {
+                "winner": winner,
+                "reason": f"A is {'right' if a else 'wrong'}, B is {'right' if b else 'wrong'}.",
+            }
+        )
+
+    def _embeddings(self, *, payload: Any, **_: Any) -> tuple[int, Any]:
+        if not isinstance(payload, dict) or not payload.get("model") or payload.get("input") in (None, ""):
+            raise ApiError(
+                400, "Missing required parameter: 'model' or 'input'.", code="missing_required_parameter"
+            )
+        texts = payload["input"] if isinstance(payload["input"], list) else [payload["input"]]
+        data = []
+        for i, text in enumerate(texts):
+            vector = _hashed_vector(str(text))
+            if payload.get("encoding_format") == "base64":
+                import base64
+                import struct
+
+                embedding: Any = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            else:
+                embedding = vector
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        tokens = sum(len(str(t).split()) for t in texts)
+        return 200, {
+            "object": "list",
+            "data": data,
+            "model": payload["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
     def _job_for_model(self, model: str) -> Job:
         for job in self.jobs.values():
             if job.obj["status"] == "succeeded" and job.obj["fine_tuned_model"] == model:
@@ -933,6 +1021,45 @@ class FakeOpenAIServer:
             param="model",
             code="model_not_found",
         )
+
+
+_NUMBER_WORDS = {
+    w: n
+    for n, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen twenty".split()
+    )
+} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "hundred": 100}
+
+
+def _field(text: str, name: str) -> str:
+    match = re.search(rf"^{re.escape(name)}[^:\n]*: (.*?)(?=\n\S[^\n]*?: |\Z)", text, re.S | re.M)
+    return match.group(1).strip() if match else ""
+
+
+def _numbers(text: str) -> set[float]:
+    found = {float(x) for x in re.findall(r"\d+(?:\.\d+)?", text)}
+    found |= {float(_NUMBER_WORDS[w]) for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS}
+    return found
+
+
+def _states_facts(answer: str, reference: str) -> bool:
+    if not answer.strip() or answer.strip() == "(no answer)":
+        return False
+    numbers = _numbers(reference)
+    if numbers:
+        return _numbers(answer) == numbers
+    words = {w for w in re.findall(r"[a-z]+", reference.lower()) if len(w) >= 4}
+    said = set(re.findall(r"[a-z]+", answer.lower()))
+    return bool(words) and len(words & said) * 2 >= len(words)
+
+
+def _hashed_vector(text: str, dims: int = 64) -> list[float]:
+    vector = [0.0] * dims
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dims] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
 
 
 @dataclass

@@ -1,6 +1,7 @@
 from django.contrib import admin
+from django.template.loader import render_to_string
 
-from training.models import JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
+from training.models import EvaluationPrompt, JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
 from training.schedules import policy_schedule_delete, policy_schedule_sync
 
 
@@ -62,6 +63,29 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Offline evaluation",
+            {
+                "description": "How each validation answer is graded, and when the offline figures may "
+                "decide on their own. Judge graders (score_model, label_model) and cosine need "
+                "OPENAI_API_KEY; their calls are paid for, within the per-job budget. The calibration "
+                "table shows how often each grader agreed with your customers on answers they rated.",
+                "fields": (
+                    "grader_calibration",
+                    "eval_grader",
+                    "eval_pass_threshold",
+                    "eval_pairwise",
+                    "eval_min_prompts",
+                    "eval_judge_model",
+                    "eval_judge_rubric",
+                    "eval_embedding_model",
+                    "eval_judge_budget_usd",
+                    "eval_judge_input_price",
+                    "eval_judge_output_price",
+                    "eval_calibration_size",
+                ),
+            },
+        ),
         ("Progressive rollout", {"fields": ("rollout_enabled", "rollout_stages", "rollout_stage_hours")}),
         (
             "Training data filters",
@@ -80,6 +104,26 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    readonly_fields = ("grader_calibration",)
+
+    @admin.display(description="Calibration against customers")
+    def grader_calibration(self, obj: RetrainPolicy) -> str:
+        from training.selectors import latest_calibration
+
+        job, calibration = latest_calibration(assistant_id=obj.assistant_id) if obj.pk else (None, None)
+        if job is None:
+            return "No evaluated job with customer-rated answers yet: the figures appear after the next job."
+        from training.evaluation.calibration import calibration_rows
+
+        return render_to_string(
+            "training/snippets/calibration.html",
+            {
+                "calibration": calibration,
+                "calibration_rows": calibration_rows(calibration),
+                "calibration_job": job,
+            },
+        )
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -131,6 +175,22 @@ class TrainingDatasetAdmin(admin.ModelAdmin):
     list_display = ("id", "assistant", "format", "train_count", "validation_count", "created_at")
     list_filter = ("assistant", "format")
     exclude = ("feedback",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(EvaluationPrompt)
+class EvaluationPromptAdmin(admin.ModelAdmin):
+    """Read-only: each prompt of a job's offline evaluation (the job page lists them too)."""
+
+    list_display = ("job", "position", "question", "candidate_passed", "live_passed", "pairwise", "differs")
+    list_filter = ("differs", "candidate_passed", "live_passed", "reference_is_correction")
+    search_fields = ("question", "reference", "candidate_answer", "live_answer")
+    list_select_related = ("job",)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -18,6 +18,20 @@ UNIT = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 RATING = [MinValueValidator(1), MaxValueValidator(5)]
 
 
+class EvalGrader(models.TextChoices):
+    """Graders of the offline evaluation (training/evaluation/graders.py), in OpenAI's evals shapes."""
+
+    AUTO = "auto", "automatic: label_model judge for provider-trained candidates, token F1 otherwise"
+    TOKEN_F1 = "token_f1", "text_similarity: token F1 (local, no API key)"
+    ROUGE_L = "rouge_l", "text_similarity: ROUGE-L (local, no API key)"
+    BLEU = "bleu", "text_similarity: BLEU (local, no API key)"
+    FUZZY_MATCH = "fuzzy_match", "text_similarity: fuzzy match (local, no API key)"
+    COSINE = "cosine", "text_similarity: cosine of embeddings (needs an embeddings model)"
+    STRING_CHECK = "string_check", "string_check: the answer contains the reference (local)"
+    SCORE_MODEL = "score_model", "score_model: LLM judge scores 0–1 (needs a provider)"
+    LABEL_MODEL = "label_model", "label_model: LLM judge says correct/incorrect (needs a provider)"
+
+
 class RetrainPolicy(models.Model):
     """Everything the seed's orchestrator config holds, per assistant, tuned by admins."""
 
@@ -84,6 +98,71 @@ class RetrainPolicy(models.Model):
         default=0.15,
         validators=UNIT,
         help_text="Deploy without approval when the significant improvement is at least this.",
+    )
+
+    # Offline evaluation (training/evaluation/): how answers are graded and when its figures may decide.
+    eval_grader = models.CharField(
+        max_length=16,
+        choices=EvalGrader.choices,
+        default=EvalGrader.AUTO,
+        verbose_name="grader",
+        help_text="How each validation answer is scored against the reference. The calibration table "
+        "below shows how often each grader agreed with your customers.",
+    )
+    eval_pass_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        validators=UNIT,
+        verbose_name="pass threshold",
+        help_text="Score (0–1) at which a text_similarity or score_model grade passes; empty: the "
+        "grader's default (token F1 0.5, ROUGE-L 0.5, BLEU 0.3, fuzzy 0.6, cosine 0.8, score 0.5).",
+    )
+    eval_pairwise = models.BooleanField(
+        default=True,
+        verbose_name="pairwise judging",
+        help_text="Also compare candidate and live answer per prompt (both orders with a judge); the win "
+        "rate is the evaluation's headline figure.",
+    )
+    eval_min_prompts = models.PositiveIntegerField(
+        default=50,
+        validators=[MinValueValidator(1)],
+        verbose_name="minimum prompts",
+        help_text="No automatic decision (auto-approve, auto-deploy, auto-reject) on fewer validation "
+        "prompts: a reviewer decides.",
+    )
+    eval_judge_model = models.CharField(
+        max_length=200,
+        default="gpt-4o-mini",
+        verbose_name="judge model",
+        help_text="Provider model of the judge.",
+    )
+    eval_judge_rubric = models.TextField(
+        blank=True, verbose_name="judge rubric", help_text="Empty: the built-in customer-service rubric."
+    )
+    eval_embedding_model = models.CharField(
+        max_length=200,
+        blank=True,
+        verbose_name="embeddings model",
+        help_text="Provider embeddings model for the cosine grader (e.g. text-embedding-3-small); empty: "
+        "cosine is not offered.",
+    )
+    eval_judge_budget_usd = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.0)],
+        verbose_name="judge budget (USD)",
+        help_text="Per job. Evaluation stops with the reason when the next judge call would exceed it.",
+    )
+    eval_judge_input_price = models.FloatField(
+        default=0.15, validators=[MinValueValidator(0.0)], help_text="USD per 1M prompt tokens (judge)."
+    )
+    eval_judge_output_price = models.FloatField(
+        default=0.60, validators=[MinValueValidator(0.0)], help_text="USD per 1M completion tokens (judge)."
+    )
+    eval_calibration_size = models.PositiveIntegerField(
+        default=200,
+        verbose_name="calibration size",
+        help_text="Customer-rated answers held out from training, newest first, on which each grader's "
+        "agreement with the customers is measured (0: no calibration).",
     )
 
     # A/B testing.
@@ -337,3 +416,38 @@ class JobEvent(models.Model):
                 name="jobevent_unique_provider_event",
             ),
         ]
+
+
+class EvaluationPrompt(models.Model):
+    """One validation prompt of a job's offline evaluation: both answers, their grades and the pairwise
+    verdict, so a reviewer can read why a candidate won (the job page lists them, filterable)."""
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="evaluation_prompts")
+    position = models.PositiveIntegerField()
+    question = models.TextField()
+    reference = models.TextField()
+    reference_is_correction = models.BooleanField(default=False)
+    customer = models.CharField(max_length=200, blank=True, help_text="Whose prompt (clusters intervals).")
+    candidate_answer = models.TextField(blank=True)
+    live_answer = models.TextField(blank=True)
+    candidate_score = models.FloatField(null=True, blank=True)
+    candidate_passed = models.BooleanField(null=True, blank=True)
+    candidate_reason = models.TextField(blank=True)
+    live_score = models.FloatField(null=True, blank=True)
+    live_passed = models.BooleanField(null=True, blank=True)
+    live_reason = models.TextField(blank=True)
+    pairwise = models.FloatField(
+        null=True, blank=True, help_text="The candidate's outcome: 1 won, 0.5 tie, 0 lost; empty = unjudged."
+    )
+    pairwise_reason = models.TextField(blank=True)
+    # The versions' grades differ or the pairwise verdict is not a tie: the prompts worth reading first.
+    differs = models.BooleanField(default=False, db_index=True)
+
+    class Meta:
+        ordering = ("job", "position")
+        constraints = [
+            models.UniqueConstraint(fields=("job", "position"), name="evaluationprompt_unique_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} prompt {self.position}"

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from assistants.models import Assistant, Deployment
 from feedback.selectors import feedback_daily_series, feedback_stats
-from training.models import RetrainPolicy, TrainingJob
+from training.models import EvaluationPrompt, RetrainPolicy, TrainingJob
 from training.policy import retrain_metrics
 from training.services import ACTIVE_STATUSES
 
@@ -113,3 +113,23 @@ def overview_figures(*, assistant: Assistant, refresh: bool = False) -> dict[str
         }
         caches["figures"].set(key, figures, OVERVIEW_FIGURES_TTL)
     return figures
+
+
+def evaluation_prompts(*, job: TrainingJob, only_differing: bool = False) -> QuerySet[EvaluationPrompt]:
+    """The job's evaluated prompts in order; ``only_differing``: where the versions' grades differ or the
+    pairwise verdict is not a tie."""
+    qs = EvaluationPrompt.objects.filter(job=job)
+    if only_differing:
+        qs = qs.filter(differs=True)
+    return qs.order_by("position")
+
+
+def latest_calibration(*, assistant_id: int) -> tuple[TrainingJob | None, dict | None]:
+    """The newest job of the assistant whose evaluation calibrated the graders, and that calibration."""
+    job = (
+        TrainingJob.objects.filter(assistant_id=assistant_id, evaluation__calibration__items__gt=0)
+        .order_by("-created_at", "-id")
+        .only("id", "created_at", "evaluation")
+        .first()
+    )
+    return (job, job.evaluation["calibration"]) if job is not None else (None, None)

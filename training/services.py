@@ -20,10 +20,13 @@ Decision rule after evaluation (also in the README):
 
 Every deployment names its cause: the approving user, or the policy rule that deployed it.
 
-"Significant" is the A/B test's sequential decision (``variant_better``). Without A/B it means the offline
-evaluation scored at least ``MIN_EVAL_PROMPTS`` prompts; "improvement" is then the relative change in
-validation accuracy of the candidate over the live version. The first version of an assistant (nothing
-live) has nothing to compare with: it goes to approval, or is deployed when approval is not required.
+"Significant" is the A/B test's sequential decision (``variant_better``). Without A/B the offline
+evaluation decides (``training/evaluation/run.py``): "significant" means the lower end of the candidate's
+pairwise win rate's 95 % interval is above one half, and "improvement" is the lower end of the 95 %
+interval of the relative change in validation accuracy. On fewer graded prompts than the policy's
+``eval_min_prompts`` (default 50) nothing is decided automatically: the job waits for a reviewer, and
+``auto_approve`` is withdrawn (also when an A/B test decides later). The first version of an assistant
+(nothing live) has nothing to compare with: it goes to approval, or is deployed when approval is not required.
 """
 
 from __future__ import annotations
@@ -72,8 +75,6 @@ WAIT_RECHECK = timedelta(minutes=5)
 APPROVAL_WINDOW = timedelta(days=14)
 # Extra time after an experiment's max duration before a job stuck in testing is failed.
 TESTING_GRACE = timedelta(days=1)
-# Offline evaluation needs at least this many validation prompts to count as evidence (see evaluation.py).
-MIN_EVAL_PROMPTS = 20
 
 OPTION_KEYS = ("base_model", "skip_ab_test", "auto_approve", "dataset_options")
 APPROVE_PERM = "training.approve_trainingjob"
@@ -549,17 +550,29 @@ def _stage_training(job: TrainingJob) -> bool:
 
 
 def _stage_evaluating(job: TrainingJob) -> bool:
-    from training.evaluation import evaluate_job
+    from training.evaluation import evaluate_job, evaluation_prompts_replace
 
     if not _claim(job):
         return False
     report = evaluate_job(job=job)
     metrics = {**job.metrics, **report.summary()}
-    _save(job, evaluation=report.as_dict(), metrics=metrics)
+    if not _save(job, evaluation=report.as_dict(), metrics=metrics):
+        return False  # cancelled or failed while it was being evaluated
+    evaluation_prompts_replace(job=job, report=report)
     job_record_event(job=job, kind=JobEvent.Kind.METRIC, message=report.describe(), data=report.summary())
+    if report.stopped_reason:
+        return job_fail(job=job, error=f"Evaluation stopped: {report.stopped_reason}")
     if report.clearly_worse:
         return job_fail(job=job, error=report.worse_reason)
     policy = policy_ensure(assistant=job.assistant)
+    if not report.enough_prompts and job.options.get("auto_approve"):
+        # Whatever decides later (this evaluation or an A/B test), too few prompts never deploy unseen.
+        why = (
+            f"auto_approve withdrawn: the candidate was evaluated on {report.prompts} prompts, fewer than "
+            f"the policy's minimum of {report.min_prompts}; a reviewer decides."
+        )
+        _save(job, options={**job.options, "auto_approve": False, "auto_approve_withdrawn": why})
+        job_record_event(job=job, kind=JobEvent.Kind.NOTE, message=why)
     live = job.assistant.live_version
     if policy.ab_enabled and not job.options.get("skip_ab_test") and live is not None:
         wait = timedelta(days=policy.ab_max_duration_days) + TESTING_GRACE
@@ -569,16 +582,36 @@ def _stage_evaluating(job: TrainingJob) -> bool:
             message="Starting an A/B test against the live version.",
             fields={"deadline_at": timezone.now() + wait},
         )
-    significant = report.prompts >= MIN_EVAL_PROMPTS
+    if not report.enough_prompts:
+        return job_transition(
+            job=job,
+            to=S.AWAITING_APPROVAL,
+            data=report.summary(),
+            message=f"Offline evaluation on {report.prompts} prompts is below the policy's minimum of "
+            f"{report.min_prompts} graded prompts: no automatic decision, awaiting a reviewer.",
+        )
     return _decide(
         job,
         policy=policy,
-        significant=significant,
-        improvement=report.improvement,
+        significant=report.significant,
+        # The lower end of the improvement's 95 % interval: thresholds must be cleared with confidence.
+        improvement=report.decision_improvement,
         worse=False,
-        evidence=f"offline evaluation on {report.prompts} prompts",
+        evidence=_offline_evidence(report),
         first_version=live is None,
     )
+
+
+def _offline_evidence(report) -> str:
+    text = f"offline evaluation on {report.prompts} prompts, {report.grader.get('name', 'grader')}"
+    if report.win_rate is not None and len(report.win_rate_ci) == 3:
+        text += (
+            f", candidate wins {report.win_rate:.0%} of pairwise comparisons "
+            f"(95 % CI {report.win_rate_ci[1]:.0%}–{report.win_rate_ci[2]:.0%})"
+        )
+    if report.decision_improvement is not None:
+        text += f", improvement at least {report.decision_improvement:+.1%} (lower end of its 95 % interval)"
+    return text
 
 
 def _stage_testing(job: TrainingJob) -> bool:

@@ -7,6 +7,7 @@ Reads go through selectors (or the page-specific private queries below, each one
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -25,6 +26,7 @@ from abtesting.views import analysis_panel
 from assistants.models import Assistant, Deployment
 from feedback.views import page_number
 from training import selectors, services
+from training.evaluation.calibration import calibration_rows
 from training.models import JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
 from training.policy import should_retrain_metrics
 
@@ -351,15 +353,41 @@ def _chart_table(chart: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+_CI_OF = {"accuracy": "accuracy_ci", "mean_quality": "quality_ci"}
+_REPORT_KEYS = (
+    "candidate", "live", "baseline", "grader", "improvement_ci", "accuracy_difference_ci", "win_rate_ci",
+    "notes", "bootstrap", "judge_usage", "calibration", "stopped_reason", "worse_reason",
+)  # fmt: skip
+
+
+def _ci(value: Any) -> tuple[float, float] | None:
+    if isinstance(value, list) and len(value) == 3 and all(isinstance(v, int | float) for v in value[1:]):
+        return (value[1], value[2])
+    return None
+
+
 def _evaluation(evaluation: dict) -> dict[str, Any] | None:
-    """Candidate vs live rows from ``job.evaluation`` ({candidate: {...}, live: {...}, ...})."""
+    """The evaluation section from ``job.evaluation`` (an EvaluationReport's dict, or an older shape)."""
     if not evaluation:
         return None
     candidate = evaluation.get("candidate") if isinstance(evaluation.get("candidate"), dict) else None
     live = evaluation.get("live") or evaluation.get("baseline")
     live = live if isinstance(live, dict) else None
+    calibration = evaluation.get("calibration") if isinstance(evaluation.get("calibration"), dict) else {}
+    report = {
+        "grader": evaluation.get("grader") if isinstance(evaluation.get("grader"), dict) else None,
+        "grader_json": json.dumps(evaluation.get("grader"), indent=2, ensure_ascii=False),
+        "win_rate": evaluation.get("win_rate"),
+        "win_rate_ci": _ci(evaluation.get("win_rate_ci")),
+        "improvement_ci": _ci(evaluation.get("improvement_ci")),
+        "difference_ci": _ci(evaluation.get("accuracy_difference_ci")),
+        "notes": [n for n in evaluation.get("notes") or [] if isinstance(n, str)],
+        "usage": evaluation.get("judge_usage") if isinstance(evaluation.get("judge_usage"), dict) else None,
+        "calibration": calibration,
+        "calibration_rows": calibration_rows(calibration),
+    }
     if candidate is None:
-        return {"rows": [], "other": _scalars(evaluation)}
+        return {"rows": [], "other": _scalars(evaluation), **report}
     names = [k for k, v in candidate.items() if isinstance(v, int | float | str | None)]
     names += [
         k for k, v in (live or {}).items() if k not in names and isinstance(v, int | float | str | None)
@@ -368,11 +396,52 @@ def _evaluation(evaluation: dict) -> dict[str, Any] | None:
     for name in names:
         c, lv = candidate.get(name), (live or {}).get(name)
         delta = c - lv if isinstance(c, int | float) and isinstance(lv, int | float) else None
-        rows.append({"name": name, "candidate": c, "live": lv, "delta": delta})
-    return {"rows": rows, "other": _scalars(evaluation, skip=("candidate", "live", "baseline"))}
+        ci_key = _CI_OF.get(name, "")
+        rows.append(
+            {
+                "name": name,
+                "candidate": c,
+                "candidate_ci": _ci(candidate.get(ci_key)),
+                "live": lv,
+                "live_ci": _ci((live or {}).get(ci_key)),
+                "delta": delta,
+                "delta_ci": report["difference_ci"] if name == "accuracy" else None,
+            }
+        )
+    return {"rows": rows, "other": _scalars(evaluation, skip=_REPORT_KEYS), **report}
 
 
-def _job_context(request: HttpRequest, job: TrainingJob) -> dict[str, Any]:
+EVAL_PROMPTS_PER_PAGE = 50
+EVAL_PROMPT_FILTERS = ("all", "differs")
+
+
+def _evaluation_prompts(request: HttpRequest, job: TrainingJob) -> dict[str, Any]:
+    """One page of the per-prompt table (``?prompts=all|differs&prompts_page=N``)."""
+    shown = request.GET.get("prompts") or "all"
+    if shown not in EVAL_PROMPT_FILTERS:
+        raise ValueError(
+            f"The prompts filter must be one of {', '.join(EVAL_PROMPT_FILTERS)}, not '{shown}'."
+        )
+    page = page_number(request.GET.get("prompts_page"))
+    offset = (page - 1) * EVAL_PROMPTS_PER_PAGE
+    # One query: a row past the page says whether there is a next page, without a COUNT.
+    rows = list(
+        selectors.evaluation_prompts(job=job, only_differing=shown == "differs")[
+            offset : offset + EVAL_PROMPTS_PER_PAGE + 1
+        ]
+    )
+    return {
+        "eval_prompts": rows[:EVAL_PROMPTS_PER_PAGE],
+        "eval_prompts_filter": shown,
+        "eval_prompts_page": page,
+        "eval_prompts_next": page + 1 if len(rows) > EVAL_PROMPTS_PER_PAGE else None,
+        "eval_prompts_previous": page - 1 if page > 1 else None,
+    }
+
+
+def _job_context(
+    request: HttpRequest, job: TrainingJob, *, prompts: dict[str, Any] | None = None
+) -> dict[str, Any]:
     metrics = job.metrics or {}
     loss_chart = _loss_chart(metrics)
     return {
@@ -387,6 +456,7 @@ def _job_context(request: HttpRequest, job: TrainingJob) -> dict[str, Any]:
         "loss_chart": loss_chart,
         "loss_table": _chart_table(loss_chart),
         "evaluation": _evaluation(job.evaluation or {}),
+        **(prompts if prompts is not None else _evaluation_prompts(request, job)),
         "ab": analysis_panel(job.experiment, results=job.ab_test_results),
         "can_decide": job.status == S.AWAITING_APPROVAL,
         "can_cancel": job.status in services.CANCELLABLE,
@@ -398,7 +468,14 @@ def _job_context(request: HttpRequest, job: TrainingJob) -> dict[str, Any]:
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
-    return render(request, "training/job_detail.html", _job_context(request, job))
+    try:
+        prompts = _evaluation_prompts(request, job)
+    except ValueError as exc:
+        return render(request, "400.html", {"message": str(exc)}, status=400)
+    if request.htmx and request.htmx.target == "eval-prompts":
+        # The per-prompt table's filter and pages swap only the table.
+        return render(request, "training/snippets/eval_prompts.html", {"job": job, **prompts})
+    return render(request, "training/job_detail.html", _job_context(request, job, prompts=prompts))
 
 
 @require_GET

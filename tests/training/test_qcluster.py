@@ -47,6 +47,8 @@ def test_a_real_worker_runs_a_job_to_deployment(assistant, monkeypatch, tmp_path
     questions, answers = launch_faq()
     live = train_local(assistant, questions, answers, live=True)
     simulate(assistant=assistant, interactions=120, correction_rate=1.0, seed=5)
+    # Three validation prompts: auto_approve is honoured only from the policy's minimum on.
+    services.policy_update(policy=services.policy_ensure(assistant=assistant), eval_min_prompts=1)
 
     env = {
         **os.environ,

@@ -354,8 +354,12 @@ def _report(*, candidate: float, live: float | None, prompts: int = 50):
     report = EvaluationReport(
         prompts=prompts, candidate=VersionScore("cand", candidate, candidate, 1.0, prompts), live=live_score
     )
+    report.enough_prompts = prompts >= report.min_prompts
+    report.significant = report.enough_prompts
     if live:
         report.improvement = (candidate - live) / live
+        # A tight interval: the decision rule reads its lower end.
+        report.improvement_ci = [report.improvement, report.improvement, report.improvement]
     return report
 
 
@@ -438,6 +442,55 @@ def test_a_policy_deployment_names_the_rule_that_deployed_it(evaluating, assista
     deployment = assistant.deployments.first()
     assert deployment.user is None
     assert "policy: auto-deploy threshold met" in deployment.note
+
+
+@pytest.mark.django_db
+def test_a_candidate_evaluated_on_fewer_prompts_than_the_minimum_is_never_auto_approved(
+    evaluating, assistant
+):
+    report = _report(candidate=0.9, live=0.5, prompts=49)
+    job = services.job_advance(job=evaluating(report, options={"auto_approve": True}, require_approval=False))
+    assert job.status == S.AWAITING_APPROVAL
+    assert job.options["auto_approve"] is False
+    assert "fewer than the policy's minimum of 50" in job.options["auto_approve_withdrawn"]
+    assert job.events.filter(message__contains="no automatic decision").exists()
+    assert not assistant.deployments.filter(reason="auto_deploy").exists()
+
+
+@pytest.mark.django_db
+def test_too_few_prompts_withdraw_auto_approve_before_an_ab_test_too(evaluating):
+    job = services.job_advance(
+        job=evaluating(_report(candidate=0.9, live=0.5, prompts=10), ab=True, options={"auto_approve": True})
+    )
+    assert job.status == S.TESTING
+    assert job.options["auto_approve"] is False
+
+
+@pytest.mark.django_db
+def test_the_policy_sets_the_minimum_number_of_prompts(evaluating):
+    report = _report(candidate=0.9, live=0.6, prompts=30)
+    report.min_prompts = 20
+    report.enough_prompts = report.significant = True
+    job = services.job_advance(job=evaluating(report, eval_min_prompts=20))
+    assert job.status == S.DEPLOYED
+
+
+@pytest.mark.django_db
+def test_an_improvement_whose_interval_reaches_below_the_threshold_does_not_auto_deploy(evaluating):
+    report = _report(candidate=0.9, live=0.6)  # +50 % point estimate
+    report.improvement_ci = [0.5, 0.10, 0.9]  # but "at least +10 %" is below the 15 % threshold
+    job = services.job_advance(job=evaluating(report))
+    assert job.status == S.AWAITING_APPROVAL
+    assert job.metrics["eval_improvement_low"] == pytest.approx(0.10)
+
+
+@pytest.mark.django_db
+def test_an_evaluation_stopped_by_the_judge_budget_fails_the_job_with_the_reason(evaluating):
+    report = _report(candidate=0.9, live=0.6)
+    report.stopped_reason = "The judge budget of $0.01 is spent ($0.0100 used in 12 calls)."
+    job = services.job_advance(job=evaluating(report))
+    assert job.status == S.FAILED
+    assert job.error == "Evaluation stopped: The judge budget of $0.01 is spent ($0.0100 used in 12 calls)."
 
 
 @pytest.mark.django_db
