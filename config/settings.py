@@ -144,7 +144,7 @@ if REDIS_URL:
     }
 else:
     CACHES = {
-        # Per-process cache: throttling counts per worker process in the embedded default.
+        # Per-process cache (rate limits do not use it: see RATE_COUNTER_STORE below).
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
         # Dashboard aggregates, computed by the worker every minute and read by the web processes: it
         # must be shared between processes, so it lives in files next to the database.
@@ -181,15 +181,27 @@ LOGIN_REDIRECT_URL = "dashboard-home"
 LOGOUT_REDIRECT_URL = "login"
 
 
-def _throttle_rate() -> str:
+def _throttle_rate(name: str = "API_THROTTLE_RATE", default: str = "6000/minute") -> str:
     # DRF parses the rate on every request, so a bad value would pass startup and then fail every call.
-    rate = env_str("API_THROTTLE_RATE", "6000/minute").strip()
+    rate = env_str(name, default).strip()
     if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", rate):
         raise ImproperlyConfigured(
-            f"API_THROTTLE_RATE={rate!r} is not a rate: write requests/period, e.g. 6000/minute "
+            f"{name}={rate!r} is not a rate: write requests/period, e.g. {default} "
             "(period: second, minute, hour or day)."
         )
     return rate
+
+
+# Rate counters must be shared by all web processes and atomic (assistants/throttling.py): Redis when
+# there is one, else a locked counter file next to the database.
+RATE_COUNTER_STORE = "cache" if REDIS_URL else "file"
+RATE_COUNTER_FILE = VAR_DIR / "rate-counters"
+# Publishable (browser) keys sit in page source, so besides the per-key rate their feedback is limited
+# per browser origin (requests without an Origin header, e.g. from curl, share one count) and per
+# customer (the interaction's user ref; per interaction when it has none). Feedback items count one
+# each (a batch of 100 counts 100), and so does each feedback-prompt question.
+PUBLISHABLE_ORIGIN_RATE = _throttle_rate("PUBLISHABLE_ORIGIN_RATE", "600/minute")
+PUBLISHABLE_USER_RATE = _throttle_rate("PUBLISHABLE_USER_RATE", "30/minute")
 
 
 REST_FRAMEWORK = {
