@@ -119,3 +119,28 @@ def charge(name: str, rate_setting: str, *, cost: int = 1, what: str) -> None:
             detail=f"Too much feedback {what}: at most {rate.limit} per {rate.seconds} s "
             f"({rate_setting}). Try again in {wait:.0f} s.",
         )
+
+
+def publishable_origin_charge(request, key, *, cost: int) -> None:
+    """Count ``cost`` feedback items (or questions) against the key's browser origin.
+
+    Requests without an Origin header (curl with a key copied from a page) share one count per key.
+    """
+    origin = request.META.get("HTTP_ORIGIN") or "-"
+    charge(
+        f"pub-origin:{key.hashed_key[:24]}:{origin}",
+        "PUBLISHABLE_ORIGIN_RATE",
+        cost=cost,
+        what=f"from origin {origin}" if origin != "-" else "from requests without an Origin",
+    )
+
+
+def publishable_user_charge(key, customers: dict[str, int]) -> None:
+    """Count feedback per customer: ``{customer ref: items}``, the ref chosen by the caller."""
+    for customer, cost in customers.items():
+        charge(
+            f"pub-user:{key.hashed_key[:24]}:{customer}",
+            "PUBLISHABLE_USER_RATE",
+            cost=cost,
+            what="for one customer",
+        )
