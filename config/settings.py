@@ -54,7 +54,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
     "django_htmx",
     "template_partials",
     # Our apps, lowest layer first (see DESIGN.md: imports only point down).
@@ -63,6 +62,8 @@ INSTALLED_APPS = [
     "abtesting",
     "training",
     "gateway",
+    # After training, whose `qcluster` command replaces django-q2's (the first app listed wins).
+    "django_q",
 ]
 
 MIDDLEWARE = [
@@ -246,6 +247,10 @@ Q_CLUSTER = {
     "sync": env_bool("Q_SYNC", False),
     "poll": 1,
 }
+# `manage.py qcluster` (training/management/commands/qcluster.py) lets running tasks finish this many
+# seconds after SIGTERM/SIGINT, then stops them: the whole stop stays within 10 s (systemd's default
+# TimeoutStopSec is 90). An interrupted training stage is resumed by the watchdog.
+Q_STOP_GRACE = env_int("Q_STOP_GRACE", 7)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
