@@ -4,8 +4,9 @@ A limit is only as good as its counter. Reading a count, adding one and writing 
 when two processes do it at once (on Redis ~20 % were lost at 6,000/minute), and a per-process cache
 counts each web process alone (two gunicorn workers let twice the rate through). So a counter is either
 
-* ``cache``: ``cache.add`` opens the window with its expiry and ``cache.incr`` adds one; both are single
-  atomic commands on Redis (the default with ``REDIS_URL``); or
+* ``cache``: ``SET NX`` opens the window with its expiry and ``INCRBY`` adds one, in one atomic Redis
+  round trip (the default with ``REDIS_URL``; another cache backend gets ``cache.add`` + ``cache.incr``);
+  or
 * ``file``: the embedded default (SQLite, no Redis). The counters live in one small file next to the
   database, each in a slot chosen by a hash of its name, updated under ``flock``: a few microseconds per
   request, shared by every process on the machine, and no write on the SQLite database (whose single
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework import exceptions
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -53,7 +55,11 @@ def _store() -> str:
 
 
 def hit(name: str, rate: Rate, *, cost: int = 1, now: float | None = None) -> tuple[int, float]:
-    """Add ``cost`` to the counter ``name`` in its current window: ``(count now, window start)``."""
+    """Add ``cost`` to the counter ``name`` in its current window: ``(count now, window start)``.
+
+    The window's start is exact once the count exceeds ``rate.limit`` (it says when to retry); below the
+    limit the cache store does not read it back, to keep a request at one round trip.
+    """
     now = time.time() if now is None else now
     if _store() == "file":
         return _file_hit(name, rate, cost, now)
@@ -62,17 +68,35 @@ def hit(name: str, rate: Rate, *, cost: int = 1, now: float | None = None) -> tu
 
 def _cache_hit(name: str, rate: Rate, cost: int, now: float) -> tuple[int, float]:
     key = f"rate:{name}"
+    cache = caches["default"]
+    if isinstance(cache, RedisCache):
+        # One round trip: SET NX opens the window with its expiry, INCRBY counts, atomically (MULTI).
+        # Django's incr() would cost two more (EXISTS, then INCRBY).
+        raw_key = cache.make_and_validate_key(key)
+        pipe = cache._cache.get_client(raw_key, write=True).pipeline(transaction=True)
+        pipe.set(raw_key, 0, ex=rate.seconds, nx=True)
+        pipe.incrby(raw_key, cost)
+        opened, count = pipe.execute()
+        if opened:
+            cache.set(f"{key}:start", now, rate.seconds)
+        return count, _window_start(cache, key, count, rate, now)
     for _ in range(3):
         if cache.add(key, 0, rate.seconds):
-            # Only the hit that opened the window writes its start (read back only to say Retry-After).
             cache.set(f"{key}:start", now, rate.seconds)
         try:
             count = cache.incr(key, cost)
         except ValueError:  # the window expired between add and incr: open the next one
             continue
-        start = cache.get(f"{key}:start")
-        return count, now if start is None else float(start)
+        return count, _window_start(cache, key, count, rate, now)
     raise RuntimeError(f"Could not count {name!r} in the cache.")  # pragma: no cover - cache flapping
+
+
+def _window_start(cache, key: str, count: int, rate: Rate, now: float) -> float:
+    """When the window opened; only read when the limit is exceeded (it is only needed for Retry-After)."""
+    if count <= rate.limit:
+        return now
+    start = cache.get(f"{key}:start")
+    return now if start is None else float(start)
 
 
 # The counter file's descriptor, per process (a descriptor inherited across fork shares its lock state).
