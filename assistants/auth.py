@@ -17,6 +17,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from assistants import throttling
 from assistants.models import ApiKey, Assistant
 
 # feedback sits above assistants, so its Feedback.Kind.CORRECTION value is repeated here.
@@ -230,37 +231,30 @@ def require_user_permission(request: Request, perm: str) -> None:
 class ApiKeyRateThrottle(SimpleRateThrottle):
     """At most ``rate`` requests per key, counted in a window that opens with the key's first request.
 
-    DRF's SimpleRateThrottle stores the time of every request in the window and (de)serialises that list
-    on each request, so its cost grows with the rate it allows (up to 6000 timestamps per request at the
-    default 6000/minute). A (window start, count) pair costs the same at any rate. Like DRF's, the
-    read-then-write is not atomic across workers: a throttle, not a quota.
+    The count is one atomic counter shared by every web process (``assistants.throttling``): Redis
+    ``add`` + ``incr``, or a locked counter file on the embedded default. DRF's SimpleRateThrottle reads a
+    list of timestamps, appends and writes it back, which loses concurrent increments and, with a
+    per-process cache, counts each process alone.
     """
 
     scope = "api_key"
-    # Not DRF's key: a cache (Redis) still holding DRF's timestamp lists must not be read as pairs.
-    cache_format = "throttle_window_%(scope)s_%(ident)s"
 
     def get_cache_key(self, request: Request, view) -> str | None:
         key = request.auth
         if not isinstance(key, ApiKey):
             return None
-        return self.cache_format % {"scope": self.scope, "ident": key.pk}
+        # The hashed key, not the id: test databases (and restored backups) reuse ids.
+        return f"throttle:{self.scope}:{key.hashed_key[:24]}"
 
     def allow_request(self, request: Request, view) -> bool:
         if self.rate is None:
             return True
-        self.key = self.get_cache_key(request, view)
-        if self.key is None:
+        name = self.get_cache_key(request, view)
+        if name is None:
             return True
-        self.now = self.timer()
-        start, count = self.cache.get(self.key) or (self.now, 0)
-        if self.now - start >= self.duration:
-            start, count = self.now, 0
-        self.window_start = start
-        if count >= self.num_requests:
-            return False
-        self.cache.set(self.key, (start, count + 1), self.duration)
-        return True
+        self.now = time.time()
+        count, self.window_start = throttling.hit(name, throttling.Rate(self.num_requests, self.duration))
+        return count <= self.num_requests
 
     def wait(self) -> float | None:
         return max(0.0, self.window_start + self.duration - self.now)

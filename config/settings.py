@@ -54,7 +54,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
     "django_htmx",
     "template_partials",
     # Our apps, lowest layer first (see DESIGN.md: imports only point down).
@@ -63,6 +62,8 @@ INSTALLED_APPS = [
     "abtesting",
     "training",
     "gateway",
+    # After training, whose `qcluster` command replaces django-q2's (the first app listed wins).
+    "django_q",
 ]
 
 MIDDLEWARE = [
@@ -144,7 +145,7 @@ if REDIS_URL:
     }
 else:
     CACHES = {
-        # Per-process cache: throttling counts per worker process in the embedded default.
+        # Per-process cache (rate limits do not use it: see RATE_COUNTER_STORE below).
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
         # Dashboard aggregates, computed by the worker every minute and read by the web processes: it
         # must be shared between processes, so it lives in files next to the database.
@@ -181,15 +182,27 @@ LOGIN_REDIRECT_URL = "dashboard-home"
 LOGOUT_REDIRECT_URL = "login"
 
 
-def _throttle_rate() -> str:
+def _throttle_rate(name: str = "API_THROTTLE_RATE", default: str = "6000/minute") -> str:
     # DRF parses the rate on every request, so a bad value would pass startup and then fail every call.
-    rate = env_str("API_THROTTLE_RATE", "6000/minute").strip()
+    rate = env_str(name, default).strip()
     if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", rate):
         raise ImproperlyConfigured(
-            f"API_THROTTLE_RATE={rate!r} is not a rate: write requests/period, e.g. 6000/minute "
+            f"{name}={rate!r} is not a rate: write requests/period, e.g. {default} "
             "(period: second, minute, hour or day)."
         )
     return rate
+
+
+# Rate counters must be shared by all web processes and atomic (assistants/throttling.py): Redis when
+# there is one, else a locked counter file next to the database.
+RATE_COUNTER_STORE = "cache" if REDIS_URL else "file"
+RATE_COUNTER_FILE = VAR_DIR / "rate-counters"
+# Publishable (browser) keys sit in page source, so besides the per-key rate their feedback is limited
+# per browser origin (requests without an Origin header, e.g. from curl, share one count) and per
+# customer (the interaction's user ref; per interaction when it has none). Feedback items count one
+# each (a batch of 100 counts 100), and so does each feedback-prompt question.
+PUBLISHABLE_ORIGIN_RATE = _throttle_rate("PUBLISHABLE_ORIGIN_RATE", "600/minute")
+PUBLISHABLE_USER_RATE = _throttle_rate("PUBLISHABLE_USER_RATE", "30/minute")
 
 
 REST_FRAMEWORK = {
@@ -234,6 +247,10 @@ Q_CLUSTER = {
     "sync": env_bool("Q_SYNC", False),
     "poll": 1,
 }
+# `manage.py qcluster` (training/management/commands/qcluster.py) lets running tasks finish this many
+# seconds after SIGTERM/SIGINT, then stops them: the whole stop stays within 10 s (systemd's default
+# TimeoutStopSec is 90). An interrupted training stage is resumed by the watchdog.
+Q_STOP_GRACE = env_int("Q_STOP_GRACE", 7)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:

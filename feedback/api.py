@@ -22,10 +22,13 @@ from assistants.auth import (
     assistant_for_key,
     assistant_id_for_key,
     refuse_publishable_correction,
+    request_key,
 )
-from assistants.models import Assistant, ModelVersion
+from assistants.models import ApiKey, Assistant, ModelVersion
+from assistants.throttling import publishable_origin_charge, publishable_user_charge
 from feedback import selectors, services
 from feedback.models import CATEGORY_FIELDS, Feedback, Interaction, is_success
+from feedback.tokens import MAX_TOKEN_LENGTH, feedback_token, feedback_token_valid
 
 MAX_BATCH = 1000
 MAX_IDEMPOTENCY_KEY = 200  # Feedback.idempotency_key's max_length
@@ -42,6 +45,23 @@ class Conflict(exceptions.APIException):
 class MessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["system", "user", "assistant", "tool", "developer"])
     content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class InteractionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    assistant = serializers.CharField(source="assistant.slug")
+    request_id = serializers.CharField()
+    model_version = serializers.CharField(source="model_version.name", default=None)
+    experiment = serializers.IntegerField(source="experiment_id", allow_null=True)
+    arm = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    feedback_token = serializers.SerializerMethodField(
+        help_text="Give it to the page that shows the answer: feedback sent with a publishable (browser) "
+        "key must carry it (the widget's data-feedback-token)."
+    )
+
+    def get_feedback_token(self, obj: Interaction) -> str:
+        return feedback_token(obj.pk)
 
 
 class InteractionLogApi(APIView):
@@ -68,14 +88,7 @@ class InteractionLogApi(APIView):
                 )
             return attrs
 
-    class OutputSerializer(serializers.Serializer):
-        id = serializers.IntegerField()
-        assistant = serializers.CharField(source="assistant.slug")
-        request_id = serializers.CharField()
-        model_version = serializers.CharField(source="model_version.name", default=None)
-        experiment = serializers.IntegerField(source="experiment_id", allow_null=True)
-        arm = serializers.CharField()
-        created_at = serializers.DateTimeField()
+    OutputSerializer = InteractionOutputSerializer
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer})
     def post(self, request: Request) -> Response:
@@ -115,6 +128,25 @@ class InteractionLogApi(APIView):
         )
 
 
+class InteractionGetApi(APIView):
+    """One logged interaction, with its feedback token (for a server that renders the answer later)."""
+
+    permission_classes = [ServerIngestScope]
+
+    @extend_schema(responses={200: InteractionOutputSerializer})
+    def get(self, request: Request, pk: int) -> Response:
+        key = request_key(request)
+        interaction = (
+            Interaction.objects.select_related("assistant", "model_version").filter(pk=pk).first()
+            if pk <= MAX_ID
+            else None
+        )
+        if interaction is None or not key.allows_assistant(interaction.assistant):
+            # The same answer for another assistant's interaction: a key learns nothing beyond its own.
+            raise exceptions.NotFound(f"No interaction {pk} for this key.")
+        return Response(InteractionOutputSerializer(interaction).data)
+
+
 class FeedbackItemSerializer(serializers.Serializer):
     """One feedback item. Refer to the interaction by ``interaction_id`` or by your ``request_id``."""
 
@@ -134,6 +166,12 @@ class FeedbackItemSerializer(serializers.Serializer):
     corrected_answer = serializers.CharField(required=False, allow_blank=True, max_length=20000)
     confidence = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
     idempotency_key = serializers.CharField(required=False, max_length=MAX_IDEMPOTENCY_KEY)
+    feedback_token = serializers.CharField(
+        required=False,
+        max_length=MAX_TOKEN_LENGTH,
+        help_text="The interaction's feedback token (from the interactions API or the chat gateway); "
+        "required with a publishable (browser) key.",
+    )
 
     # Which field each explicit kind must carry.
     KIND_NEEDS = {
@@ -327,6 +365,38 @@ def _resolve_assistant_ids(request: Request, slugs: set[str | None]) -> dict[str
     return {slug: assistant_id_for_key(request, slug) for slug in slugs}
 
 
+# --- Feedback from publishable (browser) keys ---------------------------------------------------------
+# Anyone can copy a publishable key from a page, so its feedback must carry the interaction's feedback
+# token (feedback/tokens.py): only whoever saw the answer has it. A missing interaction, another
+# assistant's interaction and a wrong token get one and the same answer, so ids cannot be enumerated.
+
+TOKEN_REQUIRED = (
+    "Required with a publishable (browser) key: send the interaction's feedback token, which the "
+    "interactions API and the chat gateway return (the widget reads it from data-feedback-token)."
+)
+NO_MATCH = "No interaction matches this reference and feedback token."
+
+
+def _publishable_key(request: Request) -> ApiKey | None:
+    key = request_key(request)
+    return key if key.is_publishable else None
+
+
+def _token_matches(ref: services.InteractionRef | None, token: str | None) -> bool:
+    return ref is not None and feedback_token_valid(ref.pk, token)
+
+
+def _charge_customers(key: ApiKey, refs: list[services.InteractionRef]) -> None:
+    """The per-customer limit: the interaction's user ref, or the interaction itself when it has none."""
+    users = dict(Interaction.objects.filter(pk__in={r.pk for r in refs}).values_list("pk", "user_ref"))
+    customers: dict[str, int] = {}
+    for ref in refs:
+        user = users.get(ref.pk)
+        name = f"user:{ref.assistant_id}:{user}" if user else f"interaction:{ref.pk}"
+        customers[name] = customers.get(name, 0) + 1
+    publishable_user_charge(key, customers)
+
+
 class FeedbackSubmitApi(APIView):
     permission_classes = [IngestScope]
 
@@ -340,10 +410,19 @@ class FeedbackSubmitApi(APIView):
         if errors is not None:
             raise exceptions.ValidationError(errors)
         refuse_publishable_correction(request, v)
+        publishable = _publishable_key(request)
+        if publishable is not None:
+            if not v.get("feedback_token"):
+                raise exceptions.ValidationError({"feedback_token": [TOKEN_REQUIRED]})
+            publishable_origin_charge(request, publishable, cost=1)
         key = _idempotency_header(request) or v.get("idempotency_key")
         slug = v.get("assistant")
         assistant_id = assistant_id_for_key(request, slug)
         interaction = _resolve_interactions([v], {slug: assistant_id})[0]
+        if publishable is not None:
+            if not _token_matches(interaction, v.get("feedback_token")):
+                raise exceptions.NotFound(NO_MATCH)
+            _charge_customers(publishable, [interaction])
         if interaction is None:
             ref = v.get("interaction_id") or v.get("request_id")
             name = slug or Assistant.objects.filter(pk=assistant_id).values_list("slug", flat=True).first()
@@ -376,8 +455,29 @@ class FeedbackBatchApi(APIView):
         items = _validate_batch(request.data)
         for item in items:
             refuse_publishable_correction(request, item)
+        publishable = _publishable_key(request)
+        if publishable is not None:
+            tokenless = {
+                str(i): {"feedback_token": [TOKEN_REQUIRED]}
+                for i, item in enumerate(items)
+                if not item.get("feedback_token")
+            }
+            if tokenless:
+                raise exceptions.ValidationError({"items": tokenless})
+            publishable_origin_charge(request, publishable, cost=len(items))
         assistant_ids = _resolve_assistant_ids(request, {item.get("assistant") for item in items})
         interactions = _resolve_interactions(items, assistant_ids)
+        if publishable is not None:
+            # Named by index only as "no match": an unknown id and a known one with a wrong token read
+            # the same, so the batch's answer tells nothing about which ids exist.
+            unmatched = {
+                str(i): {"feedback_token": [NO_MATCH]}
+                for i, item in enumerate(items)
+                if not _token_matches(interactions[i], item.get("feedback_token"))
+            }
+            if unmatched:
+                raise exceptions.ValidationError({"items": unmatched})
+            _charge_customers(publishable, interactions)
         missing = {
             str(index): {
                 "interaction": [f"No interaction '{item.get('interaction_id') or item.get('request_id')}'."]
@@ -533,6 +633,12 @@ class FeedbackPromptApi(APIView):
             ),
             OpenApiParameter("interaction_id", int),
             OpenApiParameter("request_id", str),
+            OpenApiParameter(
+                "feedback_token",
+                str,
+                description="The interaction's feedback token; required with a publishable (browser) key "
+                "when asking about an interaction.",
+            ),
         ],
         responses={200: dict},
     )
@@ -553,11 +659,23 @@ class FeedbackPromptApi(APIView):
             raise exceptions.ValidationError(
                 {"interaction_id": [f"Must be a whole number from 0 to {MAX_ID}."]}
             )
+        # Asking claims the interaction (never asked twice), so a copied publishable key must not be able
+        # to claim interactions it has not seen: it needs the token, as for sending feedback.
+        publishable = _publishable_key(request)
+        token = request.query_params.get("feedback_token")
+        if publishable is not None:
+            if not token:
+                raise exceptions.ValidationError({"feedback_token": [TOKEN_REQUIRED]})
+            publishable_origin_charge(request, publishable, cost=1)
         interaction = selectors.interaction_get(
             assistant=assistant,
             interaction_id=int(interaction_id) if interaction_id else None,
             request_id=request_id,
         )
+        if publishable is not None:
+            if interaction is None or not feedback_token_valid(interaction.pk, token):
+                raise exceptions.NotFound(NO_MATCH)
+            _charge_customers(publishable, [services.InteractionRef(interaction.pk, assistant.pk)])
         if interaction is None:
             raise exceptions.NotFound(
                 f"No interaction '{interaction_id or request_id}' for '{assistant.slug}'."

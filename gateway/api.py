@@ -2,9 +2,10 @@
 
 ``POST /v1/chat/completions`` lets any OpenAI client library talk to an assistant: ``model`` is the
 assistant's slug, the bearer token an ingest key. Every answer is logged as an Interaction whose id comes
-back as ``interaction_id`` (and ``id = "chatcmpl-<interaction id>"``), so the client can send feedback
-on it. Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` so the SDKs raise
-their usual exceptions (``AuthenticationError``, ``NotFoundError``, ``BadRequestError`` …).
+back as ``interaction_id`` (and ``id = "chatcmpl-<interaction id>"``) with its ``feedback_token``, so the
+client can send feedback on it (a browser widget with a publishable key needs the token). Errors use
+OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` so the SDKs raise their usual
+exceptions (``AuthenticationError``, ``NotFoundError``, ``BadRequestError`` …).
 Streaming is not supported (``stream: true`` → 400).
 """
 
@@ -19,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from assistants.auth import ServerIngestScope, assistant_for_key
+from feedback.tokens import feedback_token
 from gateway.services import Completion, GatewayError, chat_completion_create
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -214,6 +216,8 @@ class ChatCompletionCreateApi(APIView):
             "usage": completion.usage,
             "system_fingerprint": None,
             "interaction_id": interaction.pk,
+            # For the page that shows the answer: feedback with a publishable (browser) key needs it.
+            "feedback_token": feedback_token(interaction.pk),
             "request_id": interaction.request_id,
             "experiment": interaction.experiment_id,
             "arm": interaction.arm,

@@ -356,8 +356,11 @@ class TrainingJob(models.Model):
         null=True, blank=True, help_text="The watchdog fails the job after this."
     )
     # A stage runner claims the job until ``lease_until`` (optimistic update), so two workers never
-    # run one stage at once; a worker that dies simply lets the lease expire.
+    # run one stage at once; it renews the lease while the stage runs (a heartbeat), so a worker that
+    # dies lets it expire within seconds. ``lease_owner`` is the claim's random token: renewals and the
+    # stage's writes check it, so a worker that lost its lease can neither renew it nor write.
     lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=32, blank=True, default="")
     # When the job should next be advanced (a provider poll, a retry, an expired lease): the watchdog
     # enqueues ``job_advance`` for every waiting job whose time has come.
     next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)

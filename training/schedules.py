@@ -18,6 +18,7 @@ from training.models import RetrainPolicy
 CHECK_FUNC = "training.tasks.check_retraining"
 WATCHDOG_FUNC = "training.tasks.watchdog"
 WATCHDOG_NAME = "training.watchdog"
+WATCHDOG_HALF_NAME = "training.watchdog.half"
 
 _TYPES = {
     RetrainPolicy.Schedule.HOURLY: Schedule.HOURLY,
@@ -79,9 +80,21 @@ def policy_schedule_delete(*, assistant_id: int) -> None:
 
 
 def watchdog_schedule_ensure() -> Schedule:
-    """The every-minute watchdog (also created by a migration; this repairs it if someone deleted it)."""
+    """The watchdog's two schedules, half a minute apart: it runs twice a minute (django-q2 runs one
+    schedule at most once a minute), so a dead worker's job is taken over within about a minute of its
+    lease (30 s) running out. Also made by migrations; this repairs a deletion."""
     schedule, _ = Schedule.objects.get_or_create(
         name=WATCHDOG_NAME,
         defaults={"func": WATCHDOG_FUNC, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
+    )
+    Schedule.objects.get_or_create(
+        name=WATCHDOG_HALF_NAME,
+        defaults={
+            "func": WATCHDOG_FUNC,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+            "next_run": (schedule.next_run or timezone.now()) + dt.timedelta(seconds=30),
+        },
     )
     return schedule

@@ -3,8 +3,10 @@
 Every status change goes through ``job_transition``: one conditional UPDATE
 (``filter(pk=…, status=from).update(status=to, …)``) plus a ``JobEvent`` in the same transaction, so a
 double click, two workers or a retried task can never move a job twice. Stage work (building the dataset,
-training, evaluating, deploying) is done by whoever holds the job's lease (``_claim``); a worker that dies
-lets the lease expire and the watchdog enqueues the job again, or fails it once its deadline passes.
+training, evaluating, deploying) is done by whoever holds the job's lease (``_claim``), renewed by a
+heartbeat while the stage runs; a worker that dies stops renewing, the lease expires within
+``STAGE_LEASE`` and the watchdog enqueues the job again, or fails it once its deadline passes. The lease
+has an owner token: a worker that lost its lease can neither renew it nor write the stage's results.
 
 Decision rule after evaluation (also in the README):
 
@@ -32,11 +34,15 @@ interval of the relative change in validation accuracy. On fewer graded prompts 
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from abtesting import services as ab
@@ -65,9 +71,14 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 ACTIVE_STATUSES = tuple(s for s in S.values if s not in TrainingJob.TERMINAL)
 CANCELLABLE = tuple(s for s, targets in TRANSITIONS.items() if S.CANCELLED in targets)
 
-# How long a stage runner holds the job before another worker may take over (a crashed worker's job is
-# picked up again after this). Local stages finish in seconds; provider training is polled, not held.
-STAGE_LEASE = timedelta(minutes=10)
+# How long a stage runner holds the job without renewing it. While a stage runs, a heartbeat thread renews
+# the lease every LEASE_HEARTBEAT (so one failed renewal, e.g. a busy SQLite, still leaves 10 s); a worker
+# that dies (SIGKILL, OOM, power) stops renewing, its lease lapses within STAGE_LEASE, and the watchdog,
+# which looks twice a minute, hands the job to another worker: about a minute after the death at most.
+STAGE_LEASE = timedelta(seconds=30)
+LEASE_HEARTBEAT = timedelta(seconds=10)
+# A deployment that has not finished within this is failed by the watchdog (the live version unchanged).
+DEPLOY_WINDOW = timedelta(minutes=30)
 # How often a job that waits on something outside (an A/B test, a busy experiment slot, a rollout) is
 # looked at again by the watchdog, besides the experiment_concluded signal.
 WAIT_RECHECK = timedelta(minutes=5)
@@ -178,8 +189,9 @@ def job_transition(
         values["deadline_at"] = now + APPROVAL_WINDOW
         values["next_check_at"] = None
     values.update(fields or {})
+    values["lease_owner"] = ""
     with transaction.atomic():
-        moved = TrainingJob.objects.filter(pk=job.pk, status=source).update(**values)
+        moved = _owned(job, TrainingJob.objects.filter(pk=job.pk, status=source)).update(**values)
         if moved != 1:
             return False
         job_record_event(
@@ -193,44 +205,117 @@ def job_transition(
         )
     for name, value in values.items():
         setattr(job, name, value)
+    job._lease_token = None
     return True
 
 
-def _claim(job: TrainingJob, *, lease: timedelta = STAGE_LEASE) -> bool:
-    """Take the job's lease for the current stage; False when another worker holds it."""
-    now = timezone.now()
-    until = now + lease
+# -- the lease: who runs the job's current stage ----------------------------------------------------------
+# ``_claim`` stores a random token in ``lease_owner`` and keeps it on the job object (``_lease_token``,
+# not a field, so ``refresh_from_db`` cannot replace it with another worker's). Renewals, releases, stage
+# results and transitions made through that object match the token: once another worker has taken the
+# job over, the old runner's writes change nothing, so no stage's result is applied twice. Writes without
+# a token (a reviewer's decision, a cancel, the watchdog's timeout) are not bound to the lease.
+
+
+def _owned(job: TrainingJob, queryset):
+    token = getattr(job, "_lease_token", None)
+    return queryset.filter(lease_owner=token) if token else queryset
+
+
+def _lease_end(job: TrainingJob, now) -> Any:
+    until = now + STAGE_LEASE
     if job.deadline_at is not None:
         until = max(now + timedelta(seconds=5), min(until, job.deadline_at))
+    return until
+
+
+def _claim(job: TrainingJob) -> bool:
+    """Take the job's lease for the current stage; False when another worker holds it."""
+    now = timezone.now()
+    until = _lease_end(job, now)
+    token = uuid.uuid4().hex
     claimed = (
         TrainingJob.objects.filter(pk=job.pk, status=job.status)
         .exclude(lease_until__gt=now)
-        .update(lease_until=until, next_check_at=until, updated_at=now)
+        .update(lease_until=until, lease_owner=token, next_check_at=until, updated_at=now)
     )
     if claimed:
         job.lease_until = until
         job.next_check_at = until
+        job.lease_owner = token
+        job._lease_token = token
     return claimed == 1
+
+
+def _renew(job: TrainingJob, token: str) -> bool:
+    """Extend the lease held with ``token``; False once it is not ours (taken over, or the job moved on)."""
+    now = timezone.now()
+    until = _lease_end(job, now)
+    return (
+        TrainingJob.objects.filter(pk=job.pk, lease_owner=token).update(
+            lease_until=until, next_check_at=until
+        )
+        == 1
+    )
+
+
+@contextmanager
+def _lease_heartbeat(job: TrainingJob) -> Iterator[None]:
+    """Renew whatever lease ``job`` holds every LEASE_HEARTBEAT while the block runs (a stage's work).
+
+    A thread, because a stage spends its time in one long call (fitting a model, a provider upload). It
+    uses its own database connection and only renews: if a renewal finds the lease taken over, the
+    stage's own guarded writes are what stop it from applying anything.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        lost: str | None = None
+        try:
+            while not stop.wait(LEASE_HEARTBEAT.total_seconds()):
+                token = getattr(job, "_lease_token", None)
+                if not token or token == lost:
+                    continue
+                try:
+                    if not _renew(job, token):
+                        lost = token
+                        if getattr(job, "_lease_token", None) == token:  # not just released meanwhile
+                            logger.warning("Job %s: the lease was taken over; this worker stops.", job.pk)
+                except Exception:  # a busy or unreachable database: try again at the next beat
+                    logger.exception("Job %s: could not renew the lease", job.pk)
+        finally:
+            connection.close()  # this thread's connection
+
+    thread = threading.Thread(target=beat, name=f"lease-heartbeat-{job.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=1.0)
 
 
 def _release(job: TrainingJob, *, recheck_in: timedelta | None) -> None:
     """Give the lease back and say when the job should be looked at again (None: only on a signal)."""
     now = timezone.now()
     next_check = now + recheck_in if recheck_in is not None else None
-    TrainingJob.objects.filter(pk=job.pk, status=job.status).update(
-        lease_until=None, next_check_at=next_check, updated_at=now
+    _owned(job, TrainingJob.objects.filter(pk=job.pk, status=job.status)).update(
+        lease_until=None, lease_owner="", next_check_at=next_check, updated_at=now
     )
     job.lease_until = None
+    job.lease_owner = ""
+    job._lease_token = None
     job.next_check_at = next_check
 
 
 def _save(job: TrainingJob, **values: Any) -> bool:
     """Write stage results onto the job, but only while it is still in the status we worked on.
 
-    Returns False when the job left that status meanwhile (cancelled, failed): nothing was written.
+    Returns False when the job left that status meanwhile (cancelled, failed), or when this worker lost
+    the job's lease to another: nothing was written.
     """
     values["updated_at"] = timezone.now()
-    saved = TrainingJob.objects.filter(pk=job.pk, status=job.status).update(**values) == 1
+    saved = _owned(job, TrainingJob.objects.filter(pk=job.pk, status=job.status)).update(**values) == 1
     for name, value in values.items():
         setattr(job, name, value)
     return saved
@@ -446,24 +531,26 @@ def job_advance(*, job: TrainingJob) -> TrainingJob:
     Safe to call any number of times from any number of workers: each stage is claimed first and every
     move is a guarded transition.
     """
-    for _ in range(len(TRANSITIONS)):  # each pass either moves the job forward or returns
-        job.refresh_from_db()
-        if job.is_terminal:
-            return job
-        if job.deadline_at is not None and timezone.now() > job.deadline_at:
-            job_fail(job=job, error=_timeout_reason(job))
-            return job
-        stage = _STAGES.get(job.status)
-        if stage is None:
-            return job
-        try:
-            moved = stage(job)
-        except Exception as exc:  # a bug or an unexpected provider error must not leave the job hanging
-            logger.exception("Stage %s of job %s failed", job.status, job.pk)
-            job_fail(job=job, error=f"{job.status} failed: {type(exc).__name__}: {exc}")
-            return job
-        if not moved:
-            return job
+    with _lease_heartbeat(job):
+        for _ in range(len(TRANSITIONS)):  # each pass either moves the job forward or returns
+            job.refresh_from_db()
+            job._lease_token = None  # each stage claims its own lease
+            if job.is_terminal:
+                return job
+            if job.deadline_at is not None and timezone.now() > job.deadline_at:
+                job_fail(job=job, error=_timeout_reason(job))
+                return job
+            stage = _STAGES.get(job.status)
+            if stage is None:
+                return job
+            try:
+                moved = stage(job)
+            except Exception as exc:  # a bug or an unexpected provider error must not leave the job hanging
+                logger.exception("Stage %s of job %s failed", job.status, job.pk)
+                job_fail(job=job, error=f"{job.status} failed: {type(exc).__name__}: {exc}")
+                return job
+            if not moved:
+                return job
     return job
 
 
@@ -811,7 +898,7 @@ def _start_deploying(
         fields={
             "options": {**job.options, "deploy_reason": reason, "deploy_cause": cause},
             "decided_by": user if user is not None and user.is_authenticated else job.decided_by,
-            "deadline_at": now + STAGE_LEASE * 3,
+            "deadline_at": now + DEPLOY_WINDOW,
         },
     )
     return moved

@@ -7,6 +7,7 @@ import pytest
 from assistants.services import api_key_create, deployment_make_live, model_version_create
 from feedback.models import Feedback
 from feedback.services import interaction_log
+from feedback.tokens import feedback_token
 from tests.conftest import client_for
 
 SHOP = "https://shop.example"
@@ -19,9 +20,9 @@ def publishable(assistant):
 
 @pytest.fixture
 def logged(assistant):
-    interaction_log(
+    return interaction_log(
         assistant=assistant, request_id="r1", messages=[{"role": "user", "content": "hi"}], response="yo"
-    )
+    ).interaction
 
 
 # Copied from the page source and used from curl: no Origin header, so the origin check cannot help.
@@ -61,10 +62,20 @@ def test_a_server_ingest_key_still_logs_interactions(ingest, assistant):
 
 
 def test_a_publishable_key_still_sends_thumbs_and_suggestions(publishable, logged):
-    thumbs = {"assistant": "shop", "request_id": "r1", "kind": "thumbs", "helpful": False}
+    token = feedback_token(logged.pk)
+    thumbs = {
+        "assistant": "shop",
+        "request_id": "r1",
+        "kind": "thumbs",
+        "helpful": False,
+        "feedback_token": token,
+    }
     assert publishable.post("/api/v1/feedback", thumbs, format="json", HTTP_ORIGIN=SHOP).status_code == 201
     idea = {
-        "items": [{"assistant": "shop", "request_id": "r1", "kind": "improvement", "suggestion": "Shorter"}]
+        "items": [
+            {"assistant": "shop", "request_id": "r1", "kind": "improvement", "suggestion": "Shorter"}
+            | {"feedback_token": token}
+        ]
     }
     assert publishable.post("/api/v1/feedback/batch", idea, format="json").status_code == 201
     assert publishable.get("/api/v1/feedback-prompt", {"assistant": "shop"}).status_code == 200

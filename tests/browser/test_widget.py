@@ -11,6 +11,7 @@ import pytest
 from assistants.services import api_key_create, assistant_create
 from feedback.models import Feedback
 from feedback.services import interaction_log
+from feedback.tokens import feedback_token
 from tests.conftest import chromium_path, require
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
@@ -60,15 +61,26 @@ def test_a_customer_sends_feedback_from_another_site(live_server, shop_site):
 
     origin, pages = shop_site
     assistant = assistant_create(slug="shop", name="Shop")
-    interaction_log(
+    answered = interaction_log(
         assistant=assistant,
         request_id="req-7",
         messages=[{"role": "user", "content": "Refund?"}],
         response="Yes.",
+    ).interaction
+    # Someone who copied the key tries to rate another customer's answer with a made-up token.
+    interaction_log(
+        assistant=assistant,
+        request_id="req-8",
+        messages=[{"role": "user", "content": "Hi"}],
+        response="Hello.",
     )
     _, key = api_key_create(scope="ingest", assistant=assistant, allowed_origins=[origin])
+    # The shop's server logged the answer, got its feedback token and writes it next to the answer.
+    token = feedback_token(answered.pk)
     pages["html"] = f"""<!doctype html><title>Shop</title>
-      <p>Assistant: Yes.</p><div id="fb" data-trainloop-request-id="req-7"></div>
+      <p>Assistant: Yes.</p>
+      <div id="fb" data-trainloop-request-id="req-7" data-feedback-token="{token}"></div>
+      <div id="forged" data-trainloop-request-id="req-8" data-feedback-token="AAAAAAAAAAAAAAAAAAAAAA"></div>
       <script src="{live_server.url}/static/widget/feedback.js" data-endpoint="{live_server.url}"
               data-key="{key}" data-assistant="shop"></script>"""
 
@@ -77,7 +89,11 @@ def test_a_customer_sends_feedback_from_another_site(live_server, shop_site):
         try:
             page = browser.new_page()
             page.goto(origin, timeout=15000)
-            page.get_by_label("Not helpful").click()
+            page.locator("#forged").get_by_label("Helpful", exact=True).click()
+            page.locator("#forged").get_by_text(
+                "Could not send feedback: No interaction matches this reference and feedback token."
+            ).wait_for(timeout=10000)
+            page.locator("#fb").get_by_label("Not helpful").click()
             page.get_by_text("Thanks for your feedback!").wait_for(timeout=10000)
             page.get_by_placeholder("How could this response be improved?").fill("Mention the 30-day limit.")
             page.get_by_role("button", name="Send").click()
@@ -86,6 +102,7 @@ def test_a_customer_sends_feedback_from_another_site(live_server, shop_site):
             browser.close()
 
     rows = {f.kind: f for f in Feedback.objects.all()}
+    assert {f.interaction_id for f in rows.values()} == {answered.pk}
     assert set(rows) == {"thumbs", "improvement"}
     assert rows["thumbs"].helpful is False
     assert rows["improvement"].suggestion == "Mention the 30-day limit."

@@ -141,3 +141,47 @@ def test_nul_and_lone_surrogates_are_400_not_500(ingest, assistant):
         response = ingest.post(URL, payload, content_type="application/json")
         assert response.status_code == 400
         assert set(response.json()["errors"]) == {"messages", "request_id"}
+
+
+def test_the_logged_interaction_carries_its_feedback_token(ingest, assistant):
+    from feedback.tokens import feedback_token
+
+    created = ingest.post(URL, body(), format="json").json()
+    assert created["feedback_token"] == feedback_token(created["id"])
+    replayed = ingest.post(URL, body(), format="json").json()
+    assert replayed["feedback_token"] == created["feedback_token"]
+
+
+def test_it_reads_an_interaction_back_with_its_token(ingest, assistant):
+    from feedback.tokens import feedback_token
+
+    created = ingest.post(URL, body(), format="json").json()
+    response = ingest.get(f"{URL}/{created['id']}")
+    assert response.status_code == 200
+    assert response.json() == created
+    assert response.json()["feedback_token"] == feedback_token(created["id"])
+
+
+def test_reading_another_assistants_interaction_reads_as_missing(assistant, other_assistant):
+    from assistants.services import api_key_create
+    from feedback.services import interaction_log
+    from tests.conftest import client_for
+
+    theirs = interaction_log(
+        assistant=other_assistant, request_id="b1", messages=[{"role": "user", "content": "x"}], response="y"
+    ).interaction
+    mine = client_for(api_key_create(scope="ingest", assistant=assistant)[1])
+    other = mine.get(f"{URL}/{theirs.pk}")
+    missing = mine.get(f"{URL}/{theirs.pk + 1000}")
+    assert other.status_code == missing.status_code == 404
+    assert other.json()["detail"] == missing.json()["detail"].replace(str(theirs.pk + 1000), str(theirs.pk))
+
+
+def test_a_publishable_key_cannot_read_interactions(assistant):
+    from assistants.services import api_key_create
+    from tests.conftest import client_for
+
+    widget = client_for(api_key_create(scope="ingest", allowed_origins=["https://shop.example"])[1])
+    assert widget.get(f"{URL}/1").status_code == 403
+    assert widget.get(f"{URL}/1", HTTP_ORIGIN="https://shop.example").status_code == 403
+    assert widget.post(f"{URL}/1").status_code in (403, 405)

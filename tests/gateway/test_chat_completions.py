@@ -357,3 +357,20 @@ def test_it_rejects_text_the_database_cannot_store_in_openai_shape(ingest, live,
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and fragment in error["message"]
     assert not Interaction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_answer_carries_the_feedback_token_a_browser_widget_needs(ingest, assistant, live):
+    from feedback.tokens import feedback_token
+    from tests.conftest import client_for
+
+    body = ingest.post(URL, _ask("Where is my order?"), format="json").json()
+    assert body["feedback_token"] == feedback_token(body["interaction_id"])
+
+    _, raw = api_key_create(scope="ingest", allowed_origins=["https://shop.example"])
+    thumbs = {"interaction_id": body["interaction_id"], "helpful": True, "assistant": "shop"}
+    widget = client_for(raw)
+    sent = widget.post(
+        "/api/v1/feedback", {**thumbs, "feedback_token": body["feedback_token"]}, format="json"
+    )
+    assert sent.status_code == 201, sent.content

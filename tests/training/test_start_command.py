@@ -72,10 +72,18 @@ def test_it_serves_the_admin_and_stops_both_processes_on_ctrl_c(tmp_path):
             except OSError:
                 time.sleep(0.5)
         assert status == 200
-        proc.send_signal(signal.SIGINT)
+        time.sleep(3)  # the worker's cluster is up too (it starts beside the web server)
+        # Ctrl-C in a terminal signals the whole foreground process group: start, web and worker.
+        os.killpg(proc.pid, signal.SIGINT)
+        began = time.monotonic()
         assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - began < 12
         output = proc.stdout.read().decode()
         assert "Dashboard on http://127.0.0.1" in output
+        assert "did not stop" not in output
+        time.sleep(0.3)
+        with pytest.raises(ProcessLookupError):  # no web or worker process left behind
+            os.killpg(proc.pid, 0)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

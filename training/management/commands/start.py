@@ -16,6 +16,10 @@ from django.core.management.base import BaseCommand
 
 from training.demo import demo_ensure
 
+# Both children stop well within this: qcluster within 10 s (training/management/commands/qcluster.py),
+# gunicorn within its --graceful-timeout. One that does not is killed, and the exit code says so.
+STOP_TIMEOUT = 12
+
 
 class Command(BaseCommand):
     help = "Migrate, ensure an admin user and the demo assistant, then run the web server and the worker."
@@ -72,6 +76,8 @@ class Command(BaseCommand):
                 "-",
                 "--timeout",
                 "120",
+                "--graceful-timeout",
+                "10",
             ],
         }
         if not no_worker:
@@ -100,11 +106,14 @@ class Command(BaseCommand):
         for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in children.values():
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for name, child in children.items():
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.stderr.write(f"The {name} process did not stop within {STOP_TIMEOUT} s; killed it.")
                 child.kill()
+                child.wait()
+                exit_code = exit_code or 1
         if exit_code:
             sys.exit(exit_code)
