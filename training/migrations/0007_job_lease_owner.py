@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("training", "0005_overview_figures_schedule"),
+        ("training", "0006_evaluation_graders_and_prompts"),
     ]
 
     operations = [

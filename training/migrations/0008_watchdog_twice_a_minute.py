@@ -32,7 +32,7 @@ def remove(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("training", "0006_job_lease_owner"),
+        ("training", "0007_job_lease_owner"),
         ("django_q", "0014_schedule_cluster"),
     ]
     operations = [migrations.RunPython(create, remove)]
