@@ -79,6 +79,19 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Redaction of personal data",
+            {
+                "description": "Applied when a dataset is built, before anything is written: the files "
+                "and what is uploaded hold placeholders such as <EMAIL> and <CARD>, never the originals.",
+                "fields": (
+                    "redact_for_provider",
+                    "redact_downloads",
+                    "redaction_patterns",
+                    "redaction_phone_region",
+                ),
+            },
+        ),
     )
 
     def save_model(self, request, obj, form, change):

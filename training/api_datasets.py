@@ -68,6 +68,9 @@ class DatasetCreateApi(APIView):
         validation_share = serializers.FloatField(required=False, min_value=0, max_value=0.99)
         seed = serializers.IntegerField(required=False)
         base_model = serializers.CharField(required=False, max_length=200)
+        redact = serializers.BooleanField(
+            required=False, help_text="Redact personal data (always on when the policy requires it)."
+        )
 
     class InputSerializer(serializers.Serializer):
         assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
