@@ -306,3 +306,46 @@ def default_redactor() -> Redactor:
     if _default is None:
         _default = Redactor()
     return _default
+
+
+# -- at ingestion (per assistant: Assistant.redact_at_ingestion) -------------------------------------------
+
+FEEDBACK_TEXT_FIELDS = ("comment", "suggestion", "corrected_answer")
+
+
+def interaction_redact(messages: list[dict], response: str) -> tuple[list[dict], str]:
+    """The messages and response with personal data replaced, consistently across the conversation."""
+    redactor, redaction = default_redactor(), Redaction()
+    out = [
+        {**m, "content": redactor.redact(m["content"], redaction)}
+        if isinstance(m, dict) and isinstance(m.get("content"), str)
+        else m
+        for m in messages
+    ]
+    return out, redactor.redact(response, redaction)
+
+
+def feedback_items_redact(items: list[tuple[Any, dict, Any]]) -> list[tuple[Any, dict, Any]]:
+    """(interaction ref, item, key) triples with the free-text fields redacted for the assistants that
+    redact at ingestion. Items without text (thumbs, ratings: the hot path) cost no query."""
+    with_text = {ref.assistant_id for ref, data, _ in items if any(data.get(f) for f in FEEDBACK_TEXT_FIELDS)}
+    if not with_text:
+        return items
+    from assistants.models import Assistant
+
+    redacting = set(
+        Assistant.objects.filter(pk__in=with_text, redact_at_ingestion=True).values_list("pk", flat=True)
+    )
+    if not redacting:
+        return items
+    redactor = default_redactor()
+    out = []
+    for ref, data, key in items:
+        if ref.assistant_id in redacting:
+            redaction = Redaction()
+            data = {
+                **data,
+                **{f: redactor.redact(data[f], redaction) for f in FEEDBACK_TEXT_FIELDS if data.get(f)},
+            }
+        out.append((ref, data, key))
+    return out

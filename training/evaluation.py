@@ -22,6 +22,7 @@ from typing import Any
 from assistants.backends.local import CORRECT_AT, answer_quality
 from assistants.models import ModelVersion
 from training.models import TrainingJob
+from training.pipeline.erasure import dataset_ready
 from training.trainers.local import load_version_model, read_chat_jsonl
 
 WORSE_MARGIN = 0.05
@@ -147,6 +148,7 @@ def evaluate_versions(
 
 def evaluate_job(*, job: TrainingJob) -> EvaluationReport:
     """Evaluate the job's new version against the assistant's live version on the validation split."""
-    examples = list(read_chat_jsonl(job.dataset.validation_file)) if job.dataset else []
+    dataset = dataset_ready(job.dataset) if job.dataset else None  # rebuilt first after an erasure
+    examples = list(read_chat_jsonl(dataset.validation_file)) if dataset else []
     live = job.assistant.live_version
     return evaluate_versions(candidate=job.new_model_version, live=live, examples=examples)

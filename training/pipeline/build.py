@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
 from assistants.models import Assistant
@@ -276,6 +277,34 @@ def dataset_build(
         for w in writers.values():
             w.close()
     stats["seconds"] = round(time.perf_counter() - started, 3)
+    try:
+        dataset = _dataset_store(
+            assistant=assistant,
+            format=format,
+            opts=opts,
+            train_file=train_file,
+            validation_file=validation_file,
+            writers=writers,
+            counts=(train_count, validation_count),
+            stats=stats,
+            errors=errors,
+            provenance=(prov_ids, prov_split),
+        )
+    except Exception:
+        # E.g. a customer erased while the build ran: their feedback rows are gone and the provenance
+        # insert fails. The files hold their data: never leave them behind.
+        for path in (train_file, validation_file):
+            if path:
+                default_storage.delete(path)
+        raise
+    return dataset
+
+
+def _dataset_store(
+    *, assistant, format, opts, train_file, validation_file, writers, counts, stats, errors, provenance
+) -> TrainingDataset:
+    train_count, validation_count = counts
+    prov_ids, prov_split = provenance
     with transaction.atomic():
         dataset = TrainingDataset.objects.create(
             assistant=assistant,
