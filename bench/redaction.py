@@ -87,23 +87,24 @@ def run(args) -> list[dict]:
     rows = rows_from(score(redactor, cases))
     texts = [c["text"] for c in cases]
     rounds = 3 if args.quick else 20
-    started = time.perf_counter()
+    # CPU time, not wall time: on a shared machine wall time includes waiting for a core.
+    started = time.process_time()
     for _ in range(rounds):
         for text in texts:
             redactor.redact(text)
-    per_text = (time.perf_counter() - started) / (rounds * len(texts))
+    per_text = (time.process_time() - started) / (rounds * len(texts))
     # The dataset bench's texts: customer-service messages, most without personal data.
     plain = ["Where is my order? It should have arrived last week.", "Thanks, that solved it!"] * 300
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(rounds):
         for text in plain:
             redactor.redact(text)
-    per_plain = (time.perf_counter() - started) / (rounds * len(plain))
+    per_plain = (time.process_time() - started) / (rounds * len(plain))
     print(
         f"{len(cases)} labelled strings ({sum(1 for c in cases if not c['entities'])} without personal data)"
     )
-    rows.append({"type": "speed: labelled set", "µs per text": per_text * 1e6})
-    rows.append({"type": "speed: text without digits or @", "µs per text": per_plain * 1e6})
+    rows.append({"type": "speed: labelled set", "CPU µs per text": per_text * 1e6})
+    rows.append({"type": "speed: text without digits or @", "CPU µs per text": per_plain * 1e6})
     size = 20_000 if args.quick else 100_000
     with tempfile.TemporaryDirectory(prefix="bench-redaction-") as var:
         gen = _child("bench.dataset", "generate", var, str(size))
@@ -116,7 +117,7 @@ def run(args) -> list[dict]:
                     "seconds": round(build["seconds"], 2),
                     "cpu seconds": round(build["cpu_seconds"], 2),
                     "examples": build["examples"],
-                    "examples/s": round(build["examples"] / build["seconds"]),
+                    "examples per CPU s": round(build["examples"] / build["cpu_seconds"]),
                     "values redacted": build["redacted"],
                 }
             )

@@ -25,7 +25,10 @@ def _section(client, user, job) -> str:
 def test_it_shows_how_many_values_of_each_type_were_redacted(client, alice, assistant):
     redaction = {"enabled": True, "counts": {"EMAIL": 3, "PHONE": 1, "CARD": 0}, "total": 4, "examples": 2}
     section = _section(client, alice, _job(assistant, stats={"redaction": redaction}))
-    assert "Personal data redacted before export: 3 EMAIL, 1 PHONE, 0 CARD (in 2 examples)." in section
+    line = section[section.index('id="dataset-redaction"') :].split("</p>")[0]
+    # PostgreSQL's jsonb keeps its own key order: check each figure, not their order.
+    assert "Personal data redacted before export: " in line and "(in 2 examples)." in line
+    assert "3 EMAIL" in line and "1 PHONE" in line and "0 CARD" in line
 
 
 def test_it_says_when_a_dataset_was_not_redacted(client, alice, assistant):
