@@ -42,6 +42,7 @@ class Erasure:
     model_versions: list[dict[str, Any]] = field(default_factory=list)
     record: ErasureRecord | None = None
     previous: ErasureRecord | None = None
+    longest_batch_seconds: float = 0.0  # the longest any one batch's transaction held its locks
 
     @property
     def erased(self) -> bool:
@@ -113,6 +114,7 @@ def customer_erase(
         other_rows=dict(deleted.other),
         datasets=sorted(marked),
         model_versions=model_versions_trained_on(marked),
+        longest_batch_seconds=deleted.longest_batch_seconds,
     )
     previous_qs = ErasureRecord.objects.filter(subject=subject)
     if not deleted.interactions and not marked:
