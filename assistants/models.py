@@ -22,6 +22,11 @@ class Assistant(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Share of interactions for which the widget asks the customer for feedback (0–1).",
     )
+    redact_at_ingestion = models.BooleanField(
+        default=False,
+        help_text="Store interactions and feedback with emails, phone, card and IBAN numbers and IP "
+        "addresses already replaced by placeholders: the originals are never stored.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

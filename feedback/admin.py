@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from feedback.models import CurationLog, Feedback, Interaction
+from feedback.models import CurationLog, ErasureRecord, Feedback, Interaction
 
 
 @admin.register(Interaction)
@@ -36,3 +36,39 @@ class CurationLogAdmin(admin.ModelAdmin):
     list_display = ("created_at", "feedback", "user", "action")
     list_filter = ("action",)
     raw_id_fields = ("feedback",)
+
+
+@admin.register(ErasureRecord)
+class ErasureRecordAdmin(admin.ModelAdmin):
+    """Read-only proof of erasures. Erase from the interaction list (action) or the API."""
+
+    list_display = ("id", "created_at", "user", "via", "interactions", "feedback", "model_version_names")
+    list_filter = ("via",)
+    search_fields = ("subject",)
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "created_at",
+        "user",
+        "via",
+        "subject",
+        "assistants",
+        "interactions",
+        "feedback",
+        "other_rows",
+        "batches",
+        "datasets",
+        "model_versions",
+    )
+
+    @admin.display(description="model versions trained on them")
+    def model_version_names(self, obj: ErasureRecord) -> str:
+        return ", ".join(f"{v['assistant']}/{v['name']}" for v in obj.model_versions) or "—"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -142,3 +142,42 @@ class CurationLog(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
+
+
+class ErasureRecord(models.Model):
+    """Proof that a customer's data was erased on request: who, when, how many rows, what it touched.
+
+    The customer is recorded only as ``subject``, a keyed hash of their user reference
+    (``feedback.erasure.user_ref_digest``: HMAC-SHA256 with the SECRET_KEY), so the record itself holds no
+    personal data, and a later request for the same reference finds its earlier erasures. Datasets and
+    model versions are listed by id and name rather than by foreign key: ``training`` sits above this app.
+    """
+
+    class Via(models.TextChoices):
+        API = "api"
+        ADMIN = "admin"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    via = models.CharField(max_length=8, choices=Via.choices)
+    subject = models.CharField(max_length=64, db_index=True, help_text="Keyed hash of the user reference.")
+    assistants = models.JSONField(default=list, help_text="Slugs of the assistants searched; empty: all.")
+    interactions = models.PositiveIntegerField(default=0)
+    feedback = models.PositiveIntegerField(default=0)
+    other_rows = models.JSONField(
+        default=dict, help_text="Rows deleted with them (provenance, curation log)."
+    )
+    batches = models.PositiveIntegerField(default=0)
+    datasets = models.JSONField(default=list, help_text="Datasets marked for a rebuild without them.")
+    model_versions = models.JSONField(
+        default=list, help_text="Model versions trained on them (or on top of such a version)."
+    )
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        permissions = [("erase_customer", "Can erase a customer's interactions and feedback")]
+
+    def __str__(self) -> str:
+        return f"erasure {self.pk} ({self.subject[:12]}…)"

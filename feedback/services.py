@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from assistants.models import Assistant, ModelVersion
 from feedback.models import CATEGORY_FIELDS, CurationLog, Feedback, Interaction
+from feedback.redaction import feedback_items_redact, interaction_redact
 
 FEEDBACK_FIELDS = (
     "kind",
@@ -78,6 +79,8 @@ def interaction_log(
     arm: str = "",
 ) -> Logged:
     """Store one interaction. The client's request id makes it idempotent: a retry returns the stored row."""
+    if assistant.redact_at_ingestion:  # the originals are never stored (a retry redacts the same way)
+        messages, response = interaction_redact(messages, response)
     fields = dict(
         user_ref=user_ref,
         messages=messages,
@@ -245,6 +248,7 @@ def feedback_submit(
     The insert goes first and the unique constraint decides: a new key (the common case) costs one
     statement, and a retry, or a concurrent request with the same key, lands in the IntegrityError branch.
     """
+    [(_, data, _)] = feedback_items_redact([(interaction, data, idempotency_key)])  # per assistant
     digest = _digest(interaction, data)
     values = _feedback_values(
         interaction=interaction, data=data, key=idempotency_key, digest=digest, now=timezone.now()
@@ -298,6 +302,7 @@ def feedback_submit_batch(
     Like ``feedback_submit``, the insert goes first: only when the unique constraint objects (a retried
     or overlapping batch) are the stored keys looked up, and the batch is tried again replaying them.
     """
+    items = feedback_items_redact(items)  # for assistants that redact at ingestion
     now = timezone.now()
     digests = [_digest(interaction, data) for interaction, data, _ in items]
     keyed = [(it.assistant_id, key) for it, _, key in items if key]

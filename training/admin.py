@@ -1,6 +1,12 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.shortcuts import render
 from django.template.loader import render_to_string
 
+from assistants.models import Assistant
+from feedback.admin import InteractionAdmin
+from feedback.models import ErasureRecord, Interaction
+from training.erasure import ERASE_PERM, customer_erase
 from training.models import EvaluationPrompt, JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
 from training.schedules import policy_schedule_delete, policy_schedule_sync
 
@@ -103,6 +109,19 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Redaction of personal data",
+            {
+                "description": "Applied when a dataset is built, before anything is written: the files "
+                "and what is uploaded hold placeholders such as <EMAIL> and <CARD>, never the originals.",
+                "fields": (
+                    "redact_for_provider",
+                    "redact_downloads",
+                    "redaction_patterns",
+                    "redaction_phone_region",
+                ),
+            },
+        ),
     )
 
     readonly_fields = ("grader_calibration",)
@@ -197,3 +216,59 @@ class EvaluationPromptAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class InteractionEraseAdmin(InteractionAdmin):
+    """The interaction list with the erasure action. Registered here, not in feedback, because erasure
+    also marks datasets and lists model versions, which are this app's."""
+
+    actions = ("erase_customers",)
+
+    @admin.action(description="Erase these customers (all their interactions and feedback)")
+    def erase_customers(self, request, queryset):
+        if not request.user.has_perm(ERASE_PERM):
+            self.message_user(
+                request, f"Erasing customers needs the '{ERASE_PERM}' permission.", level=messages.ERROR
+            )
+            return None
+        pairs = sorted(
+            {(a, r) for a, r in queryset.exclude(user_ref="").values_list("assistant_id", "user_ref")}
+        )
+        skipped = queryset.filter(user_ref="").count()
+        if request.POST.get("confirm") != "yes":
+            return render(
+                request,
+                "admin/feedback/interaction/erase_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Erase customers",
+                    "customers": len(pairs),
+                    "skipped": skipped,
+                    "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                    "opts": self.model._meta,
+                },
+            )
+        assistants = {a.pk: a for a in Assistant.objects.filter(pk__in={a for a, _ in pairs})}
+        for assistant_id, user_ref in pairs:
+            result = customer_erase(
+                user_ref=user_ref,
+                assistants=[assistants[assistant_id]],
+                user=request.user,
+                via=ErasureRecord.Via.ADMIN,
+            )
+            record = f" (erasure record {result.record.pk})" if result.record else ""
+            self.message_user(
+                request, f"Assistant {assistants[assistant_id].slug}: {result.describe()}{record}"
+            )
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} selected interactions have no user reference: anonymous, nothing to erase by "
+                "customer (delete them individually if needed).",
+                level=messages.WARNING,
+            )
+        return None
+
+
+admin.site.unregister(Interaction)
+admin.site.register(Interaction, InteractionEraseAdmin)

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key
 from training.models import TrainingDataset
 from training.pipeline import FORMATS, dataset_build
+from training.pipeline.erasure import dataset_ready
 from training.pipeline.storage import iter_json_array
 
 MAX_LIST = 200
@@ -33,6 +34,11 @@ class DatasetOutputSerializer(serializers.Serializer):
     stats = serializers.JSONField()
     options = serializers.JSONField()
     created_at = serializers.DateTimeField()
+    erasure_marked_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Set: an erased customer is in its files until it is rebuilt (before any use).",
+    )
+    erasure_rebuilt_at = serializers.DateTimeField(allow_null=True)
     downloads = serializers.SerializerMethodField()
 
     def get_downloads(self, obj: TrainingDataset) -> dict[str, str]:
@@ -68,6 +74,9 @@ class DatasetCreateApi(APIView):
         validation_share = serializers.FloatField(required=False, min_value=0, max_value=0.99)
         seed = serializers.IntegerField(required=False)
         base_model = serializers.CharField(required=False, max_length=200)
+        redact = serializers.BooleanField(
+            required=False, help_text="Redact personal data (always on when the policy requires it)."
+        )
 
     class InputSerializer(serializers.Serializer):
         assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
@@ -152,7 +161,8 @@ class DatasetDownloadApi(APIView):
         responses={(200, "application/jsonl"): OpenApiTypes.BINARY},
     )
     def get(self, request: Request, pk: int):
-        dataset = _dataset_for_key(request, pk)
+        # A dataset an erasure marked is rebuilt without the erased customers before it is served.
+        dataset = dataset_ready(_dataset_for_key(request, pk))
         split = request.query_params.get("split", "train")
         as_ = request.query_params.get("as", "jsonl")
         if split not in ("train", "validation"):

@@ -4,4 +4,5 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("training.api_urls_datasets")),
     path("", include("training.api_urls_jobs")),
+    path("", include("training.api_urls_users")),
 ]

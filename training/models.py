@@ -199,6 +199,30 @@ class RetrainPolicy(models.Model):
     validation_share = models.FloatField(default=0.1, validators=UNIT)
     system_prompt = models.TextField(blank=True, help_text="Empty: the assistant's system prompt.")
 
+    # Redaction of personal data before a dataset leaves the product (training/pipeline/redact.py).
+    redact_for_provider = models.BooleanField(
+        default=True,
+        help_text="Replace emails, phone, card and IBAN numbers, IP addresses and the custom patterns "
+        "below with placeholders in every dataset built for a fine-tuning provider (openai backend).",
+    )
+    redact_downloads = models.BooleanField(
+        default=False,
+        help_text="Redact every other dataset too (API and command-line builds, local training), so "
+        "downloads never contain the originals.",
+    )
+    redaction_patterns = models.TextField(
+        blank=True,
+        help_text="Custom types, one per line as NAME: regex, e.g. ORDER: ORD-\\d{4}-\\d{6} "
+        "(replaced by <ORDER>; checked before the built-in types).",
+    )
+    redaction_phone_region = models.CharField(
+        max_length=2,
+        default="US",
+        blank=True,
+        help_text="Country (ISO code) whose national phone formats are recognised, e.g. US, GB, DE; "
+        "numbers written with +country code are recognised in any case. Empty: only those.",
+    )
+
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -269,6 +293,10 @@ class TrainingDataset(models.Model):
     )
     feedback = models.ManyToManyField(Feedback, through="DatasetExample", related_name="datasets")
     created_at = models.DateTimeField(default=timezone.now)
+    # A customer in this dataset was erased: its files still hold their data until it is rebuilt, which
+    # happens before its next use (training.pipeline.erasure.dataset_ready) or in the worker.
+    erasure_marked_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    erasure_rebuilt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-created_at", "-id")

@@ -6,7 +6,7 @@ import logging
 
 from assistants.models import Assistant
 from training import services
-from training.models import RetrainPolicy, TrainingJob
+from training.models import RetrainPolicy, TrainingDataset, TrainingJob
 from training.selectors import overview_figures
 
 logger = logging.getLogger(__name__)
@@ -64,3 +64,15 @@ def refresh_overview_figures() -> int:
         overview_figures(assistant=assistant, refresh=True)
         count += 1
     return count
+
+
+def dataset_rebuild_after_erasure(dataset_id: int) -> str:
+    """Rebuild a dataset an erasure marked, so the erased customer's words leave its files now rather
+    than at its next use (training.pipeline.erasure)."""
+    from training.pipeline.erasure import dataset_rebuild
+
+    dataset = TrainingDataset.objects.filter(pk=dataset_id).first()
+    if dataset is None:
+        return "missing"
+    dataset = dataset_rebuild(dataset)
+    return f"rebuilt: {dataset.train_count + dataset.validation_count} examples"

@@ -28,6 +28,7 @@ from feedback.views import page_number
 from training import selectors, services
 from training.evaluation.calibration import calibration_rows
 from training.models import JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
+from training.pipeline.erasure import dataset_ready
 from training.policy import should_retrain_metrics
 
 VIEW_PERM = "training.view_trainingjob"
@@ -557,7 +558,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 def dataset_download(request: HttpRequest, dataset_id: int) -> FileResponse:
     """Stream a dataset split to a signed-in user (the API's download needs an API key instead)."""
     _require(request, DATASET_PERM)
-    dataset = get_object_or_404(TrainingDataset, pk=dataset_id)
+    dataset = dataset_ready(get_object_or_404(TrainingDataset, pk=dataset_id))  # erased customers out first
     split = request.GET.get("split", "train")
     path = {"train": dataset.train_file, "validation": dataset.validation_file}.get(split)
     if path is None:

@@ -56,6 +56,9 @@ def validation_prompts(dataset: TrainingDataset | None) -> list[Prompt]:
     """
     if dataset is None:
         return []
+    from training.pipeline.erasure import dataset_ready
+
+    dataset = dataset_ready(dataset)  # rebuilt first when an erasure marked it
     examples = list(read_chat_jsonl(dataset.validation_file))
     rows = (
         DatasetExample.objects.filter(dataset=dataset, split=DatasetExample.Split.VALIDATION)

@@ -3,7 +3,8 @@
 Two streaming passes, so memory stays compact in the number of examples:
 
 1. Read feedback rows in interaction order (``sources``), combine them per interaction, filter
-   (``formats``), render each surviving example to its JSONL line (appended to a temporary spool file),
+   (``formats``), render each surviving example, redact it when the options say so (``redact``: before
+   anything is checked or written), turn it into its JSONL line (appended to a temporary spool file),
    pre-flight check it (``validate``) and feed its text to the near-duplicate finder (``dedup``). Per
    example only a few numbers are kept (ids, rating, time) plus the finder's compact state.
 2. Decide which examples stay (dedup, then ``max_examples`` newest first), then read the spool back and
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
 from assistants.models import Assistant
@@ -39,6 +41,7 @@ from training.models import DatasetExample, RetrainPolicy, TrainingDataset
 from training.pipeline.dedup import NearDuplicateFinder
 from training.pipeline.formats import FORMATS, common_drop_reason, question_drop_reason
 from training.pipeline.options import DatasetOptions
+from training.pipeline.redact import ExampleRedactor, redaction_stats_off
 from training.pipeline.sources import candidates, feedback_queryset
 from training.pipeline.split import TRAIN, VALIDATION, split_of
 from training.pipeline.storage import JsonlWriter
@@ -109,6 +112,7 @@ def dataset_build(
     finder = NearDuplicateFinder(threshold=opts.similarity_threshold) if opts.deduplicate else None
     texts: list[str] = []
     dedup_seconds = dedup_cpu = 0.0
+    redactor = ExampleRedactor(opts) if opts.redact else None
     spool = tempfile.TemporaryFile()
     candidate_count = 0
     try:
@@ -121,6 +125,8 @@ def dataset_build(
                 reasons[reason] += c.rows
                 continue
             record = fmt.record(c, system_prompt)
+            if redactor is not None:
+                record = redactor.redact(record, system_prompt)
             error, n_tokens = fmt.check(record, limit)
             index = len(interaction_ids)
             if error:
@@ -259,6 +265,7 @@ def dataset_build(
         "tokenizer": tokenizer_name(),
         "contextLimit": limit,
         "dedup": dedup_stats,
+        "redaction": redactor.stats(keep) if redactor is not None else redaction_stats_off(),
         "seconds": None,
     }
 
@@ -270,6 +277,34 @@ def dataset_build(
         for w in writers.values():
             w.close()
     stats["seconds"] = round(time.perf_counter() - started, 3)
+    try:
+        dataset = _dataset_store(
+            assistant=assistant,
+            format=format,
+            opts=opts,
+            train_file=train_file,
+            validation_file=validation_file,
+            writers=writers,
+            counts=(train_count, validation_count),
+            stats=stats,
+            errors=errors,
+            provenance=(prov_ids, prov_split),
+        )
+    except Exception:
+        # E.g. a customer erased while the build ran: their feedback rows are gone and the provenance
+        # insert fails. The files hold their data: never leave them behind.
+        for path in (train_file, validation_file):
+            if path:
+                default_storage.delete(path)
+        raise
+    return dataset
+
+
+def _dataset_store(
+    *, assistant, format, opts, train_file, validation_file, writers, counts, stats, errors, provenance
+) -> TrainingDataset:
+    train_count, validation_count = counts
+    prov_ids, prov_split = provenance
     with transaction.atomic():
         dataset = TrainingDataset.objects.create(
             assistant=assistant,

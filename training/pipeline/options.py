@@ -23,6 +23,8 @@ POLICY_FIELDS = (
     "validation_share",
     "system_prompt",
     "base_model",
+    "redaction_patterns",
+    "redaction_phone_region",
 )
 
 
@@ -43,6 +45,11 @@ class DatasetOptions:
     validation_share: float = 0.1
     seed: int = 0
     base_model: str = "gpt-4o-mini-2024-07-18"
+    # Redaction (training/pipeline/redact.py). ``from_policy`` turns it on for datasets bound for a
+    # provider (openai backend, ``redact_for_provider``) and for every dataset with ``redact_downloads``.
+    redact: bool = False
+    redaction_patterns: str = ""
+    redaction_phone_region: str = "US"
 
     @classmethod
     def from_policy(cls, policy: Any | None, **overrides: Any) -> DatasetOptions:
@@ -54,7 +61,19 @@ class DatasetOptions:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValidationError({name: ["Unknown dataset option."] for name in sorted(unknown)})
+        required = policy_requires_redaction(policy)
+        if overrides.get("redact") is False and required:
+            raise ValidationError(
+                {
+                    "redact": [
+                        "The assistant's retrain policy requires redaction for this dataset; turn off "
+                        "redact_for_provider / redact_downloads in the policy to build it unredacted."
+                    ]
+                }
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if required:
+            values["redact"] = True
         for name in ("since", "until"):
             values[name] = _as_datetime(name, values.get(name))
         options = cls(**values)
@@ -81,6 +100,7 @@ class DatasetOptions:
             errors["validation_share"] = ["Use a share in [0, 1), e.g. 0.1."]
         if self.since and self.until and self.since >= self.until:
             errors["until"] = ["`until` must be after `since`."]
+        errors.update(redaction_errors(self.redaction_patterns, self.redaction_phone_region))
         if errors:
             raise ValidationError(errors)
 
@@ -92,10 +112,36 @@ class DatasetOptions:
         return out
 
 
-_BOOL_FIELDS = ("require_helpful", "include_negative", "deduplicate")
+def policy_requires_redaction(policy: Any | None) -> bool:
+    """A provider-bound dataset (the policy trains on the openai backend) or any, with redact_downloads."""
+    if policy is None:
+        return False
+    if getattr(policy, "redact_downloads", False):
+        return True
+    return getattr(policy, "redact_for_provider", False) and getattr(policy, "backend", "") == "openai"
+
+
+def redaction_errors(patterns: Any, region: Any) -> dict[str, list[str]]:
+    import phonenumbers
+
+    from feedback.redaction import PatternError, parse_patterns
+
+    errors: dict[str, list[str]] = {}
+    try:
+        parse_patterns(patterns)
+    except PatternError as exc:
+        errors["redaction_patterns"] = [str(exc)]
+    if region and str(region).upper() not in phonenumbers.SUPPORTED_REGIONS:
+        errors["redaction_phone_region"] = [
+            f"'{region}' is not a country code libphonenumber knows; use e.g. US, GB, DE, or leave it empty."
+        ]
+    return errors
+
+
+_BOOL_FIELDS = ("require_helpful", "include_negative", "deduplicate", "redact")
 _INT_FIELDS = ("min_rating", "max_examples", "seed")
 _FLOAT_FIELDS = ("min_confidence", "similarity_threshold", "validation_share")
-_STR_FIELDS = ("system_prompt", "base_model")
+_STR_FIELDS = ("system_prompt", "base_model", "redaction_patterns", "redaction_phone_region")
 
 
 def _type_errors(o: DatasetOptions) -> dict[str, list[str]]:

@@ -14,6 +14,7 @@ from assistants.backends.local import CORRECT_AT, LocalRetrievalModel, answer_qu
 from assistants.models import ModelVersion
 from assistants.services import model_version_create, next_version_name
 from training.models import TrainingJob
+from training.pipeline.erasure import dataset_ready
 from training.trainers.base import Trainer, TrainingOutcome
 
 
@@ -121,7 +122,7 @@ class LocalTrainer(Trainer):
     backend = ModelVersion.Backend.LOCAL
 
     def start(self, job: TrainingJob) -> TrainingOutcome:
-        dataset = job.dataset
+        dataset = dataset_ready(job.dataset)  # rebuilt first if an erased customer is in it
         questions, answers = read_pairs(dataset.train_file)
         if not questions:
             return TrainingOutcome(state=TrainingOutcome.FAILED, error="The training split has no examples.")

@@ -35,6 +35,8 @@ from django.core.files.storage import default_storage
 from assistants.backends.errors import BackendError
 from assistants.backends.openai_chat import client, describe_api_error
 from assistants.models import ModelVersion
+from training.pipeline import DatasetInvalid
+from training.pipeline.erasure import dataset_ready
 from training.trainers.base import Trainer, TrainingOutcome
 
 if TYPE_CHECKING:
@@ -165,11 +167,13 @@ class OpenAITrainer(Trainer):
     # -- start ----------------------------------------------------------------------------------------
 
     def _create(self, job: TrainingJob) -> TrainingOutcome:
-        dataset = job.dataset
+        dataset = dataset_ready(job.dataset) if job.dataset else None  # erased customers never uploaded
         if dataset is None or not dataset.train_file:
             return TrainingOutcome(
                 TrainingOutcome.FAILED, error="The job has no training dataset file to upload."
             )
+        if not dataset.is_valid:  # e.g. too few examples left after an erasure's rebuild
+            return TrainingOutcome(TrainingOutcome.FAILED, error=str(DatasetInvalid(dataset)))
         if not job.base_model:
             reason = "No base model to fine-tune: set one in the assistant's retrain policy."
             return TrainingOutcome(TrainingOutcome.FAILED, error=reason)

@@ -70,6 +70,12 @@ class Command(BaseCommand):
         parser.add_argument("--validation-share", type=float, help="0 puts every example in --out.")
         parser.add_argument("--seed", type=int)
         parser.add_argument("--base-model")
+        parser.add_argument(
+            "--redact",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Replace personal data with placeholders (on anyway when the policy requires it).",
+        )
 
     def handle(self, *args, **o) -> None:
         assistant = Assistant.objects.filter(slug=o["assistant"]).first()
@@ -90,6 +96,7 @@ class Command(BaseCommand):
             "validation_share",
             "seed",
             "base_model",
+            "redact",
         )
         options = {name: o[name] for name in names if o.get(name) is not None}
         out = Path(o["out"])
@@ -133,6 +140,7 @@ class Command(BaseCommand):
             f"  Avg rating:        {avg_rating}   Avg quality: {avg_quality}\n"
             f"  Dropped rows:      {reasons}\n"
             f"  Estimated tokens:  {s['estimatedTokens']:,} ({s['tokenizer']})\n"
+            f"  Redacted:          {_redacted(s.get('redaction'))}\n"
             f"  Built in:          {s['seconds']:.2f} s\n"
             f"  Wrote:             {', '.join(written)}"
         )
@@ -153,3 +161,10 @@ class Command(BaseCommand):
                 with default_storage.open(path, "rb") as src:
                     shutil.copyfileobj(src, dst)
         return str(target)
+
+
+def _redacted(redaction: dict | None) -> str:
+    if not redaction or not redaction.get("enabled"):
+        return "no (the files hold the customers' own words)"
+    counts = ", ".join(f"{n:,} {t}" for t, n in redaction["counts"].items() if n) or "nothing found"
+    return f"{counts} (in {redaction['examples']:,} examples)"
