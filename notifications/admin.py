@@ -7,7 +7,7 @@ from django.utils.html import format_html
 
 from notifications import services
 from notifications.models import Event, EventType, NotificationSettings, WebhookDelivery, WebhookEndpoint
-from notifications.schedules import digest_schedule_delete, digest_schedule_sync
+from notifications.schedules import digest_schedules_sync
 
 
 @admin.register(NotificationSettings)
@@ -16,21 +16,20 @@ class NotificationSettingsAdmin(admin.ModelAdmin):
     list_filter = ("email_each_event", "daily_digest")
 
     def get_readonly_fields(self, request, obj=None):
-        # The digest schedule is named after the assistant: moving the row would leave it behind.
         return ("assistant",) if obj is not None else ()
 
+    # The digest schedules follow the settings (one per digest time in use).
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        digest_schedule_sync(row=obj)
+        digest_schedules_sync()
 
     def delete_model(self, request, obj):
-        digest_schedule_delete(assistant_id=obj.assistant_id)
         super().delete_model(request, obj)
+        digest_schedules_sync()
 
     def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            digest_schedule_delete(assistant_id=obj.assistant_id)
         super().delete_queryset(request, queryset)
+        digest_schedules_sync()
 
 
 class WebhookEndpointForm(forms.ModelForm):

@@ -39,7 +39,9 @@ class NotificationSettings(models.Model):
         default=False, help_text="Also email a daily digest of the jobs that need review (none: no email)."
     )
     digest_time = models.TimeField(
-        default=dt.time(9, 0), help_text="When the digest is sent, in the server's TIME_ZONE."
+        default=dt.time(9, 0),
+        help_text="When the digest is sent, in the server's TIME_ZONE. Assistants with the same time "
+        "share one email.",
     )
 
     class Meta:

@@ -1,6 +1,8 @@
-"""Each assistant with a daily digest owns one django-q2 ``Schedule`` at its ``digest_time``.
+"""The daily digests' django-q2 schedules: one per distinct ``digest_time`` among the assistants that
+want a digest, so assistants sharing a time share one email ("3 jobs need review") instead of one each
+(an assistant has at most one job in flight, so a digest per assistant would never count past 1).
 
-Called from the admin's save/delete and from ``services.notification_settings_update``.
+Synced from the admin's save/delete and from ``services.notification_settings_update``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from django_q.models import Schedule
 from notifications.models import NotificationSettings
 
 DIGEST_FUNC = "notifications.tasks.digest"
+PREFIX = "notifications.digest:"
 
 
-def schedule_name(assistant_id: int) -> str:
-    return f"notifications.digest:{assistant_id}"
+def schedule_name(at: dt.time) -> str:
+    return f"{PREFIX}{at:%H:%M}"
 
 
 def next_digest_at(at: dt.time, *, now: dt.datetime | None = None) -> dt.datetime:
@@ -31,21 +34,25 @@ def next_digest_at(at: dt.time, *, now: dt.datetime | None = None) -> dt.datetim
     return candidate
 
 
-def digest_schedule_sync(*, row: NotificationSettings) -> Schedule | None:
-    name = schedule_name(row.assistant_id)
-    if not row.daily_digest:
-        Schedule.objects.filter(name=name).delete()
-        return None
-    values = {
-        "func": DIGEST_FUNC,
-        "args": repr((row.assistant_id,)),
-        "schedule_type": Schedule.DAILY,
-        "repeats": -1,
-        "next_run": next_digest_at(row.digest_time),
+def digest_schedules_sync() -> list[Schedule]:
+    """One daily schedule per digest time in use; schedules for times no longer used are deleted."""
+    times = {
+        at.replace(second=0, microsecond=0)
+        for at in NotificationSettings.objects.filter(daily_digest=True).values_list("digest_time", flat=True)
     }
-    schedule, _ = Schedule.objects.update_or_create(name=name, defaults=values)
-    return schedule
-
-
-def digest_schedule_delete(*, assistant_id: int) -> None:
-    Schedule.objects.filter(name=schedule_name(assistant_id)).delete()
+    wanted = {schedule_name(at): at for at in times}
+    Schedule.objects.filter(name__startswith=PREFIX).exclude(name__in=list(wanted)).delete()
+    schedules = []
+    for name, at in sorted(wanted.items()):
+        schedule = Schedule.objects.filter(name=name).first()
+        if schedule is None:
+            schedule = Schedule.objects.create(
+                name=name,
+                func=DIGEST_FUNC,
+                args=repr((f"{at:%H:%M}",)),
+                schedule_type=Schedule.DAILY,
+                repeats=-1,
+                next_run=next_digest_at(at),
+            )
+        schedules.append(schedule)
+    return schedules

@@ -187,10 +187,10 @@ def experiment_summary(data: dict[str, Any], *, event_type: str) -> str:
     )
 
 
-def jobs_needing_review(*, assistant: Assistant) -> QuerySet[TrainingJob]:
+def jobs_needing_review(*, assistant_ids: list[int]) -> QuerySet[TrainingJob]:
     return TrainingJob.objects.filter(
-        assistant=assistant, status=TrainingJob.Status.AWAITING_APPROVAL
-    ).order_by("created_at", "pk")
+        assistant_id__in=assistant_ids, status=TrainingJob.Status.AWAITING_APPROVAL
+    ).order_by("assistant__name", "created_at", "pk")
 
 
 def when(value: dt.datetime | None) -> str:

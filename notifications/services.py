@@ -223,6 +223,10 @@ def _send(subject: str, body: str, recipients: list[str]) -> int:
         return 0
 
 
+def _reviewer_addresses() -> list[str]:
+    return list(selectors.reviewers().values_list("email", flat=True))
+
+
 def _email_body(event: Event) -> str:
     data = event.payload.get("data") or {}
     lines = [event.summary, ""]
@@ -270,35 +274,38 @@ def event_email(*, event: Event) -> int:
     subject = f"{where}: {event.get_type_display().lower()}"
     if event.job_id:
         subject = f"{where}: job {event.job_id} — {event.get_type_display().lower()}"
-    sent = _send(subject, _email_body(event), list(selectors.reviewers().values_list("email", flat=True)))
+    sent = _send(subject, _email_body(event), _reviewer_addresses())
     Event.objects.filter(pk=event.pk).update(emailed_to=sent)
     event.emailed_to = sent
     return sent
 
 
-def digest_send(*, assistant: Assistant) -> int:
-    """The daily digest: "3 jobs need review" with a link to each. Nothing to review: no email."""
-    jobs = list(selectors.jobs_needing_review(assistant=assistant).select_related("new_model_version"))
+def digest_send(*, at: str) -> int:
+    """The daily digest of the assistants whose digest is due at ``at`` ("HH:MM"): "3 jobs need review"
+    with a link to each. Nothing to review: no email. Returns how many people were emailed."""
+    hour, minute = (int(part) for part in at.split(":"))
+    assistant_ids = NotificationSettings.objects.filter(
+        daily_digest=True, digest_time__hour=hour, digest_time__minute=minute
+    ).values_list("assistant_id", flat=True)
+    jobs = list(
+        selectors.jobs_needing_review(assistant_ids=list(assistant_ids)).select_related(
+            "assistant", "new_model_version"
+        )
+    )
     if not jobs:
         return 0
     n = len(jobs)
-    subject = f"{assistant.name}: {n} job{'s' if n != 1 else ''} need{'s' if n == 1 else ''} review"
-    lines = [
-        f"{n} training job{'s' if n != 1 else ''} of {assistant.name} await{'s' if n == 1 else ''} "
-        "a reviewer's decision:",
-        "",
-    ]
+    subject = f"{n} job{'s' if n != 1 else ''} need{'s' if n == 1 else ''} review"
+    lines = [f"{n} training job{'s' if n != 1 else ''} await{'s' if n == 1 else ''} a reviewer's decision:"]
     for job in jobs:
-        figures = selectors.job_figures(job)
-        improvement = figures["improvement"]
+        improvement = selectors.job_figures(job)["improvement"]
+        candidate = job.new_model_version.name if job.new_model_version_id else "candidate"
         lines.append(
-            f"- Job {job.pk}: {job.new_model_version.name if job.new_model_version_id else 'candidate'}, "
-            f"improvement {'n/a' if improvement is None else f'{improvement:+.1%}'}, waiting since "
+            f"- {job.assistant.name}, job {job.pk}: {candidate}, improvement "
+            f"{'n/a' if improvement is None else f'{improvement:+.1%}'}, waiting since "
             f"{selectors.when(job.updated_at)} — {selectors.job_url(job.pk)}"
         )
-    return _send(
-        subject, "\n".join(lines) + "\n", list(selectors.reviewers().values_list("email", flat=True))
-    )
+    return _send(subject, "\n".join(lines) + "\n", _reviewer_addresses())
 
 
 def notification_settings_update(*, assistant: Assistant, **values: Any) -> NotificationSettings:
@@ -312,9 +319,9 @@ def notification_settings_update(*, assistant: Assistant, **values: Any) -> Noti
         setattr(row, name, value)
     row.full_clean()
     row.save()
-    from notifications.schedules import digest_schedule_sync
+    from notifications.schedules import digest_schedules_sync
 
-    digest_schedule_sync(row=row)
+    digest_schedules_sync()
     return row
 
 

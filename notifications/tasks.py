@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from assistants.models import Assistant
 from notifications import services
 
 
@@ -29,10 +28,9 @@ def webhooks_retry_due() -> int:
     return len(services.webhooks_retry_due())
 
 
-def digest(assistant_id: int) -> int:
-    """The assistant's daily digest (scheduled at its ``digest_time``); returns how many were emailed."""
-    assistant = Assistant.objects.filter(pk=assistant_id).first()
-    return services.digest_send(assistant=assistant) if assistant is not None else 0
+def digest(at: str) -> int:
+    """The daily digest of the assistants whose ``digest_time`` is ``at`` ("HH:MM")."""
+    return services.digest_send(at=at)
 
 
 def loop_health() -> list[str]:
