@@ -60,6 +60,9 @@ class Event(models.Model):
         Assistant, null=True, blank=True, on_delete=models.CASCADE, related_name="notification_events"
     )
     job_id = models.BigIntegerField(null=True, blank=True, help_text="The training job it is about, if any.")
+    # "job.deployed:12": a job reaches each status once and an experiment concludes once, so a task that
+    # runs twice (a worker died after sending) cannot announce the same thing twice.
+    key = models.CharField(max_length=80, unique=True, null=True, blank=True, editable=False)
     summary = models.TextField(help_text="One readable paragraph: the email's first line, Slack's text.")
     payload = models.JSONField(default=dict)
     emailed_to = models.PositiveIntegerField(default=0, help_text="How many people were emailed.")

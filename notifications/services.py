@@ -19,7 +19,7 @@ import requests
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 # Seconds to wait before each retry: ×3 from a minute, capped at 6 h, so the last of the 9 retries comes
 # about 24 h after the first attempt. After that the message is given up and the endpoint disabled.
 RETRY_DELAYS = (60, 180, 540, 1620, 4860, 14580, 21600, 21600, 21600)
-# (connect, read) seconds: a receiver that hangs costs a worker at most this long per attempt.
+# (connect, read) seconds: a receiver that does not answer costs a worker this long per attempt, not more.
 HTTP_TIMEOUT = (3.05, 10)
 # An attempt in progress holds its delivery this long (more than the HTTP timeout).
 DELIVERY_LEASE = timedelta(minutes=2)
@@ -85,27 +85,40 @@ def event_publish(
     assistant: Assistant | None = None,
     job_id: int | None = None,
     endpoints: list[WebhookEndpoint] | None = None,
-) -> Event:
+    key: str | None = None,
+) -> Event | None:
     """Record an event and a pending delivery for each endpoint that wants it (``endpoints``: only these).
 
-    The caller dispatches it (``event_dispatch``), after the commit.
+    ``key`` names what happened once ("job.deployed:12"): None is returned when it was recorded before.
+    The caller dispatches the event (``event_dispatch``).
     """
     now = timezone.now()
     payload = {"type": type, "timestamp": _timestamp(now), "data": data}
-    with transaction.atomic():
-        event = Event.objects.create(
-            type=type, assistant=assistant, job_id=job_id, summary=summary, payload=payload, created_at=now
-        )
-        targets = endpoints if endpoints is not None else _endpoints_for(event)
-        for endpoint in targets:
-            WebhookDelivery.objects.create(
-                endpoint=endpoint,
-                event=event,
-                message_id=f"msg_{uuid.uuid4().hex}",
-                body=_body(endpoint, event),
-                next_attempt_at=now,
+    try:
+        with transaction.atomic():
+            event = Event.objects.create(
+                type=type,
+                assistant=assistant,
+                job_id=job_id,
+                summary=summary,
+                payload=payload,
+                key=key,
                 created_at=now,
             )
+            targets = endpoints if endpoints is not None else _endpoints_for(event)
+            for endpoint in targets:
+                WebhookDelivery.objects.create(
+                    endpoint=endpoint,
+                    event=event,
+                    message_id=f"msg_{uuid.uuid4().hex}",
+                    body=_body(endpoint, event),
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+    except IntegrityError:
+        if key is None or not Event.objects.filter(key=key).exists():
+            raise
+        return None
     return event
 
 
@@ -127,6 +140,8 @@ def _body(endpoint: WebhookEndpoint, event: Event) -> str:
 
 def _link(event: Event) -> str | None:
     data = event.payload.get("data") or {}
+    if isinstance(data.get("url"), str):
+        return data["url"]
     for key in ("job", "experiment"):
         if isinstance(data.get(key), dict) and data[key].get("url"):
             return data[key]["url"]
@@ -179,8 +194,10 @@ def job_event_publish(*, job_id: int, from_status: str, to_status: str, user_id:
         data=data,
         assistant=job.assistant,
         job_id=job.pk,
+        key=f"{event_type}:{job.pk}",
     )
-    event_dispatch(event=event)
+    if event is not None:
+        event_dispatch(event=event)
     return event
 
 
@@ -200,8 +217,10 @@ def experiment_event_publish(*, experiment_id: int) -> Event | None:
         data=data,
         assistant=experiment.assistant,
         job_id=data["job"]["id"] if data["job"] else None,
+        key=f"{event_type}:{experiment.pk}",
     )
-    event_dispatch(event=event)
+    if event is not None:
+        event_dispatch(event=event)
     return event
 
 
@@ -527,13 +546,13 @@ def loop_health_check(*, now: datetime | None = None, inline: bool = False) -> l
         event = event_publish(
             type=EventType.LOOP_UNHEALTHY,
             summary="The training loop is not running as scheduled: " + " ".join(problems),
-            data={"problems": problems, "dashboard": selectors.absolute_url("/")},
+            data={"problems": problems, "url": selectors.absolute_url("/")},
         )
     elif not problems and was_unhealthy:
         event = event_publish(
             type=EventType.LOOP_RECOVERED,
             summary="The training loop's worker and schedules are running again.",
-            data={"problems": []},
+            data={"problems": [], "url": selectors.absolute_url("/")},
         )
     else:
         return problems

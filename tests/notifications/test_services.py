@@ -208,3 +208,13 @@ def test_a_rollout_that_completes_is_left_to_the_jobs_deployed_event(versions, c
     experiment = _experiment(versions, purpose="rollout", stages=[0.1, 1.0])
     _conclude(experiment, decision="no_difference", reason="Done.")
     assert not Event.objects.exists()
+
+
+def test_a_task_that_runs_twice_announces_once(testing_job, carol, django_capture_on_commit_callbacks):
+    from notifications import tasks
+
+    with django_capture_on_commit_callbacks(execute=True):
+        training.job_transition(job=testing_job, to=S.AWAITING_APPROVAL)
+    # django-q2 runs a task again when its worker died before reporting: nothing is sent twice.
+    assert tasks.job_event(testing_job.pk, "testing", "awaiting_approval", None) is None
+    assert Event.objects.count() == 1 and len(mail.outbox) == 1

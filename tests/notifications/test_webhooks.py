@@ -116,9 +116,9 @@ def test_persistent_failure_disables_the_endpoint_and_tells_its_managers(
     assert [m.to for m in notice] == [["root@example.com"]]
     assert f"/admin/notifications/webhookendpoint/{endpoint.pk}/change/" in notice[0].body
     # A disabled endpoint gets no further events.
-    TrainingJob.objects.filter(pk=testing_job.pk).update(status=S.TESTING)
-    testing_job.refresh_from_db()
-    _awaiting(testing_job, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        training.job_fail(job=testing_job, error="Timed out.")
+    assert Event.objects.filter(type="job.failed").exists()
     assert WebhookDelivery.objects.count() == 1
 
 
