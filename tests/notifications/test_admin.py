@@ -100,3 +100,11 @@ def test_saving_settings_with_a_digest_schedules_it(client, root, assistant):
     assert response.status_code == 302
     assert NotificationSettings.objects.get().daily_digest
     assert Schedule.objects.filter(name="notifications.digest:08:15").exists()
+
+
+@pytest.mark.parametrize("model", ["webhookendpoint", "notificationsettings"])
+def test_the_add_forms_render(client, root, model):
+    response = client.get(f"/admin/notifications/{model}/add/")
+    assert response.status_code == 200
+    if model == "webhookendpoint":
+        assert "Job awaiting approval" in response.content.decode()  # the event checkboxes
