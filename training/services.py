@@ -49,6 +49,7 @@ from abtesting import services as ab
 from abtesting.models import Experiment
 from assistants.models import Assistant, Deployment, ModelVersion
 from training.models import JobEvent, RetrainPolicy, TrainingJob
+from training.signals import job_status_changed
 
 logger = logging.getLogger(__name__)
 
@@ -203,10 +204,22 @@ def job_transition(
             from_status=source,
             to_status=to,
         )
+        _announce(job.pk, source, to, user)
     for name, value in values.items():
         setattr(job, name, value)
     job._lease_token = None
     return True
+
+
+def _announce(job_id: int, from_status: str, to_status: str, user: AbstractBaseUser | None) -> None:
+    """Tell listeners (notifications) about a status change once it is committed; their errors are
+    logged by ``send_robust`` and never undo or fail the transition."""
+    user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
+    transaction.on_commit(
+        lambda: job_status_changed.send_robust(
+            sender=TrainingJob, job_id=job_id, from_status=from_status, to_status=to_status, user_id=user_id
+        )
+    )
 
 
 # -- the lease: who runs the job's current stage ----------------------------------------------------------
@@ -512,6 +525,7 @@ def trigger_training(
                 message=f"Created ({trigger})" + (": " + "; ".join(reasons) if reasons else "."),
                 data={"options": clean},
             )
+            _announce(job.pk, "", S.PENDING, user)
     except IntegrityError:
         raise JobActive(job_active(assistant=assistant), assistant) from None
     _enqueue_advance(job.pk)
