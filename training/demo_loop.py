@@ -23,6 +23,7 @@ Customers have sticky references and some come back; a share of wrong answers ge
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 import urllib.error
@@ -374,6 +375,9 @@ def demo_customers_run(
     """
     import openai
 
+    # One log line per request from the SDK's HTTP client would drown the web server's own log.
+    for name in ("httpx", "httpx2", "openai"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     rng = random.Random(seed)
     crowd = Crowd(rng)
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=2, timeout=60)

@@ -141,6 +141,3 @@ def make_job(assistant: Assistant, status: str = TrainingJob.Status.PENDING, **f
 @pytest.fixture
 def reviewer(alice):
     return alice
-
-
-
