@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|dataset|train|abtest|pages|all] [--quick] [--json FILE]``."""
+"""``python -m bench [ingest|dataset|train|abtest|pages|stream|all] [--quick] [--json FILE]``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-BENCHES = ("ingest", "dataset", "train", "abtest", "pages")
+BENCHES = ("ingest", "dataset", "train", "abtest", "pages", "stream")
 
 
 def _load(name: str):

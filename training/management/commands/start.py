@@ -55,8 +55,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--threads",
             type=int,
-            default=8,
-            help="Threads per web worker; each streamed answer being relayed holds one (default 8).",
+            default=16,
+            help="Threads per web worker; each streamed answer being relayed holds one (default 16).",
         )
         parser.add_argument("--no-worker", action="store_true", help="Do not start the django-q2 cluster.")
         parser.add_argument(
