@@ -143,8 +143,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Dashboard on {url}/ (admin at /admin/). Ctrl-C stops."))
         if run_demo:
             self.stdout.write(
-                "Demo: 30 days of history, then simulated customers through the gateway "
-                "(DEMO=0 turns them off)."
+                "Demo: simulated customers through the gateway, after a month of back-dated history on a "
+                "fresh database (DEMO=0 turns them off)."
             )
 
         stopping = False
