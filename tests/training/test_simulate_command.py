@@ -157,3 +157,14 @@ def test_live_customers_talk_to_the_gateway_over_http(live_server):
     stats = report["versions"]["demo-v1"]
     assert stats["asked"] == stats["judged"] == 30
     assert len(lines) == 3 and "demo-v1 " in lines[-1]
+
+
+def test_the_demo_plays_only_where_the_demo_is_the_one_assistant():
+    from assistants.services import assistant_create
+    from training.demo import demo_only
+
+    assert not demo_only()  # nothing yet
+    demo_ensure()
+    assert demo_only()
+    assistant_create(slug="acme", name="Acme support")
+    assert not demo_only()
