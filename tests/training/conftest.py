@@ -141,3 +141,6 @@ def make_job(assistant: Assistant, status: str = TrainingJob.Status.PENDING, **f
 @pytest.fixture
 def reviewer(alice):
     return alice
+
+
+
