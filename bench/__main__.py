@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|dataset|train|abtest|pages|redaction|erasure|all] [--quick] [--json FILE]``."""
+"""``python -m bench NAME [--quick] [--json FILE]``: NAME is one of BENCHES below, or ``all``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-BENCHES = ("ingest", "dataset", "train", "abtest", "pages", "redaction", "erasure")
+BENCHES = ("ingest", "dataset", "train", "abtest", "pages", "redaction", "erasure", "stream")
 
 
 def _load(name: str):

@@ -45,6 +45,8 @@ class Interaction(models.Model):
     messages = models.JSONField(default=list)
     response = models.TextField(blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Streamed answers only: the wait for the first token (latency_ms is the whole answer).
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.CharField(max_length=500, null=True, blank=True, help_text="Empty: no error.")
     feedback_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -74,6 +74,7 @@ def interaction_log(
     user_ref: str = "",
     model_version: ModelVersion | None = None,
     latency_ms: int | None = None,
+    first_token_ms: int | None = None,
     error: str | None = None,
     experiment_id: int | None = None,
     arm: str = "",
@@ -87,6 +88,7 @@ def interaction_log(
         response=response,
         model_version=model_version if model_version is not None else assistant.live_version,
         latency_ms=latency_ms,
+        first_token_ms=first_token_ms,
         error=error or None,
         experiment_id=experiment_id,
         arm=arm,
@@ -102,6 +104,27 @@ def interaction_log(
                 f"request_id '{request_id}' was already logged with different messages or response."
             ) from None
         return Logged(existing, False)
+
+
+def interaction_complete(
+    *,
+    interaction: Interaction,
+    response: str,
+    latency_ms: int | None,
+    first_token_ms: int | None = None,
+    error: str | None = None,
+) -> Interaction:
+    """Record how a streamed answer ended: the text, both latencies, and the error if it broke off.
+
+    The gateway logs a streamed interaction when the stream opens (so every chunk can carry an id that
+    feedback can name), with an empty response; this fills it in once, when the stream ends.
+    """
+    interaction.response = response
+    interaction.latency_ms = latency_ms
+    interaction.first_token_ms = first_token_ms
+    interaction.error = error or None
+    interaction.save(update_fields=("response", "latency_ms", "first_token_ms", "error"))
+    return interaction
 
 
 @dataclass(frozen=True)

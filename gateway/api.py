@@ -6,13 +6,24 @@ back as ``interaction_id`` (and ``id = "chatcmpl-<interaction id>"``) with its `
 client can send feedback on it (a browser widget with a publishable key needs the token). Errors use
 OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` so the SDKs raise their usual
 exceptions (``AuthenticationError``, ``NotFoundError``, ``BadRequestError`` …).
-Streaming is not supported (``stream: true`` → 400).
+
+``stream: true`` answers ``text/event-stream`` in OpenAI's chunk format: ``chat.completion.chunk``
+objects (the role in the first delta, ``finish_reason`` in the last, a usage chunk when
+``stream_options.include_usage`` is set), then ``data: [DONE]``. Every chunk carries the same ``id`` and
+``interaction_id`` as the non-streamed answer would, so feedback can name it before the stream ends. A
+backend failure mid-stream ends the stream with ``data: {"error": {...}}`` (which OpenAI SDKs raise as
+``APIError``) and no ``[DONE]``. Streams are relayed as they arrive; serve with threads (``start`` runs
+gunicorn's gthread workers) so a slow stream holds one thread, not a whole worker process.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
+from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
@@ -20,8 +31,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from assistants.auth import ServerIngestScope, assistant_for_key
+from feedback.models import Interaction
 from feedback.tokens import feedback_token
-from gateway.services import Completion, GatewayError, chat_completion_create
+from gateway.services import (
+    Completion,
+    CompletionStream,
+    GatewayError,
+    StreamEnd,
+    chat_completion_create,
+    chat_completion_stream,
+)
+
+logger = logging.getLogger(__name__)
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_MESSAGES = 200
@@ -127,6 +148,71 @@ def _detail_text(detail: Any) -> str:
     return str(detail)
 
 
+def completion_metadata(interaction: Interaction, version: Any) -> dict[str, Any]:
+    """What identifies an answer, in the plain body and in every streamed chunk alike (one place for both).
+
+    ``id`` and ``interaction_id`` name the logged interaction, so feedback can refer to either.
+    """
+    return {
+        "id": f"chatcmpl-{interaction.pk}",
+        "created": int(interaction.created_at.timestamp()),
+        "model": version.name,
+        "system_fingerprint": None,
+        "interaction_id": interaction.pk,
+        # For the page that shows the answer: feedback with a publishable (browser) key needs it.
+        "feedback_token": feedback_token(interaction.pk),
+        "request_id": interaction.request_id,
+        "experiment": interaction.experiment_id,
+        "arm": interaction.arm,
+    }
+
+
+def _identified(response: Any, interaction: Interaction) -> Any:
+    response["x-request-id"] = interaction.request_id
+    response["x-interaction-id"] = str(interaction.pk)
+    return response
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {text}\n\n".encode()
+
+
+def _sse_events(stream: CompletionStream, *, include_usage: bool) -> Iterator[bytes]:
+    """The stream in OpenAI's chunk format; each backend delta goes out as soon as it arrives."""
+    meta = {**completion_metadata(stream.interaction, stream.version), "object": "chat.completion.chunk"}
+    if include_usage:
+        meta["usage"] = None  # OpenAI: null on every chunk but the last one
+
+    def chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return _sse({**meta, "choices": [choice]})
+
+    events = stream.events
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        for event in events:
+            if isinstance(event, StreamEnd):
+                yield chunk({}, event.finish_reason)
+                if include_usage:
+                    yield _sse({**meta, "choices": [], "usage": event.usage})
+                yield _sse("[DONE]")
+            else:
+                yield chunk({"content": event})
+    except GatewayError as exc:
+        error = {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
+        yield _sse({"error": error})
+    except Exception:
+        # Headers are sent: the only way left to tell the client is an error event.
+        logger.exception("Streaming interaction %s failed", stream.interaction.pk)
+        message = "The gateway failed while streaming; the answer is incomplete. Try again."
+        yield _sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()  # the customer hung up: record the interaction now, not when it is garbage-collected
+
+
 class ChatCompletionCreateApi(APIView):
     """OpenAI-compatible chat completions: ``model`` is the assistant slug, the key an ingest key."""
 
@@ -141,6 +227,7 @@ class ChatCompletionCreateApi(APIView):
         user = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         metadata = serializers.DictField(required=False, default=dict)
         stream = serializers.BooleanField(required=False, default=False, allow_null=True)
+        stream_options = serializers.DictField(required=False, allow_null=True, default=None)
 
         def validate_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, str]]:
             clean = []
@@ -176,35 +263,52 @@ class ChatCompletionCreateApi(APIView):
             return metadata
 
         def validate_stream(self, stream: bool | None) -> bool:
-            if stream:
-                raise serializers.ValidationError("Streaming is not supported: send stream=false.")
-            return False
+            return bool(stream)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            options = attrs.get("stream_options")
+            if options is None:
+                return attrs
+            if not attrs.get("stream"):
+                raise serializers.ValidationError(
+                    {"stream_options": "stream_options is only allowed with stream=true."}
+                )
+            include_usage = options.get("include_usage", False)
+            if not isinstance(include_usage, bool):
+                raise serializers.ValidationError(
+                    {"stream_options": "stream_options.include_usage must be true or false."}
+                )
+            return attrs
 
     @extend_schema(request=InputSerializer, responses={200: dict})
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> Response | StreamingHttpResponse:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         assistant = assistant_for_key(request, v["model"])
-        completion = chat_completion_create(
+        ask = dict(
             assistant=assistant,
             messages=v["messages"],
             user_ref=v.get("user") or "",
             request_id=v["metadata"].get("request_id") or "",
         )
-        response = Response(self._body(completion))
-        response["x-request-id"] = completion.interaction.request_id
-        response["x-interaction-id"] = str(completion.interaction.pk)
-        return response
+        if v["stream"]:
+            include_usage = bool((v.get("stream_options") or {}).get("include_usage"))
+            stream = chat_completion_stream(**ask)
+            response = StreamingHttpResponse(
+                _sse_events(stream, include_usage=include_usage), content_type="text/event-stream"
+            )
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"  # a proxy in front (nginx) must not hold chunks back
+            return _identified(response, stream.interaction)
+        completion = chat_completion_create(**ask)
+        return _identified(Response(self._body(completion)), completion.interaction)
 
     @staticmethod
     def _body(completion: Completion) -> dict[str, Any]:
-        interaction = completion.interaction
         return {
-            "id": f"chatcmpl-{interaction.pk}",
+            **completion_metadata(completion.interaction, completion.version),
             "object": "chat.completion",
-            "created": int(interaction.created_at.timestamp()),
-            "model": completion.version.name,
             "choices": [
                 {
                     "index": 0,
@@ -214,13 +318,6 @@ class ChatCompletionCreateApi(APIView):
                 }
             ],
             "usage": completion.usage,
-            "system_fingerprint": None,
-            "interaction_id": interaction.pk,
-            # For the page that shows the answer: feedback with a publishable (browser) key needs it.
-            "feedback_token": feedback_token(interaction.pk),
-            "request_id": interaction.request_id,
-            "experiment": interaction.experiment_id,
-            "arm": interaction.arm,
         }
 
     def handle_exception(self, exc: Exception) -> Response:
@@ -230,8 +327,7 @@ class ChatCompletionCreateApi(APIView):
                 exc.message, status=exc.status, type=exc.type, code=exc.code, param=exc.param
             )
             if exc.interaction is not None:
-                response["x-request-id"] = exc.interaction.request_id
-                response["x-interaction-id"] = str(exc.interaction.pk)
+                _identified(response, exc.interaction)
             if exc.status >= 500:
                 # The backend already retried; OpenAI SDKs honour this header, so one chat request
                 # does not turn into three failed calls and three logged interactions.

@@ -103,6 +103,21 @@ Failure knobs (plain attributes; set them before the requests they should affect
 * ``api_key = "secret"`` -- require that exact bearer token (default: any
   non-empty ``Authorization: Bearer ...`` is accepted; missing -> 401).
 
+Streaming (``stream: true`` on chat completions)
+------------------------------------------------
+The same reply, sent as ``text/event-stream`` the way OpenAI does: a first chunk with
+``delta.role``, one chunk per word (with its leading space), a chunk with
+``finish_reason``, a usage chunk (``choices: []``) when ``stream_options.include_usage``
+is true, then ``data: [DONE]``. The connection closes after the stream. Knobs:
+
+* ``stream_hold = threading.Event()`` -- after the first word, wait until the event is
+  set (at most ``time_limit``) before sending the rest: a test can check that the first
+  word got through to its client while the rest is still held back here.
+* ``stream_fail_after = 2`` -- after that many words, send an error event
+  (``data: {"error": {...}}``, a server_error) and close, as a provider that fails
+  mid-answer does.
+* ``stream_chunk_seconds = 0.05`` -- pause between chunks: a slow provider, for load tests.
+
 Every request is appended to ``requests`` as ``(method, path, payload)`` where
 payload is the JSON body, the multipart form (file given by its filename), the
 query parameters of a GET, or None.
@@ -311,6 +326,9 @@ class FakeOpenAIServer:
         self.api_key: str | None = None
         self.judge_position_bias: str | None = None
         self.judge_replies: list[str] = []
+        self.stream_hold: threading.Event | None = None
+        self.stream_fail_after: int | None = None
+        self.stream_chunk_seconds: float = 0.0
         # observable state
         self.requests: list[tuple[str, str, Any]] = []
         self.files: dict[str, StoredFile] = {}
@@ -901,8 +919,13 @@ class FakeOpenAIServer:
                 param="messages",
                 code="missing_required_parameter",
             )
-        if payload.get("stream"):
-            raise ApiError(400, "The fake server does not support stream=true.", param="stream")
+        options = payload.get("stream_options")
+        if options is not None and not payload.get("stream"):
+            raise ApiError(
+                400,
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                param="stream_options",
+            )
         question = next(
             (_message_text(m.get("content")).strip() for m in reversed(messages) if m.get("role") == "user"),
             "",
@@ -925,6 +948,14 @@ class FakeOpenAIServer:
 
         prompt_tokens = sum(len(_message_text(m.get("content")).split()) + 4 for m in messages) + 3
         completion_tokens = len(reply.split())
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if payload.get("stream"):
+            include_usage = bool((options or {}).get("include_usage"))
+            return 200, self._chunks(model, reply, finish_reason, usage if include_usage else None)
         return 200, {
             "id": self._new_id("chatcmpl"),
             "object": "chat.completion",
@@ -1009,6 +1040,46 @@ class FakeOpenAIServer:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
+    def _chunks(self, model: str, reply: str, finish_reason: str, usage: Json | None) -> _EventStream:
+        base = {
+            "id": self._new_id("chatcmpl"),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake",
+        }
+        if usage is not None:
+            base["usage"] = None
+
+        def chunk(delta: Json, finish: str | None = None) -> Json:
+            return {
+                **base,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
+
+        words = re.findall(r"\s*\S+", reply)
+        events: list[Json | str] = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        for i, word in enumerate(words):
+            if self.stream_fail_after is not None and i == self.stream_fail_after:
+                events.append(
+                    {
+                        "error": {
+                            "message": "The server had an error while processing your request.",
+                            "type": "server_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    }
+                )
+                return _EventStream(events, self.stream_hold, self.stream_chunk_seconds, self._stopping)
+            events.append(chunk({"content": word}))
+        events.append(chunk({}, finish_reason))
+        if usage is not None:
+            events.append({**base, "choices": [], "usage": usage})
+        events.append("[DONE]")
+        return _EventStream(events, self.stream_hold, self.stream_chunk_seconds, self._stopping)
+
     def _job_for_model(self, model: str) -> Job:
         for job in self.jobs.values():
             if job.obj["status"] == "succeeded" and job.obj["fine_tuned_model"] == model:
@@ -1060,6 +1131,26 @@ def _hashed_vector(text: str, dims: int = 64) -> list[float]:
         vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dims] += 1.0
     norm = math.sqrt(sum(v * v for v in vector)) or 1.0
     return [v / norm for v in vector]
+
+
+@dataclass
+class _EventStream:
+    """A server-sent event stream, written by the handler outside the server's lock."""
+
+    events: list[Json | str]  # JSON objects, or the literal "[DONE]"
+    hold: threading.Event | None  # after the first word, wait for this
+    pause: float  # seconds between events
+    stopping: threading.Event
+
+    def write(self, wfile: Any, time_limit: float) -> None:
+        for i, event in enumerate(self.events):
+            if i == 2 and self.hold is not None:  # role chunk and first word are out
+                self.hold.wait(time_limit)
+            elif i and self.pause:
+                self.stopping.wait(self.pause)
+            data = event if isinstance(event, str) else json.dumps(event)
+            wfile.write(f"data: {data}\n\n".encode())
+            wfile.flush()
 
 
 @dataclass
@@ -1124,6 +1215,15 @@ class _Handler(BaseHTTPRequestHandler):
                     "code": None,
                 }
             }
+        if isinstance(result, _EventStream):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")  # no Content-Length: the end of the stream ends the body
+            self.send_header("x-request-id", f"req_fake{len(fake.requests):06d}")
+            self.end_headers()
+            self.close_connection = True
+            result.write(self.wfile, fake.time_limit)
+            return
         if isinstance(result, bytes | bytearray):
             data, content_type = bytes(result), "application/octet-stream"
         else:

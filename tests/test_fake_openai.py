@@ -286,6 +286,30 @@ def test_base_model_chat_echoes(client: openai.OpenAI) -> None:
     assert reply.usage is not None and reply.usage.prompt_tokens == (2 + 4) + (2 + 4) + 3
 
 
+def test_chat_streams_in_openai_chunks(server: FakeOpenAIServer, client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hello there"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "[gpt-4o-mini] You asked: hello there"
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 5
+
+    server.stream_fail_after = 1
+    with pytest.raises(openai.APIError, match="error while processing"):
+        list(
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "a b"}], stream=True
+            )
+        )
+
+
 def test_server_stops_itself_after_time_limit() -> None:
     server = FakeOpenAIServer(time_limit=0.2).start()
     url = server.url

@@ -36,6 +36,14 @@ def demo_model_train(*, assistant: Assistant):
     return version
 
 
+def demo_only() -> bool:
+    """Whether the database holds the demo assistant and nothing else: the demo may only play there."""
+    return (
+        Assistant.objects.filter(slug=DEMO_SLUG).exists()
+        and not Assistant.objects.exclude(slug=DEMO_SLUG).exists()
+    )
+
+
 def demo_ensure() -> Assistant | None:
     """Create the demo assistant on an empty database; leave a database that has assistants alone."""
     if Assistant.objects.exists():

@@ -233,3 +233,19 @@ def launch_faq() -> tuple[list[str], list[str]]:
 def customer_questions() -> list[tuple[str, str]]:
     """(question as a customer asks it, true answer) for every topic, FAQ wording included."""
     return [(q, item["answer"]) for item in FAQ for q in [item["question"], *item["paraphrases"]]]
+
+
+def topic_questions() -> dict[str, list[tuple[str, str]]]:
+    """Per topic: (question as a customer asks it, true answer), FAQ wording included."""
+    return {
+        item["topic"]: [(q, item["answer"]) for q in [item["question"], *item["paraphrases"]]] for item in FAQ
+    }
+
+
+def launch_topics() -> list[str]:
+    return [item["topic"] for item in FAQ if item["in_launch_faq"]]
+
+
+def later_topics() -> list[str]:
+    """Topics the launch FAQ left out, in the order customers start asking about them."""
+    return [item["topic"] for item in FAQ if not item["in_launch_faq"]]

@@ -15,10 +15,11 @@ Every failure is a ``BackendError`` whose message says what to fix.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,9 +33,11 @@ if TYPE_CHECKING:
 __all__ = [
     "HANDOFF_TEXT",
     "AnswerResult",
+    "AnswerStream",
     "BackendError",
     "answer",
     "answer_many",
+    "answer_stream",
     "clear_model_cache",
     "estimated_usage",
     "last_user_message",
@@ -200,6 +203,70 @@ def answer_many(
         return list(pool.map(one, conversations))
 
 
+class AnswerStream:
+    """A reply that arrives in pieces: iterate for the text deltas (``BackendError`` if it breaks off).
+
+    Once the iteration has ended, ``finish_reason`` and ``usage`` say how: the provider's own figures for
+    the openai backend when it reported them (else the same estimate ``answer`` uses), the estimate for
+    the local model.
+    """
+
+    def __init__(self, pieces: Iterator[Any], *, source: str, messages: Sequence[dict[str, Any]]) -> None:
+        self.source = source
+        self.finish_reason = "stop"
+        self.usage: dict[str, int] = {}
+        self._pieces = pieces
+        self._messages = messages
+        self._text: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        from assistants.backends.openai_chat import StreamEnd
+
+        for piece in self._pieces:
+            if isinstance(piece, StreamEnd):
+                self.finish_reason, self.usage = piece.finish_reason, dict(piece.usage)
+                continue
+            self._text.append(piece)
+            yield piece
+        if not self.usage:
+            self.usage = estimated_usage(self._messages, "".join(self._text))
+
+    def close(self) -> None:
+        """Stop early (the customer hung up): releases the provider's connection."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+
+_WORD = re.compile(r"\s*\S+\s*$|\s*\S+")
+
+
+def text_chunks(text: str) -> list[str]:
+    """A finished answer cut where a token stream would cut it: one word (with its leading space) each."""
+    return _WORD.findall(text) or ([text] if text else [])
+
+
+def answer_stream(
+    *, version: ModelVersion, messages: list[dict[str, Any]], fallback_text: str = HANDOFF_TEXT
+) -> AnswerStream:
+    """Answer one conversation as a stream; raises ``BackendError`` if the backend refuses to start.
+
+    The local model answers in one vectorised look-up (about a millisecond), so its stream is that
+    answer in word-sized chunks; an OpenAI-compatible provider's stream is relayed as it arrives.
+    """
+    if version.backend == "local":
+        result = _answer_local_many(version, [messages], fallback_text)[0]
+        return AnswerStream(iter(text_chunks(result.text)), source=result.source, messages=messages)
+    if version.backend == "openai":
+        from assistants.backends import openai_chat
+
+        prompt = _with_system_prompt(version, messages, _system_prompt(version))
+        return AnswerStream(
+            openai_chat.chat_stream(version.provider_model, prompt), source="openai", messages=messages
+        )
+    raise BackendError(f"Model version '{version.name}' has unknown backend '{version.backend}'.")
+
+
 def _elapsed_ms(started: float) -> int:
     return max(0, round((time.perf_counter() - started) * 1000))
 
@@ -229,12 +296,20 @@ def _answer_openai(version: ModelVersion, messages: list[dict[str, Any]], system
     """One provider call. No database access here: answer_many runs this in worker threads."""
     from assistants.backends import openai_chat
 
+    prompt = _with_system_prompt(version, messages, system_prompt)
+    started = time.perf_counter()
+    text, usage = openai_chat.chat(version.provider_model, prompt)
+    return AnswerResult(text, _elapsed_ms(started), "openai", usage)
+
+
+def _with_system_prompt(
+    version: ModelVersion, messages: list[dict[str, Any]], system_prompt: str
+) -> list[dict[str, Any]]:
+    """The provider's prompt: fine-tuned models were trained with the system prompt, so add it if absent."""
     if not version.provider_model:
         raise BackendError(f"Model version '{version.name}' has no provider model id.")
     prompt = list(messages)
     has_system = any(isinstance(m, dict) and m.get("role") in ("system", "developer") for m in prompt)
     if system_prompt and not has_system:
         prompt.insert(0, {"role": "system", "content": system_prompt})
-    started = time.perf_counter()
-    text, usage = openai_chat.chat(version.provider_model, prompt)
-    return AnswerResult(text, _elapsed_ms(started), "openai", usage)
+    return prompt

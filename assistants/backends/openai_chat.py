@@ -8,6 +8,8 @@ Any provider that speaks OpenAI's REST API works: set ``OPENAI_BASE_URL`` (empty
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -100,3 +102,49 @@ def chat(model: str, messages: list[dict[str, Any]], **params: Any) -> tuple[str
         else {}
     )
     return text, usage
+
+
+@dataclass
+class StreamEnd:
+    """What a provider said when its stream ended (usage is empty when it reported none)."""
+
+    finish_reason: str = "stop"
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+def chat_stream(model: str, messages: list[dict[str, Any]], **params: Any) -> Iterator[str | StreamEnd]:
+    """Ask ``model`` with ``stream=True``; yields text deltas as they arrive, then one ``StreamEnd``.
+
+    The request is sent before this returns, so a refusal (unknown model, bad key, a 5xx after the SDK's
+    retries) raises ``BackendError`` here, before the caller has sent its customer a single byte; a
+    failure in the middle of the stream raises ``BackendError`` from the iterator.
+    """
+    api = client()
+    try:
+        # include_usage: the provider's own token counts arrive in a last chunk without choices.
+        stream = api.chat.completions.create(
+            model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **params
+        )
+    except openai.OpenAIError as exc:
+        raise BackendError(describe_api_error(exc)) from exc
+    return _relay(stream)
+
+
+def _relay(stream: Any) -> Iterator[str | StreamEnd]:
+    end = StreamEnd()
+    try:
+        for chunk in stream:
+            if chunk.usage is not None:
+                end.usage = chunk.usage.model_dump(
+                    include={"prompt_tokens", "completion_tokens", "total_tokens"}
+                )
+            for choice in chunk.choices[:1]:
+                if choice.delta is not None and choice.delta.content:
+                    yield choice.delta.content
+                if choice.finish_reason:
+                    end.finish_reason = choice.finish_reason
+    except openai.OpenAIError as exc:
+        raise BackendError(describe_api_error(exc)) from exc
+    finally:
+        stream.close()  # a customer who hangs up must not keep the provider's connection open
+    yield end

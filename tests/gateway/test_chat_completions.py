@@ -144,14 +144,6 @@ def test_an_unknown_assistant_raises_not_found(sdk):
     assert caught.value.param == "model"
 
 
-def test_streaming_is_refused_with_a_bad_request(sdk):
-    with pytest.raises(openai.BadRequestError) as caught:
-        sdk.chat.completions.create(model="shop", messages=[{"role": "user", "content": "hi"}], stream=True)
-
-    assert "Streaming is not supported" in caught.value.message
-    assert caught.value.param == "stream"
-
-
 # -- behaviour, through the test client ---------------------------------------------------------------
 
 

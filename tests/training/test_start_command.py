@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from assistants.models import Assistant
 
@@ -46,13 +47,49 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_a_busy_port_fails_at_once_and_says_how_to_pick_another(db):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        with pytest.raises(CommandError) as caught:
+            call_command("start", "--port", str(port), stdout=StringIO())
+
+    message = str(caught.value)
+    assert f"Cannot serve on 127.0.0.1:{port}" in message
+    assert f"make run PORT={port + 1}" in message and f"--port {port + 1}" in message
+    assert not Assistant.objects.exists()  # it stopped before doing anything slow
+
+
+def test_the_port_comes_from_PORT(db, monkeypatch):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setenv("PORT", str(port))
+
+        with pytest.raises(CommandError, match=f"127.0.0.1:{port}"):
+            call_command("start", stdout=StringIO())
+
+
+def _count(db_path: Path, sql: str) -> int:
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute(sql).fetchone()[0]
+    except sqlite3.Error:  # not migrated yet, or busy
+        return 0
+
+
 @pytest.mark.slow
-def test_it_serves_the_admin_and_stops_both_processes_on_ctrl_c(tmp_path):
-    """A real run against a fresh database folder: web answers, Ctrl-C ends web and worker."""
+def test_it_serves_plays_the_demo_and_stops_every_process_on_ctrl_c(tmp_path):
+    """A real run against a fresh database folder: web answers, the demo writes its history and its
+    customers reach the gateway over HTTP, gunicorn's control socket is under var/, Ctrl-C ends all."""
     port = _free_port()
     env = {**os.environ, "TRAINLOOP_VAR_DIR": str(tmp_path), "DJANGO_SUPERUSER_PASSWORD": "pw-for-test"}
     env.pop("DATABASE_URL", None)  # its own throwaway SQLite, whatever suite runs
     env.pop("REDIS_URL", None)
+    env.pop("DEMO", None)
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "start", "--port", str(port), "--workers", "1"],
         cwd=Path(settings.BASE_DIR),
@@ -72,8 +109,15 @@ def test_it_serves_the_admin_and_stops_both_processes_on_ctrl_c(tmp_path):
             except OSError:
                 time.sleep(0.5)
         assert status == 200
-        time.sleep(3)  # the worker's cluster is up too (it starts beside the web server)
-        # Ctrl-C in a terminal signals the whole foreground process group: start, web and worker.
+        assert (tmp_path / "gunicorn.ctl").exists()
+        db_path = tmp_path / "db.sqlite3"
+        live = "SELECT COUNT(*) FROM feedback_interaction WHERE request_id LIKE 'gw-%'"
+        while time.monotonic() < deadline + 150 and not _count(db_path, live):
+            time.sleep(1)
+        assert _count(db_path, live) > 0  # a simulated customer got an answer through the gateway
+        old = "SELECT COUNT(*) FROM feedback_interaction WHERE created_at < datetime('now', '-20 days')"
+        assert _count(db_path, old) > 100  # after the back-dated history
+        # Ctrl-C in a terminal signals the whole foreground process group: start, web, worker and demo.
         os.killpg(proc.pid, signal.SIGINT)
         began = time.monotonic()
         assert proc.wait(timeout=30) == 0
@@ -81,8 +125,9 @@ def test_it_serves_the_admin_and_stops_both_processes_on_ctrl_c(tmp_path):
         output = proc.stdout.read().decode()
         assert "Dashboard on http://127.0.0.1" in output
         assert "did not stop" not in output
+        assert "Demo: history written" in output and "Demo: customers arrive" in output
         time.sleep(0.3)
-        with pytest.raises(ProcessLookupError):  # no web or worker process left behind
+        with pytest.raises(ProcessLookupError):  # no web, worker or demo process left behind
             os.killpg(proc.pid, 0)
     finally:
         if proc.poll() is None:

@@ -1,5 +1,9 @@
 """The demo simulator: customers ask FAQ questions, read the answer, and say whether it helped.
 
+``simulate --live URL`` is what ``make run`` starts beside the web server on a demo-only database: it
+writes the demo's back-dated history once (a fresh database), then keeps customers arriving through the
+gateway at ``URL`` over HTTP (``training.demo_loop``). Without ``--live``, for scripting:
+
 Each simulated customer asks one question (an FAQ question or a paraphrase) through the version that
 routing gives them (live, or an A/B arm), the interaction is logged, and the customer gives feedback by
 comparing the answer with the true answer (``answer_quality``): helpful when it is correct, a rating from
@@ -17,21 +21,20 @@ from django.core.management.base import BaseCommand, CommandError
 
 from abtesting.routing import route
 from assistants.backends import BackendError, answer
-from assistants.backends.local import CORRECT_AT, answer_quality
 from assistants.models import Assistant
+from feedback.models import Interaction
 from feedback.services import feedback_submit, interaction_log
+from training.demo import DEMO_SLUG, demo_only
 from training.demo_data import customer_questions
-
-
-def rating_for(quality: float) -> int:
-    """How a customer rates an answer of this quality (1–5)."""
-    if quality >= 0.8:
-        return 5
-    if quality >= CORRECT_AT:
-        return 4
-    if quality >= 0.25:
-        return 2
-    return 1
+from training.demo_loop import (
+    HISTORY_DAYS,
+    GatewayUnavailable,
+    customer_feedback,
+    demo_customer_key,
+    demo_customers_run,
+    demo_history_write,
+    wait_for_server,
+)
 
 
 def _route(assistant: Assistant, user_ref: str):
@@ -84,12 +87,9 @@ def simulate(
         stats["asked"] += 1
         if error or rng.random() >= feedback_rate:
             continue
-        quality = answer_quality(text, truth)
-        helpful = quality >= CORRECT_AT
-        data = {"helpful": helpful, "rating": rating_for(quality), "confidence": 0.9}
-        if not helpful and rng.random() < correction_rate:
-            data["corrected_answer"] = truth
-            corrections += 1
+        data = customer_feedback(rng, text=text, truth=truth, correction_rate=correction_rate)
+        helpful = data["helpful"]
+        corrections += "corrected_answer" in data
         feedback_submit(interaction=logged.interaction, data=data)
         stats["feedback"] += 1
         stats["helpful"] += helpful
@@ -111,7 +111,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--interactions", type=int, default=200, help="How many customers ask (default 200)."
         )
-        parser.add_argument("--feedback-rate", type=float, default=1.0, help="Share who give feedback (0–1).")
+        parser.add_argument(
+            "--feedback-rate",
+            type=float,
+            default=None,
+            help="Share who give feedback (0–1; default 1, and 0.8 with --live).",
+        )
         parser.add_argument(
             "--correction-rate", type=float, default=0.5, help="Share of wrong answers corrected."
         )
@@ -124,6 +129,28 @@ class Command(BaseCommand):
             action="store_true",
             help="Afterwards, check the retrain policy and start a job if due.",
         )
+        parser.add_argument(
+            "--live",
+            metavar="URL",
+            default=None,
+            help=(
+                "The demo that `make run` starts: write the demo's back-dated history on a fresh database, "
+                "then keep customers arriving through the gateway at URL (e.g. http://127.0.0.1:8000). "
+                "Only on a database whose one assistant is the demo."
+            ),
+        )
+        parser.add_argument(
+            "--per-minute",
+            type=float,
+            default=30.0,
+            help="--live: customers arriving per minute (default 30).",
+        )
+        parser.add_argument(
+            "--customers", type=int, default=None, help="--live: stop after this many (default: never)."
+        )
+        parser.add_argument(
+            "--history-days", type=int, default=HISTORY_DAYS, help="--live: days of back-dated history."
+        )
 
     def handle(
         self,
@@ -135,26 +162,32 @@ class Command(BaseCommand):
         error_rate,
         seed,
         check,
+        live,
+        per_minute,
+        customers,
+        history_days,
         **options,
     ):
-        target = Assistant.objects.filter(slug=assistant).select_related("live_version").first()
-        if target is None:
-            raise CommandError(
-                f"No assistant '{assistant}'. Run `manage.py start --setup-only` for the demo."
-            )
         for name, value in (
             ("feedback-rate", feedback_rate),
             ("correction-rate", correction_rate),
             ("error-rate", error_rate),
         ):
-            if not 0 <= value <= 1:
+            if value is not None and not 0 <= value <= 1:
                 raise CommandError(f"--{name} must be between 0 and 1, got {value}.")
+        if live:
+            return self._live(live, per_minute, customers, history_days, feedback_rate, correction_rate, seed)
+        target = Assistant.objects.filter(slug=assistant).select_related("live_version").first()
+        if target is None:
+            raise CommandError(
+                f"No assistant '{assistant}'. Run `manage.py start --setup-only` for the demo."
+            )
         if interactions < 1:
             raise CommandError("--interactions must be at least 1.")
         report = simulate(
             assistant=target,
             interactions=interactions,
-            feedback_rate=feedback_rate,
+            feedback_rate=1.0 if feedback_rate is None else feedback_rate,
             correction_rate=correction_rate,
             error_rate=error_rate,
             seed=seed,
@@ -170,3 +203,41 @@ class Command(BaseCommand):
             from django.core.management import call_command
 
             call_command("check_retraining", assistant=target.slug, trigger=True, stdout=self.stdout)
+
+    def _live(self, url, per_minute, customers, history_days, feedback_rate, correction_rate, seed) -> None:
+        if not demo_only():
+            raise CommandError(
+                "The live demo only runs on a database whose one assistant is the demo: this one has others."
+            )
+        if per_minute <= 0 or history_days < 0 or (customers is not None and customers < 1):
+            raise CommandError(
+                "--per-minute must be above 0, --history-days 0 or more, --customers 1 or more."
+            )
+        demo = Assistant.objects.select_related("live_version", "policy").get(slug=DEMO_SLUG)
+        if history_days and not Interaction.objects.filter(assistant=demo).exists():
+            self.stdout.write(f"Demo: writing {history_days} days of history…")
+            totals = demo_history_write(
+                assistant=demo, days=history_days, seed=seed or 0, progress=self.stdout.write
+            )
+            self.stdout.write(
+                f"Demo: history written ({totals['interactions']} interactions, "
+                f"{totals['feedback']} feedback, {totals['corrections']} corrections)."
+            )
+        try:
+            wait_for_server(url.rstrip("/"))
+        except GatewayUnavailable as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Demo: customers arrive at {url} (about {per_minute:g} a minute).")
+        try:
+            demo_customers_run(
+                url=url.rstrip("/"),
+                key=demo_customer_key(assistant=demo),
+                per_minute=per_minute,
+                feedback_rate=0.8 if feedback_rate is None else feedback_rate,
+                correction_rate=correction_rate,
+                seed=seed,
+                customers=customers,
+                log=self.stdout.write,
+            )
+        except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; `start` stops everyone
+            return

@@ -1,10 +1,19 @@
-"""Everything `make run` needs: migrate, an admin user, the demo assistant, web server and worker."""
+"""Everything `make run` needs: migrate, an admin user, the demo assistant, web server, worker and demo.
+
+The web server is gunicorn with threaded workers (gthread): a streamed chat answer holds one thread
+while it is relayed, not a whole worker process, so a few slow streams cannot starve the dashboard.
+Its control socket lives under ``var/`` instead of the shared default in the home directory.
+
+On a database that holds only the demo assistant, a third process plays customers through the gateway
+(``simulate --live``); ``DEMO=0`` (or ``--no-demo``) turns it off.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,9 +21,23 @@ import time
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from training.demo import demo_ensure
+from config.env import env_bool, env_int
+from training.demo import demo_ensure, demo_only
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served (in use, not ours to bind), or None when it is free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # gunicorn binds with SO_REUSEADDR too, so a port left in TIME_WAIT by a previous run is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 # Both children stop well within this: qcluster within 10 s (training/management/commands/qcluster.py),
 # gunicorn within its --graceful-timeout. One that does not is killed, and the exit code says so.
@@ -22,16 +45,42 @@ STOP_TIMEOUT = 12
 
 
 class Command(BaseCommand):
-    help = "Migrate, ensure an admin user and the demo assistant, then run the web server and the worker."
+    help = (
+        "Migrate, ensure an admin user and the demo assistant, then run the web server, the worker and "
+        "(on a demo-only database) the demo's simulated customers."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--port", type=int, default=None, help="Port of the web server (default: $PORT, else 8000)."
+        )
         parser.add_argument("--workers", type=int, default=2, help="Web worker processes.")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=16,
+            help="Threads per web worker; each streamed answer being relayed holds one (default 16).",
+        )
         parser.add_argument("--no-worker", action="store_true", help="Do not start the django-q2 cluster.")
+        parser.add_argument(
+            "--no-demo",
+            action="store_true",
+            help="Do not start the demo's simulated customers (same as DEMO=0).",
+        )
         parser.add_argument("--setup-only", action="store_true", help="Prepare the database, then exit.")
 
-    def handle(self, *args, host, port, workers, no_worker, setup_only, **options):
+    def handle(self, *args, host, port, workers, threads, no_worker, no_demo, setup_only, **options):
+        port = port if port is not None else env_int("PORT", 8000)
+        demo_wanted = env_bool("DEMO", True) and not no_demo
+        if not setup_only:
+            # Before anything slow: a busy port should fail in a second, with what to do about it.
+            problem = port_problem(host, port)
+            if problem:
+                raise CommandError(
+                    f"Cannot serve on {host}:{port}: {problem}. Another server is probably using it; "
+                    f"pick another port: `make run PORT={port + 1}` (or `manage.py start --port {port + 1}`)."
+                )
         call_command("migrate", interactive=False, verbosity=0)
         self._ensure_admin()
         demo = demo_ensure()
@@ -39,7 +88,10 @@ class Command(BaseCommand):
             self.stdout.write(f"Created the demo assistant '{demo.slug}'.")
         if setup_only:
             return
-        self._serve(host, port, workers, no_worker)
+        run_demo = demo_wanted and demo_only()
+        if demo_wanted and not run_demo:
+            self.stdout.write("Demo customers are off: this database has assistants other than the demo.")
+        self._serve(host, port, workers, threads, no_worker, run_demo)
 
     def _ensure_admin(self) -> None:
         User = get_user_model()
@@ -60,8 +112,11 @@ class Command(BaseCommand):
                 )
             )
 
-    def _serve(self, host: str, port: int, workers: int, no_worker: bool) -> None:
+    def _serve(
+        self, host: str, port: int, workers: int, threads: int, no_worker: bool, run_demo: bool
+    ) -> None:
         manage = str(settings.BASE_DIR / "manage.py")
+        url = f"http://{host}:{port}"
         commands = {
             "web": [
                 sys.executable,
@@ -72,6 +127,12 @@ class Command(BaseCommand):
                 f"{host}:{port}",
                 "--workers",
                 str(workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(threads),
+                "--control-socket",
+                str(settings.VAR_DIR / "gunicorn.ctl"),
                 "--access-logfile",
                 "-",
                 "--timeout",
@@ -82,10 +143,15 @@ class Command(BaseCommand):
         }
         if not no_worker:
             commands["worker"] = [sys.executable, manage, "qcluster"]
+        if run_demo:
+            commands["demo"] = [sys.executable, manage, "simulate", "--live", url]
         children = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
-        self.stdout.write(
-            self.style.SUCCESS(f"Dashboard on http://{host}:{port}/ (admin at /admin/). Ctrl-C stops.")
-        )
+        self.stdout.write(self.style.SUCCESS(f"Dashboard on {url}/ (admin at /admin/). Ctrl-C stops."))
+        if run_demo:
+            self.stdout.write(
+                "Demo: simulated customers through the gateway, after a month of back-dated history on a "
+                "fresh database (DEMO=0 turns them off)."
+            )
 
         stopping = False
 
@@ -97,11 +163,18 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         exit_code = 0
         while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    self.stderr.write(f"The {name} process exited with {child.returncode}; stopping.")
-                    exit_code = child.returncode or 1
-                    stopping = True
+            for name, child in list(children.items()):
+                if child.poll() is None:
+                    continue
+                if name == "demo":  # the product runs without its simulated customers
+                    self.stderr.write(
+                        f"The demo process exited with {child.returncode}; web and worker go on."
+                    )
+                    del children[name]
+                    continue
+                self.stderr.write(f"The {name} process exited with {child.returncode}; stopping.")
+                exit_code = child.returncode or 1
+                stopping = True
             time.sleep(0.5)
         for child in children.values():
             if child.poll() is None:

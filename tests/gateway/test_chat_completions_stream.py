@@ -1,0 +1,344 @@
+"""POST /v1/chat/completions with ``stream: true``: OpenAI's chunk format, driven by the ``openai`` SDK."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+import threading
+from pathlib import Path
+
+import openai
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from assistants import backends
+from assistants.backends.local import LocalRetrievalModel
+from assistants.services import deployment_make_live, model_version_create
+from feedback.models import Feedback, Interaction
+from feedback.services import interaction_log
+from gateway.services import GatewayError, StreamEnd, chat_completion_stream
+
+URL = "/v1/chat/completions"
+ANSWER = "Open Orders and click Track; every shipped order has a tracking link."
+FAQ = {
+    "Where is my order?": ANSWER,
+    "How do I reset my password?": "Click 'Forgot password' on the login page.",
+}
+
+
+def _load_fake_openai():  # tests/ is not a package: import the fake server by path
+    if "fake_openai" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "fake_openai", Path(__file__).parents[1] / "fake_openai.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fake_openai"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["fake_openai"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    backends.clear_model_cache()
+    yield
+    backends.clear_model_cache()
+
+
+@pytest.fixture
+def live(assistant):
+    data = LocalRetrievalModel.fit(list(FAQ), list(FAQ.values())).to_bytes()
+    artifact = default_storage.save(f"models/{assistant.slug}/shop-v1.pkl", ContentFile(data))
+    version = model_version_create(
+        assistant=assistant,
+        name="shop-v1",
+        backend="local",
+        artifact=artifact,
+        artifact_sha256=hashlib.sha256(data).hexdigest(),
+    )
+    deployment_make_live(version=version, reason="initial")
+    return version
+
+
+@pytest.fixture
+def fake_provider(settings):
+    with _load_fake_openai().FakeOpenAIServer(time_limit=60) as fake:
+        settings.OPENAI_BASE_URL = fake.url + "/v1"
+        settings.OPENAI_API_KEY = "sk-test"
+        yield fake
+
+
+@pytest.fixture
+def provider_live(assistant, fake_provider):
+    version = model_version_create(
+        assistant=assistant, name="shop-ft", backend="openai", provider_model="gpt-4o-mini"
+    )
+    deployment_make_live(version=version, reason="initial")
+    return version
+
+
+@pytest.fixture
+def sdk(transactional_db, live_server, ingest_key):
+    # Closing the client closes its keep-alive sockets, so the live server's request threads end and
+    # release their database connections (PostgreSQL refuses to drop a test database still in use).
+    with openai.OpenAI(base_url=live_server.url + "/v1", api_key=ingest_key, max_retries=0, timeout=20) as c:
+        yield c
+
+
+def _ask(text: str, **extra) -> dict:
+    return {"model": "shop", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def _events(response) -> list:
+    """The ``data:`` payloads of an event-stream response (JSON decoded, ``[DONE]`` kept as text)."""
+    body = b"".join(response.streaming_content).decode()
+    assert body.endswith("\n\n")
+    events = []
+    for block in body.split("\n\n")[:-1]:
+        assert block.startswith("data: "), block
+        data = block[len("data: ") :]
+        events.append(data if data == "[DONE]" else json.loads(data))
+    return events
+
+
+# -- the OpenAI SDK against the running server ----------------------------------------------------------
+
+
+def test_the_sdk_streams_an_answer_that_is_logged_once_it_ends(sdk, live):
+    stream = sdk.chat.completions.create(
+        model="shop", messages=[{"role": "user", "content": "where is my order?"}], user="cust-7", stream=True
+    )
+    chunks = list(stream)
+
+    interaction = Interaction.objects.get()
+    assert {c.id for c in chunks} == {f"chatcmpl-{interaction.pk}"}
+    assert {c.object for c in chunks} == {"chat.completion.chunk"}
+    assert {c.model for c in chunks} == {"shop-v1"}
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks] == [None] * (len(chunks) - 1) + ["stop"]
+    pieces = [c.choices[0].delta.content or "" for c in chunks]
+    assert len([p for p in pieces if p]) == len(ANSWER.split())  # in word-sized chunks, not one block
+    assert "".join(pieces) == ANSWER
+    assert all(c.usage is None for c in chunks)
+    assert interaction.response == ANSWER
+    assert interaction.user_ref == "cust-7" and interaction.model_version == live
+    assert interaction.error is None
+    assert 0 <= interaction.first_token_ms <= interaction.latency_ms
+
+
+def test_include_usage_adds_a_last_chunk_with_the_token_counts(sdk, live):
+    stream = sdk.chat.completions.create(
+        model="shop",
+        messages=[{"role": "user", "content": "where is my order?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+
+    last = chunks[-1]
+    assert last.choices == []
+    assert last.usage.completion_tokens == len(ANSWER.split())
+    assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
+    assert all(c.usage is None for c in chunks[:-1])
+    assert chunks[-2].choices[0].finish_reason == "stop"
+
+
+def test_feedback_about_a_streamed_answer_lands_on_its_interaction(sdk, live, ingest):
+    chunks = list(
+        sdk.chat.completions.create(
+            model="shop", messages=[{"role": "user", "content": "where is my order"}], stream=True
+        )
+    )
+    interaction_id = chunks[0].model_extra["interaction_id"]
+
+    response = ingest.post(
+        "/api/v1/feedback",
+        {"assistant": "shop", "interaction_id": interaction_id, "helpful": False, "rating": 2},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.json()
+    feedback = Feedback.objects.get()
+    assert feedback.interaction_id == interaction_id
+    assert chunks[0].id == f"chatcmpl-{interaction_id}"
+    assert feedback.interaction.response == ANSWER
+
+
+def test_a_provider_stream_is_relayed_as_it_arrives(sdk, provider_live, fake_provider):
+    fake_provider.stream_hold = threading.Event()  # the provider sends one word, then waits
+    stream = sdk.chat.completions.create(
+        model="shop",
+        messages=[{"role": "user", "content": "Where is my order?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    try:
+        first = next(stream)
+        second = next(stream)
+        held_back = not fake_provider.stream_hold.is_set()
+    finally:
+        fake_provider.stream_hold.set()
+    rest = list(stream)
+
+    assert first.choices[0].delta.role == "assistant"
+    assert second.choices[0].delta.content == "[gpt-4o-mini]"
+    assert held_back  # the first word reached the client before the provider sent the second
+    text = "".join(c.choices[0].delta.content or "" for c in [first, second, *rest] if c.choices)
+    assert text == "[gpt-4o-mini] You asked: Where is my order?"
+    # The provider's own count, passed on: it includes the system prompt the gateway added (4 + 4 words).
+    assert (rest[-1].usage.prompt_tokens, rest[-1].usage.completion_tokens) == (8 + 8 + 3, 7)
+    sent = fake_provider.requests_to("POST", "/v1/chat/completions")[0][2]
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert sent["messages"][0] == {"role": "system", "content": "You help shop customers."}
+    interaction = Interaction.objects.get()
+    assert interaction.response == text and interaction.model_version == provider_live
+    assert interaction.first_token_ms <= interaction.latency_ms
+
+
+def test_a_provider_failure_mid_stream_ends_with_an_error_event_and_is_logged(
+    sdk, provider_live, fake_provider
+):
+    fake_provider.stream_fail_after = 2
+    stream = sdk.chat.completions.create(
+        model="shop", messages=[{"role": "user", "content": "Where is my order?"}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+
+    assert "".join(received) == "[gpt-4o-mini] You"
+    assert caught.value.code == "backend_error"
+    assert "mid-stream" in caught.value.message
+    interaction = Interaction.objects.get()
+    assert interaction.response == "[gpt-4o-mini] You"  # what the customer saw
+    assert "The provider" in interaction.error
+    assert interaction.latency_ms is not None
+
+
+def test_a_provider_that_refuses_before_streaming_gets_a_plain_error(sdk, assistant, fake_provider):
+    version = model_version_create(
+        assistant=assistant, name="shop-ft", backend="openai", provider_model="ft:x"
+    )
+    deployment_make_live(version=version, reason="initial")
+
+    with pytest.raises(openai.InternalServerError) as caught:
+        sdk.chat.completions.create(model="shop", messages=[{"role": "user", "content": "hi"}], stream=True)
+
+    assert caught.value.status_code == 502
+    assert caught.value.code == "backend_error"
+    interaction = Interaction.objects.get()
+    assert "404" in interaction.error and interaction.response == ""
+
+
+# -- the wire format and edge cases, through the test client -------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_answers_an_event_stream_ending_with_done(ingest, live):
+    response = ingest.post(URL, _ask("where is my order", stream=True), format="json")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    assert response["Cache-Control"] == "no-cache"
+    interaction = Interaction.objects.get()
+    assert response["x-interaction-id"] == str(interaction.pk)
+    events = _events(response)
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+    for chunk in chunks:
+        assert chunk["interaction_id"] == interaction.pk
+        assert chunk["request_id"] == interaction.request_id
+        assert chunk["experiment"] is None and chunk["arm"] == ""
+        assert "usage" not in chunk
+
+
+@pytest.mark.django_db
+def test_the_chunks_carry_the_same_metadata_as_a_plain_answer(ingest, live):
+    plain = ingest.post(URL, _ask("where is my order", metadata={"request_id": "a"}), format="json").json()
+    streamed = _events(
+        ingest.post(URL, _ask("where is my order", stream=True, metadata={"request_id": "b"}), format="json")
+    )[0]
+
+    shared = set(plain) - {"object", "choices", "usage"}
+    assert shared == set(streamed) - {"object", "choices"}
+    assert streamed["interaction_id"] == plain["interaction_id"] + 1
+
+
+@pytest.mark.django_db
+def test_a_repeated_request_id_streams_the_logged_answer_again(ingest, live):
+    first = _events(
+        ingest.post(URL, _ask("where is my order", stream=True, metadata={"request_id": "r"}), format="json")
+    )
+    again = _events(
+        ingest.post(URL, _ask("where is my order", stream=True, metadata={"request_id": "r"}), format="json")
+    )
+
+    assert Interaction.objects.count() == 1
+    assert again == first
+
+
+@pytest.mark.django_db
+def test_a_request_id_still_streaming_is_refused_with_409(ingest, assistant, live):
+    interaction_log(assistant=assistant, request_id="r-1", messages=_ask("hi")["messages"], response="")
+
+    response = ingest.post(URL, _ask("hi", stream=True, metadata={"request_id": "r-1"}), format="json")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "request_in_progress"
+
+
+@pytest.mark.django_db
+def test_a_customer_who_hangs_up_leaves_an_errored_interaction_with_what_they_saw(assistant, live):
+    assistant.refresh_from_db()
+    stream = chat_completion_stream(assistant=assistant, messages=_ask("where is my order")["messages"])
+    first = next(stream.events)
+    stream.events.close()
+
+    interaction = Interaction.objects.get()
+    assert interaction.response == first == "Open"
+    assert interaction.error == "The client closed the stream before the answer ended."
+
+
+@pytest.mark.django_db
+def test_the_service_yields_deltas_then_the_end(assistant, live):
+    assistant.refresh_from_db()
+    stream = chat_completion_stream(assistant=assistant, messages=_ask("where is my order")["messages"])
+    events = list(stream.events)
+
+    assert isinstance(events[-1], StreamEnd) and events[-1].finish_reason == "stop"
+    assert "".join(events[:-1]) == ANSWER
+
+
+@pytest.mark.django_db
+def test_nothing_live_is_a_plain_404_before_any_stream(ingest, assistant):
+    response = ingest.post(URL, _ask("hi", stream=True), format="json")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+    with pytest.raises(GatewayError):
+        chat_completion_stream(assistant=assistant, messages=_ask("hi")["messages"])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"stream_options": {"include_usage": True}}, "only allowed with stream=true"),
+        ({"stream": True, "stream_options": {"include_usage": "yes"}}, "include_usage must be true or false"),
+        ({"stream": True, "stream_options": "usage"}, "dictionary"),
+        ({"stream": "sometimes"}, "boolean"),
+    ],
+)
+def test_bad_stream_options_are_a_bad_request(ingest, live, extra, fragment):
+    response = ingest.post(URL, _ask("hi", **extra), format="json")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert fragment in error["message"]
+    assert error["param"] in ("stream", "stream_options")
+    assert not Interaction.objects.exists()
