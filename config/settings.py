@@ -272,7 +272,7 @@ Q_CLUSTER = {
 # `manage.py qcluster` (training/management/commands/qcluster.py) lets running tasks finish this many
 # seconds after SIGTERM/SIGINT, then stops them: the whole stop stays within 10 s (systemd's default
 # TimeoutStopSec is 90). An interrupted training stage is resumed by the watchdog.
-Q_STOP_GRACE = env_int("Q_STOP_GRACE", 7)
+Q_STOP_GRACE = env_int("Q_STOP_GRACE", 5)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:

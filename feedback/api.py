@@ -388,7 +388,7 @@ def _token_matches(ref: services.InteractionRef | None, token: str | None) -> bo
 
 def _charge_customers(key: ApiKey, refs: list[services.InteractionRef]) -> None:
     """The per-customer limit: the interaction's user ref, or the interaction itself when it has none."""
-    users = dict(Interaction.objects.filter(pk__in={r.pk for r in refs}).values_list("pk", "user_ref"))
+    users = selectors.interaction_user_refs(ids={r.pk for r in refs})
     customers: dict[str, int] = {}
     for ref in refs:
         user = users.get(ref.pk)

@@ -128,6 +128,11 @@ def interaction_get(
     return qs.filter(request_id=request_id).first()
 
 
+def interaction_user_refs(*, ids: set[int]) -> dict[int, str]:
+    """``{interaction id: user ref}`` for these interactions (one query)."""
+    return dict(Interaction.objects.filter(pk__in=ids).values_list("pk", "user_ref"))
+
+
 def feedback_for_explorer(
     *,
     assistant: Assistant | None = None,

@@ -107,3 +107,41 @@ def test_a_customer_sends_feedback_from_another_site(live_server, shop_site):
     assert rows["thumbs"].helpful is False
     assert rows["improvement"].suggestion == "Mention the 30-day limit."
     assert rows["thumbs"].idempotency_key == "req-7:thumbs"
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_with_ask_auto_the_widget_asks_with_the_token_and_only_once(live_server, shop_site):
+    require(chromium_path() is not None, "Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    origin, pages = shop_site
+    assistant = assistant_create(slug="shop", name="Shop")
+    assistant.feedback_sample_rate = 1.0
+    assistant.save(update_fields=["feedback_sample_rate"])
+    hello = [{"role": "user", "content": "Hi"}]
+    logged = interaction_log(assistant=assistant, request_id="req-9", messages=hello, response="Hello.")
+    answered = logged.interaction
+    _, key = api_key_create(scope="ingest", assistant=assistant, allowed_origins=[origin])
+    token = feedback_token(answered.pk)
+    pages["html"] = f"""<!doctype html><title>Shop</title>
+      <div id="fb" data-trainloop-request-id="req-9" data-feedback-token="{token}"></div>
+      <script src="{live_server.url}/static/widget/feedback.js" data-endpoint="{live_server.url}"
+              data-key="{key}" data-assistant="shop" data-ask="auto"></script>"""
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(origin, timeout=15000)
+            page.get_by_label("Helpful", exact=True).click()
+            page.get_by_text("Thanks for your feedback!").wait_for(timeout=10000)
+            page.reload()  # asked once already: the widget stays hidden
+            page.wait_for_load_state("networkidle")
+            assert page.locator("#fb button").count() == 0
+        finally:
+            browser.close()
+
+    answered.refresh_from_db()
+    assert answered.feedback_requested_at is not None
+    assert Feedback.objects.get().helpful is True

@@ -78,6 +78,7 @@ def _stopped_within(proc: subprocess.Popen, log: Path) -> float:
     except subprocess.TimeoutExpired:
         pytest.fail(f"qcluster still running {STOP_WITHIN:.0f} s after the signal\n{log.read_text()[-2000:]}")
     took = time.monotonic() - began
+    print(f"stopped in {took:.1f} s")
     assert proc.returncode == 0, log.read_text(errors="replace")[-2000:]
     # Nothing of the cluster is left: no worker, sentinel, monitor or pusher, not even a zombie.
     time.sleep(0.3)

@@ -15,7 +15,7 @@ This command runs the same ``Cluster`` but handles the signals itself, outside s
 2. If the sentinel is alive, it is asked to stop gracefully (``stop_event.set()`` from a helper thread, so
    a sentinel that dies meanwhile cannot hang us): it stops fetching tasks, lets idle workers exit and
    drains results.
-3. Whatever is still running after ``Q_STOP_GRACE`` seconds (default 7, so that the whole stop fits in 10)
+3. Whatever is still running after ``Q_STOP_GRACE`` seconds (default 5, so that the whole stop fits in 10)
    gets SIGTERM, then SIGKILL a second later. An interrupted task is not lost: a training stage's lease
    stops being renewed and the watchdog hands the job to another worker (training/services.py), and the
    broker delivers an unacknowledged task again after ``retry``.
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 PR_SET_CHILD_SUBREAPER = 36
 POLL = 0.2
-KILL_AFTER = 1.0  # seconds between SIGTERM and SIGKILL for processes that outlive the grace period
+KILL_AFTER = 0.5  # seconds between SIGTERM and SIGKILL for processes that outlive the grace period
 
 
 def _become_subreaper() -> bool:
@@ -92,7 +92,7 @@ class Command(DjangoQClusterCommand):
         settings.SECRET_KEY  # noqa: B018 - as django-q2's command: signing needs it, fail early
         if options.get("cluster_name"):
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
-        grace = float(getattr(settings, "Q_STOP_GRACE", 7))
+        grace = float(getattr(settings, "Q_STOP_GRACE", 5))
         _become_subreaper()
 
         requested: list[int] = []
