@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import connections, router
 from django.utils.dateparse import parse_date, parse_datetime
@@ -498,7 +498,15 @@ def _parse_when(value: str | None, field: str) -> datetime | None:
         parsed = None
     if parsed is None:
         raise exceptions.ValidationError({field: [f"'{value}' is not a date or ISO 8601 datetime."]})
-    return parsed if parsed.tzinfo else make_aware(parsed)
+    parsed = parsed if parsed.tzinfo else make_aware(parsed)
+    try:
+        # SQLite stores UTC: 0001-01-01T00:00+14:00 is before year 1 there (an OverflowError, a 500).
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise exceptions.ValidationError(
+            {field: [f"'{value}' is out of range: use a datetime between years 1 and 9999 in UTC."]}
+        ) from None
+    return parsed
 
 
 class AssistantStatsApi(APIView):

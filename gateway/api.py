@@ -18,6 +18,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from assistants.api_errors import api_exception
+from assistants.api_parsers import BodyRefused
 from assistants.auth import ServerIngestScope, assistant_for_key
 from gateway.services import Completion, GatewayError, chat_completion_create
 
@@ -221,6 +223,7 @@ class ChatCompletionCreateApi(APIView):
 
     def handle_exception(self, exc: Exception) -> Response:
         """Every failure in OpenAI's error shape, so OpenAI SDKs raise their usual exception classes."""
+        exc = api_exception(exc)
         if isinstance(exc, GatewayError):
             response = openai_error(
                 exc.message, status=exc.status, type=exc.type, code=exc.code, param=exc.param
@@ -241,6 +244,8 @@ class ChatCompletionCreateApi(APIView):
             detail = exc.detail if isinstance(exc.detail, dict) else {"messages": exc.detail}
             param, problem = next(iter(detail.items()))
             return openai_error(f"Invalid '{param}': {_detail_text(problem)}", status=400, param=str(param))
+        if isinstance(exc, BodyRefused):
+            return openai_error(str(exc.detail), status=400)
         if isinstance(exc, exceptions.ParseError):
             return openai_error("We could not parse the JSON body of your request.", status=400)
         if isinstance(exc, exceptions.NotFound):

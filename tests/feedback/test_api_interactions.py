@@ -140,4 +140,4 @@ def test_nul_and_lone_surrogates_are_400_not_500(ingest, assistant):
         payload = json.dumps(body(messages=messages, request_id=text))
         response = ingest.post(URL, payload, content_type="application/json")
         assert response.status_code == 400
-        assert set(response.json()["errors"]) == {"messages", "request_id"}
+        assert set(response.json()["errors"]) == {"messages[0].content", "request_id"}
