@@ -90,3 +90,21 @@ def _api_error(request: HttpRequest, message: str, *, status: int, field: str | 
     else:
         body = {"detail": message}
     return JsonResponse(body, status=status)
+
+
+class NoStoreMiddleware:
+    """``Cache-Control: no-store`` on every page and API answer that does not choose its own caching.
+
+    Dashboard pages and API answers carry customers' conversations and feedback: a shared proxy or the
+    browser's disk cache must not keep them after the reviewer logs out. Static files are served by
+    WhiteNoise before this runs, with their own long-lived caching.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
+        return response
