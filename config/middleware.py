@@ -11,6 +11,7 @@ from django.shortcuts import render, resolve_url
 from django_htmx.http import HttpResponseClientRedirect
 
 from assistants.api_parsers import body_limit, too_large_message, unstorable
+from config.errors import API_PREFIXES
 
 
 class HtmxLoginRedirectMiddleware:
@@ -36,7 +37,6 @@ class HtmxLoginRedirectMiddleware:
         return HttpResponseClientRedirect(f"{login}?{urlencode({'next': back})}")
 
 
-API_PREFIXES = ("/api/", "/v1/")
 
 
 def _bad_fields(data) -> list[str]:

@@ -23,3 +23,6 @@ urlpatterns = [
     path("", include("abtesting.urls")),
     path("", include("training.urls")),
 ]
+
+handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +26,8 @@ from rest_framework.views import APIView
 from assistants.api_errors import api_exception
 from assistants.api_parsers import BodyRefused
 from assistants.auth import ServerIngestScope, assistant_for_key
+from assistants.schema import SLUG_SCHEMA, OpenAIErrorSerializer
+from assistants.serializers import JsonInputSerializer
 from gateway.services import Completion, GatewayError, chat_completion_create
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -48,7 +55,7 @@ class RouteGetApi(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "assistant", str, description="Assistant slug (optional for keys bound to one)."
+                "assistant", SLUG_SCHEMA, description="Assistant slug (optional for keys bound to one)."
             ),
             OpenApiParameter("user", str, description="Opaque, stable user ref: keeps the user in one arm."),
         ],
@@ -75,6 +82,35 @@ class RouteGetApi(APIView):
             "arm": picked.arm or "",
         }
         return Response(self.OutputSerializer(data).data)
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "required": ["role"],
+        "properties": {
+            "role": {"type": "string", "enum": list(ROLES)},
+            "content": {
+                "oneOf": [
+                    {"type": "string", "nullable": True},
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "text"],
+                            "properties": {
+                                "type": {"type": "string", "enum": ["text"]},
+                                "text": {"type": "string"},
+                            },
+                        },
+                    },
+                ]
+            },
+        },
+    }
+)
+class ChatMessageField(serializers.DictField):
+    """An OpenAI chat message: a role, and content as a string or a list of text parts."""
 
 
 def _message_text(content: Any) -> str | None:
@@ -127,16 +163,63 @@ def _detail_text(detail: Any) -> str:
     return str(detail)
 
 
+class ChatMessageOutputSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["assistant"])
+    content = serializers.CharField()
+    refusal = serializers.CharField(allow_null=True)
+
+
+class ChatChoiceSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    message = ChatMessageOutputSerializer()
+    logprobs = serializers.JSONField(allow_null=True)
+    finish_reason = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="ChatCompletion")
+class ChatCompletionSerializer(serializers.Serializer):
+    """OpenAI's chat.completion object, plus the ids to send feedback on this answer with."""
+
+    id = serializers.CharField(help_text="chatcmpl-<interaction id>")
+    object = serializers.ChoiceField(choices=["chat.completion"])
+    created = serializers.IntegerField()
+    model = serializers.CharField(help_text="The model version that answered.")
+    choices = ChatChoiceSerializer(many=True)
+    usage = serializers.DictField(child=serializers.IntegerField(), help_text="Token counts.")
+    system_fingerprint = serializers.CharField(allow_null=True)
+    interaction_id = serializers.IntegerField()
+    request_id = serializers.CharField()
+    experiment = serializers.IntegerField(allow_null=True)
+    arm = serializers.CharField(allow_blank=True)
+
+
 class ChatCompletionCreateApi(APIView):
     """OpenAI-compatible chat completions: ``model`` is the assistant slug, the key an ingest key."""
 
     permission_classes = [ServerIngestScope]
+    error_serializer = OpenAIErrorSerializer
 
     @extend_schema_serializer(component_name="ChatCompletionRequest")
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(JsonInputSerializer):
+        # What the validate_* methods below refuse, stated in the schema.
+        openapi_rules = {
+            "properties": {
+                "messages": {"minItems": 1},
+                "stream": {"enum": [False, None]},
+                "metadata": {
+                    "properties": {
+                        "request_id": {"type": "string", "minLength": 1, "maxLength": 200, "nullable": True}
+                    }
+                },
+            }
+        }
+
         model = serializers.SlugField(help_text="The assistant's slug.")
         messages = serializers.ListField(
-            child=serializers.DictField(), allow_empty=False, max_length=MAX_MESSAGES
+            child=ChatMessageField(),
+            allow_empty=False,
+            max_length=MAX_MESSAGES,
+            help_text="At least one message with role 'user'.",
         )
         user = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         metadata = serializers.DictField(required=False, default=dict)
@@ -180,7 +263,7 @@ class ChatCompletionCreateApi(APIView):
                 raise serializers.ValidationError("Streaming is not supported: send stream=false.")
             return False
 
-    @extend_schema(request=InputSerializer, responses={200: dict})
+    @extend_schema(request=InputSerializer, responses={200: ChatCompletionSerializer})
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -65,8 +65,8 @@ def test_it_defaults_to_the_live_version(ingest, assistant):
 
 def test_it_rejects_an_unknown_model_version(ingest, assistant):
     response = ingest.post(URL, body(model_version="nope"), format="json")
-    assert response.status_code == 400
-    assert "nope" in response.json()["errors"]["model_version"][0]
+    assert response.status_code == 404
+    assert response.json()["detail"] == "'shop' has no model version named 'nope'."
 
 
 def test_it_lists_every_bad_field(ingest, assistant):
