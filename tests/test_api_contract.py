@@ -29,7 +29,7 @@ from .training.conftest import give_feedback, make_job, train_local
 
 # Enough to reach every branch the schema describes (each operation also gets schemathesis' explicit
 # examples and boundary values); the whole run is timed in the report of issue 9.
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 15
 
 APP = get_wsgi_application()
 # Two things the schema cannot say, so the generator leaves them out: NUL is refused in every text
