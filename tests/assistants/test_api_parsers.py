@@ -44,6 +44,13 @@ def test_it_refuses_nul_and_lone_surrogates_anywhere_naming_where(text):
         parse('{"metadata": {"' + text + '": 1}}')  # keys too
 
 
+def test_brackets_and_escaped_backslashes_inside_strings_are_just_text():
+    text = "[" * 200 + "{"
+    assert parse('{"comment": "' + text + '"}') == {"comment": text}
+    # JSON "a\\u0000" is a backslash followed by "u0000", not a NUL.
+    assert parse('{"comment": "a\\\\u0000"}') == {"comment": "a\\u0000"}
+
+
 def test_a_paired_surrogate_is_a_character_like_any_other():
     assert parse('{"comment": "\\ud83d\\ude00"}') == {"comment": "\N{GRINNING FACE}"}
 
