@@ -37,14 +37,12 @@ class HtmxLoginRedirectMiddleware:
         return HttpResponseClientRedirect(f"{login}?{urlencode({'next': back})}")
 
 
-
-
 def _bad_fields(data) -> list[str]:
     return sorted(name for name, values in data.lists() if unstorable(name) or any(map(unstorable, values)))
 
 
 class RefuseNulInInputMiddleware:
-    """Answer 400 to a NUL character (or a lone surrogate) in any query parameter or form field.
+    """Answer 400 to a NUL character (or a lone surrogate) in an API query parameter or any form field.
 
     PostgreSQL text refuses NUL, so using one in a query (``?assistant=%00``) or saving one (a reject
     reason, a corrected answer, a rollback note) was a 500; SQLite silently stored it. Django's form
@@ -60,7 +58,9 @@ class RefuseNulInInputMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         api = request.path.startswith(API_PREFIXES)
-        bad = _bad_fields(request.GET)
+        # The pages' filters already treat a NUL like any unknown value (they show nothing), so only the
+        # API's query parameters are checked.
+        bad = _bad_fields(request.GET) if api else []
         where = "query parameter"
         if not bad and request.method == "POST" and request.content_type in self.FORM_TYPES:
             try:

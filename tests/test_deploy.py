@@ -19,7 +19,16 @@ def documented_settings() -> dict[str, str]:
 
 
 def check_deploy(tmp_path, env_vars: dict[str, str]) -> subprocess.CompletedProcess:
-    own = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "HTTPS")
+    # DJANGO_ALLOW_ASYNC_UNSAFE: the browser tests set it in this process; no deployment does.
+    own = (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "DEBUG",
+        "ALLOWED_HOSTS",
+        "HTTPS",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+    )
     env = {k: v for k, v in os.environ.items() if k not in own and not k.startswith("SECURE_")}
     env.update(env_vars, TRAINLOOP_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
     return subprocess.run(
