@@ -12,6 +12,8 @@ from rest_framework.views import APIView
 from abtesting import selectors, services
 from abtesting.models import Experiment
 from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key, require_user_permission
+from assistants.schema import SLUG_SCHEMA
+from assistants.serializers import JsonInputSerializer
 
 MAX_LIST = 200
 
@@ -40,7 +42,7 @@ class ExperimentDetailSerializer(ExperimentSummarySerializer):
     max_duration_days = serializers.FloatField()
     significance_level = serializers.FloatField()
     min_improvement = serializers.FloatField()
-    stopped_by = serializers.CharField(source="stopped_by.username", default=None)
+    stopped_by = serializers.CharField(source="stopped_by.username", default=None, allow_null=True)
     stages = serializers.ListField(child=serializers.FloatField())
     stage_index = serializers.IntegerField()
     stage_hours = serializers.FloatField()
@@ -63,6 +65,9 @@ def _visible(request: Request, experiment_id: int) -> Experiment:
 class ExperimentListApi(APIView):
     permission_classes = [ReadScope]
 
+    class OutputSerializer(serializers.Serializer):
+        results = ExperimentSummarySerializer(many=True, help_text=f"Newest first, at most {MAX_LIST}.")
+
     class FilterSerializer(serializers.Serializer):
         assistant = serializers.SlugField(required=False)
         status = serializers.ChoiceField(choices=Experiment.Status.choices, required=False)
@@ -70,11 +75,13 @@ class ExperimentListApi(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("assistant", str, description="Assistant slug"),
-            OpenApiParameter("status", str, enum=Experiment.Status.values),
-            OpenApiParameter("purpose", str, enum=Experiment.Purpose.values),
+            OpenApiParameter("assistant", SLUG_SCHEMA, description="Assistant slug"),
+            # Empty means "any", as an HTML form's blank choice does.
+            OpenApiParameter("status", str, enum=[*Experiment.Status.values, ""]),
+            OpenApiParameter("purpose", str, enum=[*Experiment.Purpose.values, ""]),
         ],
-        responses={200: ExperimentSummarySerializer(many=True)},
+        responses={200: OutputSerializer},
+        operation_id="api_v1_experiments_list",
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
@@ -107,7 +114,7 @@ class ExperimentDetailApi(APIView):
 class ExperimentStopApi(APIView):
     permission_classes = [ManageScope]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(JsonInputSerializer):
         reason = serializers.CharField(
             max_length=2000, help_text="Why it is stopped (kept on the experiment)."
         )

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from assistants.api_parsers import BodyRefused, PayloadTooLarge, body_limit, too_large_message
+
+
+def api_exception(exc: Exception) -> Exception:
+    """Django's own refusals that mean bad input, as the API exceptions that answer them."""
+    if isinstance(exc, RequestDataTooBig):
+        # DRF reads the body through ``request.body``, which refuses more than the limit.
+        return PayloadTooLarge(too_large_message(body_limit()))
+    return exc
+
 
 def exception_handler(exc, context):
+    exc = api_exception(exc)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         )
+    if isinstance(exc, BodyRefused):
+        return Response({"detail": str(exc.detail)}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, exceptions.ParseError):
         return Response(
             {"detail": f"The request body is not valid JSON: {exc.detail}"},

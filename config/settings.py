@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -25,13 +26,21 @@ DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
 
 
+MIN_SECRET_KEY_LENGTH = 50  # what `check --deploy` (security.W009) asks for
+
+
 def _secret_key() -> str:
     key = env_str("SECRET_KEY")
+    if DATABASE_URL and len(key) < MIN_SECRET_KEY_LENGTH:
+        # An external database means a real deployment: several hosts must share one key, and a short
+        # one signs sessions and password-reset links that can be forged by guessing it.
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is required when DATABASE_URL is set, with at least {MIN_SECRET_KEY_LENGTH} "
+            f"characters (this one has {len(key)}): generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
     if key:
         return key
-    if DATABASE_URL:
-        # An external database means a real deployment: several hosts must share one key.
-        raise ImproperlyConfigured("SECRET_KEY is required when DATABASE_URL is set.")
     # Embedded default: generate once and keep it, so sessions survive restarts.
     path = VAR_DIR / "secret_key"
     if not path.exists():
@@ -54,8 +63,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "django_htmx",
     "template_partials",
+    "axes",
     # Our apps, lowest layer first (see DESIGN.md: imports only point down).
     "assistants",
     "feedback",
@@ -76,11 +87,79 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "config.middleware.RefuseNulInFormsMiddleware",
+    "config.middleware.RefuseNulInInputMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.middleware.HtmxLoginRedirectMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "config.middleware.NoStoreMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised during authentication into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses to even check the password of a locked-out username or address.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# Failed logins (dashboard and admin share one login): after AXES_FAILURE_LIMIT failures for one
+# username, or from one client address, that username or address may not log in for AXES_COOLOFF_TIME
+# (each counted on its own, so guessing many passwords for one user and one password for many users
+# are both stopped). Attempts are stored in the database, so every web process counts together.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"
+# Behind a reverse proxy every request comes from the proxy's address: count the client address the
+# proxy appends to X-Forwarded-For instead (TRUSTED_PROXY_COUNT proxies in front of the app).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+
+# HTTPS deployments (see docs/DEPLOY.md): HTTPS=True turns every setting below on; each can be set alone.
+HTTPS = env_bool("HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    # e.g. SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto:https -- only behind a proxy that always sets it.
+    raw = env_str("SECURE_PROXY_SSL_HEADER").strip()
+    if not raw:
+        return None
+    header, sep, value = raw.partition(":")
+    if not sep or not header.strip() or not value.strip():
+        raise ImproperlyConfigured(
+            f"SECURE_PROXY_SSL_HEADER={raw!r}: write Header-Name:value, e.g. X-Forwarded-Proto:https."
+        )
+    return "HTTP_" + header.strip().upper().replace("-", "_"), value.strip()
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+
+# Dashboard pages load only our own scripts, styles and images (htmx and Chart.js are vendored, no
+# template has an inline script or style), so an injected <script> or on* attribute cannot run.
+# /api/docs/ is left out: Swagger UI's page carries an inline script and style.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/docs/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -178,6 +257,11 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
+# The largest request body (bytes), for the API and forms alike. The documented largest request -- a
+# 1,000-item feedback batch whose comments have 10,000 characters each -- is ~10.4 MB of JSON; 16 MiB
+# takes it with room for the other fields. Larger bodies get a JSON 413 naming this limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 16 * 1024 * 1024)
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard-home"
 LOGOUT_REDIRECT_URL = "login"
@@ -213,7 +297,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"api_key": _throttle_rate()},
     "DEFAULT_SCHEMA_CLASS": "assistants.schema.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["assistants.api_parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "assistants.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -227,6 +311,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "assistants.schema.apply_serializer_rules",
+    ],
 }
 
 # Email: the console backend (messages printed by the process that sends them) until EMAIL_HOST is set.

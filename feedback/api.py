@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import connections, router
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +25,8 @@ from assistants.auth import (
     request_key,
 )
 from assistants.models import ApiKey, Assistant, ModelVersion
+from assistants.schema import ErrorSerializer
+from assistants.serializers import JsonInputSerializer
 from assistants.throttling import publishable_origin_charge, publishable_user_charge
 from feedback import selectors, services
 from feedback.models import CATEGORY_FIELDS, Feedback, Interaction, is_success
@@ -42,7 +44,15 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
-class MessageSerializer(serializers.Serializer):
+CONFLICT_REQUEST_ID = OpenApiResponse(
+    ErrorSerializer, description="This request_id was already logged with other messages or response."
+)
+CONFLICT_IDEMPOTENCY = OpenApiResponse(
+    ErrorSerializer, description="This idempotency key was already used with another body."
+)
+
+
+class MessageSerializer(JsonInputSerializer):
     role = serializers.ChoiceField(choices=["system", "user", "assistant", "tool", "developer"])
     content = serializers.CharField(allow_blank=True, trim_whitespace=False)
 
@@ -67,7 +77,19 @@ class InteractionOutputSerializer(serializers.Serializer):
 class InteractionLogApi(APIView):
     permission_classes = [ServerIngestScope]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(JsonInputSerializer):
+        # The rules of validate() and of the fields' list options, stated in the schema.
+        openapi_rules = {
+            "properties": {"messages": {"minItems": 1}},
+            "anyOf": [
+                {
+                    "required": ["experiment", "arm"],
+                    "properties": {"experiment": {"type": "integer"}, "arm": {"type": "string"}},
+                },
+                {"properties": {"experiment": {"enum": [None]}, "arm": {"enum": [None]}}},
+            ],
+        }
+
         assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
         request_id = serializers.CharField(max_length=200)
         user = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -90,7 +112,10 @@ class InteractionLogApi(APIView):
 
     OutputSerializer = InteractionOutputSerializer
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: OutputSerializer, 200: OutputSerializer, 409: CONFLICT_REQUEST_ID},
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -100,12 +125,9 @@ class InteractionLogApi(APIView):
         if v.get("model_version"):
             version = ModelVersion.objects.filter(assistant=assistant, name=v["model_version"]).first()
             if version is None:
-                raise exceptions.ValidationError(
-                    {
-                        "model_version": [
-                            f"'{assistant.slug}' has no model version named '{v['model_version']}'."
-                        ]
-                    }
+                # Like an unknown interaction in feedback: the body names something that is not there.
+                raise exceptions.NotFound(
+                    f"'{assistant.slug}' has no model version named '{v['model_version']}'."
                 )
         try:
             logged = services.interaction_log(
@@ -147,8 +169,27 @@ class InteractionGetApi(APIView):
         return Response(InteractionOutputSerializer(interaction).data)
 
 
-class FeedbackItemSerializer(serializers.Serializer):
-    """One feedback item. Refer to the interaction by ``interaction_id`` or by your ``request_id``."""
+def _signal(name: str) -> dict:
+    """JSON Schema for "``name`` carries a signal": present, not null, and (text) not blank."""
+    kind = (
+        {"type": "string", "pattern": r"\S"}
+        if name in _TEXT_SIGNALS
+        else {"type": _SIGNAL_TYPES.get(name, "integer")}
+    )
+    return {"required": [name], "properties": {name: kind}}
+
+
+_TEXT_SIGNALS = ("comment", "suggestion", "corrected_answer")
+_SIGNAL_TYPES = {"helpful": "boolean"}
+
+
+class FeedbackItemSerializer(JsonInputSerializer):
+    """One feedback item. Refer to the interaction by ``interaction_id`` or by your ``request_id``.
+
+    Send exactly one of ``interaction_id`` and ``request_id``, at least one signal (``helpful``,
+    ``rating``, a category rating, or a non-blank ``comment``, ``suggestion`` or ``corrected_answer``),
+    and with an explicit ``kind`` the field that kind carries.
+    """
 
     assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
     interaction_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
@@ -185,6 +226,25 @@ class FeedbackItemSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         return check_feedback_item(attrs)
+
+
+# check_feedback_item's rules, stated in the schema so clients (and the contract test) know them.
+FeedbackItemSerializer.openapi_body_required = True
+FeedbackItemSerializer.openapi_rules = {
+    "oneOf": [{"required": ["interaction_id"]}, {"required": ["request_id"]}],
+    "allOf": [
+        {"anyOf": [_signal(name) for name in ("helpful", "rating", *CATEGORY_FIELDS, *_TEXT_SIGNALS)]},
+        *(
+            {
+                "anyOf": [
+                    {"properties": {"kind": {"enum": [k for k in Feedback.Kind.values if k != kind]}}},
+                    *(_signal(name) for name in needs),
+                ]
+            }
+            for kind, needs in FeedbackItemSerializer.KIND_NEEDS.items()
+        ),
+    ],
+}
 
 
 def check_feedback_item(attrs: dict) -> dict:
@@ -402,7 +462,7 @@ class FeedbackSubmitApi(APIView):
 
     @extend_schema(
         request=FeedbackItemSerializer,
-        responses={201: FeedbackOutputSerializer, 200: FeedbackOutputSerializer},
+        responses={201: FeedbackOutputSerializer, 200: FeedbackOutputSerializer, 409: CONFLICT_IDEMPOTENCY},
         parameters=[OpenApiParameter("Idempotency-Key", location=OpenApiParameter.HEADER, required=False)],
     )
     def post(self, request: Request) -> Response:
@@ -442,7 +502,7 @@ class FeedbackSubmitApi(APIView):
 class FeedbackBatchApi(APIView):
     permission_classes = [IngestScope]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(JsonInputSerializer):
         items = FeedbackItemSerializer(many=True, allow_empty=False, max_length=MAX_BATCH)
 
     class OutputSerializer(serializers.Serializer):
@@ -450,7 +510,7 @@ class FeedbackBatchApi(APIView):
         replayed = serializers.IntegerField()
         ids = serializers.ListField(child=serializers.IntegerField())
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 409: CONFLICT_IDEMPOTENCY})
     def post(self, request: Request) -> Response:
         items = _validate_batch(request.data)
         for item in items:
@@ -598,40 +658,100 @@ def _parse_when(value: str | None, field: str) -> datetime | None:
         parsed = None
     if parsed is None:
         raise exceptions.ValidationError({field: [f"'{value}' is not a date or ISO 8601 datetime."]})
-    return parsed if parsed.tzinfo else make_aware(parsed)
+    parsed = parsed if parsed.tzinfo else make_aware(parsed)
+    try:
+        # SQLite stores UTC: 0001-01-01T00:00+14:00 is before year 1 there (an OverflowError, a 500).
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise exceptions.ValidationError(
+            {field: [f"'{value}' is out of range: use a datetime between years 1 and 9999 in UTC."]}
+        ) from None
+    return parsed
+
+
+CategoryRatingsSerializer = type(
+    "CategoryRatingsSerializer",
+    (serializers.Serializer,),
+    {name: serializers.FloatField(allow_null=True) for name in CATEGORY_FIELDS},
+)
+
+
+class FeedbackStatsSerializer(serializers.Serializer):
+    """``feedback.selectors.feedback_stats``: rates are null, not 0, when there is nothing to divide by."""
+
+    total_feedback = serializers.IntegerField()
+    helpful_rate = serializers.FloatField(allow_null=True)
+    avg_rating = serializers.FloatField(allow_null=True)
+    rated_count = serializers.IntegerField()
+    category_ratings = CategoryRatingsSerializer()
+    success_count = serializers.IntegerField()
+    signal_count = serializers.IntegerField()
+    success_rate = serializers.FloatField(allow_null=True)
+    total_interactions = serializers.IntegerField()
+    error_count = serializers.IntegerField()
+    error_rate = serializers.FloatField(allow_null=True)
+    excluded_count = serializers.IntegerField()
+    correction_count = serializers.IntegerField()
+    counts_by_kind = serializers.DictField(child=serializers.IntegerField())
+    since = serializers.CharField(allow_null=True)
+    until = serializers.CharField(allow_null=True)
 
 
 class AssistantStatsApi(APIView):
     permission_classes = [ReadScope]
+
+    class OutputSerializer(FeedbackStatsSerializer):
+        assistant = serializers.CharField()
 
     @extend_schema(
         parameters=[
             OpenApiParameter("since", str, description="ISO date or datetime, inclusive"),
             OpenApiParameter("until", str, description="ISO date or datetime, exclusive"),
         ],
-        responses={200: dict},
+        responses={200: OutputSerializer},
     )
     def get(self, request: Request, slug: str) -> Response:
         assistant = assistant_for_key(request, slug)
         since = _parse_when(request.query_params.get("since"), "since")
         until = _parse_when(request.query_params.get("until"), "until")
         stats = selectors.feedback_stats(assistant=assistant, since=since, until=until)
-        return Response({"assistant": assistant.slug, **stats})
+        return Response(self.OutputSerializer({"assistant": assistant.slug, **stats}).data)
 
 
 _DIGITS_RE = re.compile(r"^[0-9]{1,19}\Z")
 
 
+class FeedbackPromptSerializer(serializers.Serializer):
+    """What to ask (``feedback.services.FEEDBACK_PROMPTS``)."""
+
+    kind = serializers.ChoiceField(choices=Feedback.Kind.choices)
+    question = serializers.CharField()
+    options = serializers.ListField(child=serializers.CharField(), required=False)
+    scale = serializers.ListField(child=serializers.IntegerField(), required=False)
+    categories = serializers.ListField(child=serializers.CharField(), required=False)
+
+
 class FeedbackPromptApi(APIView):
     permission_classes = [IngestScope]
 
+    class OutputSerializer(serializers.Serializer):
+        assistant = serializers.CharField()
+        ask = serializers.BooleanField(
+            allow_null=True, help_text="null without an interaction: only what to ask, not whether."
+        )
+        prompt = FeedbackPromptSerializer(allow_null=True, help_text="The question; null when not to ask.")
+
     @extend_schema(
         parameters=[
-            OpenApiParameter("assistant", str),
             OpenApiParameter(
-                "kind", str, description="thumbs (default), rating, category, text, improvement, correction"
+                "assistant", str, description="Assistant slug (optional for keys bound to one)."
             ),
-            OpenApiParameter("interaction_id", int),
+            OpenApiParameter("kind", str, enum=Feedback.Kind.values, description="Default: thumbs."),
+            OpenApiParameter(
+                "interaction_id",
+                {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                description="Or request_id.",
+            ),
             OpenApiParameter("request_id", str),
             OpenApiParameter(
                 "feedback_token",
@@ -640,22 +760,26 @@ class FeedbackPromptApi(APIView):
                 "when asking about an interaction.",
             ),
         ],
-        responses={200: dict},
+        responses={200: OutputSerializer},
     )
     def get(self, request: Request) -> Response:
         assistant = assistant_for_key(request, request.query_params.get("assistant"))
-        kind = request.query_params.get("kind") or Feedback.Kind.THUMBS
+        kind = request.query_params.get("kind", Feedback.Kind.THUMBS)
         try:
             prompt = services.feedback_prompt(kind)
         except ValueError as exc:
             raise exceptions.ValidationError({"kind": [str(exc)]}) from None
         interaction_id = request.query_params.get("interaction_id")
         request_id = request.query_params.get("request_id")
-        if not interaction_id and not request_id:
+        if interaction_id is None and not request_id:
             # Without an interaction we can only say what to ask, not whether to ask.
-            return Response({"assistant": assistant.slug, "ask": None, "prompt": prompt})
+            return Response(
+                self.OutputSerializer({"assistant": assistant.slug, "ask": None, "prompt": prompt}).data
+            )
         # Not str.isdigit(): it accepts "²" and other digits int() refuses.
-        if interaction_id and not (_DIGITS_RE.match(interaction_id) and int(interaction_id) <= MAX_ID):
+        if interaction_id is not None and not (
+            _DIGITS_RE.match(interaction_id) and int(interaction_id) <= MAX_ID
+        ):
             raise exceptions.ValidationError(
                 {"interaction_id": [f"Must be a whole number from 0 to {MAX_ID}."]}
             )
@@ -669,7 +793,7 @@ class FeedbackPromptApi(APIView):
             publishable_origin_charge(request, publishable, cost=1)
         interaction = selectors.interaction_get(
             assistant=assistant,
-            interaction_id=int(interaction_id) if interaction_id else None,
+            interaction_id=int(interaction_id) if interaction_id is not None else None,
             request_id=request_id,
         )
         if publishable is not None:
@@ -682,4 +806,5 @@ class FeedbackPromptApi(APIView):
             )
         interaction.assistant = assistant
         ask = services.should_ask_for_feedback(interaction=interaction)
-        return Response({"assistant": assistant.slug, "ask": ask, "prompt": prompt if ask else None})
+        body = {"assistant": assistant.slug, "ask": ask, "prompt": prompt if ask else None}
+        return Response(self.OutputSerializer(body).data)

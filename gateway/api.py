@@ -24,13 +24,23 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from assistants.api_errors import api_exception
+from assistants.api_parsers import BodyRefused
 from assistants.auth import ServerIngestScope, assistant_for_key
+from assistants.schema import SLUG_SCHEMA, OpenAIErrorSerializer
+from assistants.serializers import JsonInputSerializer
 from feedback.models import Interaction
 from feedback.tokens import feedback_token
 from gateway.services import (
@@ -69,7 +79,7 @@ class RouteGetApi(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "assistant", str, description="Assistant slug (optional for keys bound to one)."
+                "assistant", SLUG_SCHEMA, description="Assistant slug (optional for keys bound to one)."
             ),
             OpenApiParameter("user", str, description="Opaque, stable user ref: keeps the user in one arm."),
         ],
@@ -96,6 +106,35 @@ class RouteGetApi(APIView):
             "arm": picked.arm or "",
         }
         return Response(self.OutputSerializer(data).data)
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "required": ["role"],
+        "properties": {
+            "role": {"type": "string", "enum": list(ROLES)},
+            "content": {
+                "oneOf": [
+                    {"type": "string", "nullable": True},
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "text"],
+                            "properties": {
+                                "type": {"type": "string", "enum": ["text"]},
+                                "text": {"type": "string"},
+                            },
+                        },
+                    },
+                ]
+            },
+        },
+    }
+)
+class ChatMessageField(serializers.DictField):
+    """An OpenAI chat message: a role, and content as a string or a list of text parts."""
 
 
 def _message_text(content: Any) -> str | None:
@@ -213,16 +252,65 @@ def _sse_events(stream: CompletionStream, *, include_usage: bool) -> Iterator[by
             close()  # the customer hung up: record the interaction now, not when it is garbage-collected
 
 
+class ChatMessageOutputSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["assistant"])
+    content = serializers.CharField()
+    refusal = serializers.CharField(allow_null=True)
+
+
+class ChatChoiceSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    message = ChatMessageOutputSerializer()
+    logprobs = serializers.JSONField(allow_null=True)
+    finish_reason = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="ChatCompletion")
+class ChatCompletionSerializer(serializers.Serializer):
+    """OpenAI's chat.completion object, plus the ids to send feedback on this answer with."""
+
+    id = serializers.CharField(help_text="chatcmpl-<interaction id>")
+    object = serializers.ChoiceField(choices=["chat.completion"])
+    created = serializers.IntegerField()
+    model = serializers.CharField(help_text="The model version that answered.")
+    choices = ChatChoiceSerializer(many=True)
+    usage = serializers.DictField(child=serializers.IntegerField(), help_text="Token counts.")
+    system_fingerprint = serializers.CharField(allow_null=True)
+    interaction_id = serializers.IntegerField()
+    feedback_token = serializers.CharField(
+        help_text="Send it with feedback on this answer from a publishable (browser) key."
+    )
+    request_id = serializers.CharField()
+    experiment = serializers.IntegerField(allow_null=True)
+    arm = serializers.CharField(allow_blank=True)
+
+
 class ChatCompletionCreateApi(APIView):
     """OpenAI-compatible chat completions: ``model`` is the assistant slug, the key an ingest key."""
 
     permission_classes = [ServerIngestScope]
+    error_serializer = OpenAIErrorSerializer
 
     @extend_schema_serializer(component_name="ChatCompletionRequest")
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(JsonInputSerializer):
+        # What the validate_* methods below refuse, stated in the schema.
+        openapi_rules = {
+            "properties": {
+                "messages": {"minItems": 1},
+                "metadata": {
+                    "properties": {
+                        "request_id": {"type": "string", "minLength": 1, "maxLength": 200, "nullable": True}
+                    }
+                },
+            }
+        }
+
         model = serializers.SlugField(help_text="The assistant's slug.")
         messages = serializers.ListField(
-            child=serializers.DictField(), allow_empty=False, max_length=MAX_MESSAGES
+            child=ChatMessageField(),
+            allow_empty=False,
+            max_length=MAX_MESSAGES,
+            help_text="At least one message with role 'user'.",
         )
         user = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         metadata = serializers.DictField(required=False, default=dict)
@@ -280,7 +368,15 @@ class ChatCompletionCreateApi(APIView):
                 )
             return attrs
 
-    @extend_schema(request=InputSerializer, responses={200: dict})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            (200, "application/json"): ChatCompletionSerializer,
+            (200, "text/event-stream"): OpenApiResponse(
+                description="With stream=true: chat.completion.chunk events, then `data: [DONE]`."
+            ),
+        },
+    )
     def post(self, request: Request) -> Response | StreamingHttpResponse:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -322,6 +418,7 @@ class ChatCompletionCreateApi(APIView):
 
     def handle_exception(self, exc: Exception) -> Response:
         """Every failure in OpenAI's error shape, so OpenAI SDKs raise their usual exception classes."""
+        exc = api_exception(exc)
         if isinstance(exc, GatewayError):
             response = openai_error(
                 exc.message, status=exc.status, type=exc.type, code=exc.code, param=exc.param
@@ -341,6 +438,8 @@ class ChatCompletionCreateApi(APIView):
             detail = exc.detail if isinstance(exc.detail, dict) else {"messages": exc.detail}
             param, problem = next(iter(detail.items()))
             return openai_error(f"Invalid '{param}': {_detail_text(problem)}", status=400, param=str(param))
+        if isinstance(exc, BodyRefused):
+            return openai_error(str(exc.detail), status=400)
         if isinstance(exc, exceptions.ParseError):
             return openai_error("We could not parse the JSON body of your request.", status=400)
         if isinstance(exc, exceptions.NotFound):

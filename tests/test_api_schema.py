@@ -22,3 +22,45 @@ def test_the_docs_page_works_offline(client, db):
     assert response.status_code == 200
     assert b"cdn" not in response.content.lower()
     assert b"/static/drf_spectacular_sidecar/" in response.content
+
+
+def _schema(client) -> dict:
+    return client.get("/api/schema/?format=json", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+
+def test_every_operation_documents_its_errors_with_one_component(client, db):
+    schema = _schema(client)
+    operations = [
+        (path, method, op)
+        for path, item in schema["paths"].items()
+        if path.startswith(("/api/v1/", "/v1/"))
+        for method, op in item.items()
+    ]
+    assert len(operations) > 20
+    for path, method, op in operations:
+        error = "OpenAIError" if path.startswith("/v1/") else "Error"
+        codes = ["400", "401", "403", "404", "429"] + (["413", "415"] if method == "post" else [])
+        for code in codes:
+            content = op["responses"][code]["content"]["application/json"]["schema"]
+            assert content == {"$ref": f"#/components/schemas/{error}"}, (path, method, code)
+        for code, response in op["responses"].items():
+            assert "content" in response, f"{method} {path} {code} has no typed body"
+            for media in response["content"].values():
+                assert media["schema"] not in ({}, {"type": "object", "additionalProperties": {}}), (
+                    path,
+                    code,
+                )
+
+
+def test_what_the_api_returns_is_what_the_schema_says(client, db):
+    schema = _schema(client)
+    components = schema["components"]["schemas"]
+    experiments = schema["paths"]["/api/v1/experiments"]["get"]["responses"]["200"]
+    ref = experiments["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert components[ref]["properties"]["results"]["type"] == "array"
+    assert components["Job"]["properties"]["decided_by"]["nullable"] is True
+    assert components["JobEvent"]["properties"]["user"]["nullable"] is True
+    download = schema["paths"]["/api/v1/datasets/{id}/download"]["get"]["responses"]["200"]["content"]
+    assert set(download) == {"application/jsonl", "application/json"}
+    for path in ("/api/v1/jobs", "/api/v1/jobs/{job_id}/approve", "/api/v1/assistants/{slug}/rollback"):
+        assert "409" in schema["paths"][path]["post"]["responses"], path

@@ -52,3 +52,31 @@ def test_json_requests_are_left_to_the_api(client):
         reverse("feedback-api-submit"), {"comment": "a\x00b"}, content_type="application/json"
     )
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/jobs?assistant=%00",
+        "/api/v1/datasets?assistant=%00",
+        "/api/v1/health?assistant=%00",
+        "/api/v1/feedback-prompt?assistant=shop&request_id=%00",
+    ],
+)
+def test_a_nul_in_a_query_parameter_is_a_json_400_on_the_api(url, manager):
+    # PostgreSQL refused the NUL in the query with a DataError (a 500); SQLite answered as if absent.
+    response = manager.get(url)
+    assert response.status_code == 400
+    name = url.split("=%00")[0].rsplit("&", 1)[-1].rsplit("?", 1)[-1]
+    assert list(response.json()["errors"]) == [name]
+
+
+def test_a_nul_in_a_query_parameter_is_an_openai_400_on_the_gateway(ingest):
+    response = ingest.post("/v1/chat/completions?x=%00", {}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["param"] == "x"
+
+
+def test_pages_and_api_answers_are_not_stored_by_caches(client, alice, assistant, reader):
+    client.force_login(alice)
+    assert client.get(reverse("feedback-explorer"))["Cache-Control"] == "no-store"
+    assert reader.get("/api/v1/assistants/shop/stats")["Cache-Control"] == "no-store"

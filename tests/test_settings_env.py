@@ -61,6 +61,34 @@ def test_an_external_database_requires_a_secret_key(tmp_path):
     assert result.returncode != 0 and "SECRET_KEY is required" in result.stderr
 
 
+def test_an_external_database_refuses_a_short_secret_key(tmp_path):
+    db = "postgres://x@127.0.0.1/none"
+    result = _load_settings(tmp_path, "settings.SECRET_KEY", DATABASE_URL=db, SECRET_KEY="s" * 49)
+    assert result.returncode != 0 and "at least 50 characters (this one has 49)" in result.stderr
+    result = _load_settings(tmp_path, "settings.SECRET_KEY", DATABASE_URL=db, SECRET_KEY="s" * 50)
+    assert result.returncode == 0, result.stderr
+
+
+def test_https_turns_on_every_https_setting(tmp_path):
+    names = (
+        "SECURE_SSL_REDIRECT SESSION_COOKIE_SECURE CSRF_COOKIE_SECURE SECURE_HSTS_SECONDS "
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS SECURE_HSTS_PRELOAD SECURE_PROXY_SSL_HEADER"
+    ).split()
+    code = f"print([getattr(settings, n) for n in {names!r}])"
+    result = _load_settings(tmp_path, code, HTTPS="True", SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto:https")
+    assert (
+        result.stdout.strip()
+        == "[True, True, True, 31536000, True, True, ('HTTP_X_FORWARDED_PROTO', 'https')]"
+    )
+    result = _load_settings(tmp_path, code)
+    assert result.stdout.strip() == "[False, False, False, 0, False, False, None]", result.stderr
+
+
+def test_settings_refuse_a_malformed_proxy_ssl_header(tmp_path):
+    result = _load_settings(tmp_path, "settings.DEBUG", SECURE_PROXY_SSL_HEADER="https")
+    assert result.returncode != 0 and "write Header-Name:value" in result.stderr
+
+
 @pytest.mark.parametrize("raw", ["6000", "abc", "0/minute", "10/fortnight"])
 def test_settings_refuse_a_bad_throttle_rate(tmp_path, raw):
     result = _load_settings(tmp_path, "settings.DEBUG", API_THROTTLE_RATE=raw)

@@ -6,13 +6,14 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key
+from assistants.serializers import JsonInputSerializer
 from training.models import TrainingDataset
 from training.pipeline import FORMATS, dataset_build
 from training.pipeline.erasure import dataset_ready
@@ -49,6 +50,35 @@ class DatasetOutputSerializer(serializers.Serializer):
         return out
 
 
+class DatasetOptionsSerializer(JsonInputSerializer):
+    """The pipeline's options (``training.pipeline.DatasetOptions``); unknown names are refused."""
+
+    # Documented as closed: a typo in an option name is an error, not a silently ignored filter.
+    openapi_rules = {"additionalProperties": False}
+
+    min_rating = serializers.IntegerField(required=False, min_value=1, max_value=5)
+    require_helpful = serializers.BooleanField(required=False)
+    min_confidence = serializers.FloatField(required=False, min_value=0, max_value=1)
+    include_negative = serializers.BooleanField(required=False)
+    deduplicate = serializers.BooleanField(required=False)
+    similarity_threshold = serializers.FloatField(required=False, min_value=0.01, max_value=1)
+    max_examples = serializers.IntegerField(required=False, min_value=0, help_text="0: no limit.")
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    system_prompt = serializers.CharField(required=False, allow_blank=True)
+    validation_share = serializers.FloatField(required=False, min_value=0, max_value=0.99)
+    seed = serializers.IntegerField(required=False)
+    base_model = serializers.CharField(required=False, max_length=200)
+    redact = serializers.BooleanField(
+        required=False, help_text="Redact personal data (always on when the policy requires it)."
+    )
+
+
+@extend_schema_field(DatasetOptionsSerializer)
+class DatasetOptionsField(serializers.DictField):
+    """Pipeline options as sent: documented as DatasetOptions, validated by whoever uses them."""
+
+
 def _dataset_for_key(request: Request, pk: int) -> TrainingDataset:
     dataset = TrainingDataset.objects.select_related("assistant").filter(pk=pk).first()
     # A key bound to another assistant gets the same 404 as a missing id: no probing of other tenants.
@@ -60,28 +90,12 @@ def _dataset_for_key(request: Request, pk: int) -> TrainingDataset:
 class DatasetCreateApi(APIView):
     permission_classes = [ManageScope]
 
-    class OptionsSerializer(serializers.Serializer):
-        min_rating = serializers.IntegerField(required=False, min_value=1, max_value=5)
-        require_helpful = serializers.BooleanField(required=False)
-        min_confidence = serializers.FloatField(required=False, min_value=0, max_value=1)
-        include_negative = serializers.BooleanField(required=False)
-        deduplicate = serializers.BooleanField(required=False)
-        similarity_threshold = serializers.FloatField(required=False, min_value=0.01, max_value=1)
-        max_examples = serializers.IntegerField(required=False, min_value=0, help_text="0: no limit.")
-        since = serializers.DateTimeField(required=False)
-        until = serializers.DateTimeField(required=False)
-        system_prompt = serializers.CharField(required=False, allow_blank=True)
-        validation_share = serializers.FloatField(required=False, min_value=0, max_value=0.99)
-        seed = serializers.IntegerField(required=False)
-        base_model = serializers.CharField(required=False, max_length=200)
-        redact = serializers.BooleanField(
-            required=False, help_text="Redact personal data (always on when the policy requires it)."
-        )
+    OptionsSerializer = DatasetOptionsSerializer
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(JsonInputSerializer):
         assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
         format = serializers.ChoiceField(choices=list(FORMATS), default="chat_completion")
-        options = serializers.DictField(
+        options = DatasetOptionsField(
             required=False, default=dict, help_text="Overrides of the assistant's policy."
         )
         feedback_ids = serializers.ListField(
@@ -158,7 +172,14 @@ class DatasetDownloadApi(APIView):
             OpenApiParameter("split", str, enum=["train", "validation"], required=False),
             OpenApiParameter("as", str, enum=["jsonl", "json"], required=False),
         ],
-        responses={(200, "application/jsonl"): OpenApiTypes.BINARY},
+        responses={
+            (200, "application/jsonl"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="as=jsonl: one a line."
+            ),
+            (200, "application/json"): OpenApiResponse(
+                {"type": "array", "items": {"type": "object"}}, description="as=json: one array."
+            ),
+        },
     )
     def get(self, request: Request, pk: int):
         # A dataset an erasure marked is rebuilt without the erased customers before it is served.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,7 +10,11 @@ from rest_framework.views import APIView
 
 from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key, require_user_permission
 from assistants.models import Assistant
+from assistants.schema import ErrorSerializer
+from assistants.serializers import JsonInputSerializer
+from feedback.api import FeedbackStatsSerializer
 from training import selectors, services
+from training.api_datasets import DatasetOptionsField
 from training.models import TrainingJob
 
 MAX_LIST = 200
@@ -21,13 +25,19 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+CONFLICT_ACTIVE = OpenApiResponse(ErrorSerializer, description="The assistant already has a job in flight.")
+CONFLICT_STATUS = OpenApiResponse(
+    ErrorSerializer, description="The job's status does not allow this (any more)."
+)
+
+
 class JobEventSerializer(serializers.Serializer):
     kind = serializers.CharField()
     from_status = serializers.CharField()
     to_status = serializers.CharField()
     message = serializers.CharField()
     data = serializers.JSONField()
-    user = serializers.CharField(source="user.username", default=None)
+    user = serializers.CharField(source="user.username", default=None, allow_null=True)
     created_at = serializers.DateTimeField()
 
 
@@ -43,13 +53,13 @@ class JobSerializer(serializers.Serializer):
     provider_job_id = serializers.CharField()
     dataset = serializers.IntegerField(source="dataset_id", allow_null=True)
     feedback_count = serializers.IntegerField()
-    new_model_version = serializers.CharField(source="new_model_version.name", default=None)
+    new_model_version = serializers.CharField(source="new_model_version.name", default=None, allow_null=True)
     metrics = serializers.JSONField()
     evaluation = serializers.JSONField()
     experiment = serializers.IntegerField(source="experiment_id", allow_null=True)
     ab_test_results = serializers.JSONField()
     error = serializers.CharField()
-    decided_by = serializers.CharField(source="decided_by.username", default=None)
+    decided_by = serializers.CharField(source="decided_by.username", default=None, allow_null=True)
     decision_reason = serializers.CharField()
     deployed = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -86,7 +96,7 @@ class JobListCreateApi(APIView):
     def get_permissions(self):
         return [ManageScope()] if self.request.method == "POST" else [ReadScope()]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(JsonInputSerializer):
         assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
         base_model = serializers.CharField(required=False, allow_blank=True, max_length=200)
         skip_ab_test = serializers.BooleanField(required=False, default=False)
@@ -96,14 +106,12 @@ class JobListCreateApi(APIView):
             help_text="Approve in advance, in the acting user's name (needs the approve permission). "
             "Used only when the policy does not require approval; never skips a reviewer it requires.",
         )
-        dataset_options = serializers.DictField(
-            required=False, help_text="Data-filter overrides for this run."
-        )
+        dataset_options = DatasetOptionsField(required=False, help_text="Data-filter overrides for this run.")
 
     @extend_schema(
         parameters=[
             OpenApiParameter("assistant", str),
-            OpenApiParameter("status", str, enum=TrainingJob.Status.values),
+            OpenApiParameter("status", str, enum=[*TrainingJob.Status.values, ""], description="Empty: any."),
         ],
         responses={200: JobSerializer(many=True)},
     )
@@ -125,7 +133,7 @@ class JobListCreateApi(APIView):
             jobs = selectors.job_list(status=job_status)
         return Response(JobSerializer(jobs[:MAX_LIST], many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: JobDetailSerializer, 409: dict})
+    @extend_schema(request=InputSerializer, responses={201: JobDetailSerializer, 409: CONFLICT_ACTIVE})
     def post(self, request: Request) -> Response:
         # A person answers for every job started by hand: the key must act for a user who may start jobs
         # (as for cancelling), and `auto_approve` further needs that user's right to approve.
@@ -181,7 +189,7 @@ def _decide(request: Request, job_id: int, action, perm: str = "training.approve
 class JobApproveApi(APIView):
     permission_classes = [ManageScope]
 
-    @extend_schema(request=None, responses={200: JobDetailSerializer, 409: dict})
+    @extend_schema(request=None, responses={200: JobDetailSerializer, 409: CONFLICT_STATUS})
     def post(self, request: Request, job_id: int) -> Response:
         return _decide(request, job_id, lambda job: services.job_approve(job=job, user=request.user))
 
@@ -189,10 +197,10 @@ class JobApproveApi(APIView):
 class JobRejectApi(APIView):
     permission_classes = [ManageScope]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(JsonInputSerializer):
         reason = serializers.CharField(max_length=2000, help_text="Shown in the job's timeline.")
 
-    @extend_schema(request=InputSerializer, responses={200: JobDetailSerializer, 409: dict})
+    @extend_schema(request=InputSerializer, responses={200: JobDetailSerializer, 409: CONFLICT_STATUS})
     def post(self, request: Request, job_id: int) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -205,7 +213,7 @@ class JobRejectApi(APIView):
 class JobCancelApi(APIView):
     permission_classes = [ManageScope]
 
-    @extend_schema(request=None, responses={200: JobDetailSerializer, 409: dict})
+    @extend_schema(request=None, responses={200: JobDetailSerializer, 409: CONFLICT_STATUS})
     def post(self, request: Request, job_id: int) -> Response:
         # Cancelling is the undo of starting a job, so it needs the trigger permission (as the dashboard).
         return _decide(
@@ -219,18 +227,77 @@ class JobCancelApi(APIView):
 class AssistantShouldRetrainApi(APIView):
     permission_classes = [ReadScope]
 
-    @extend_schema(responses={200: dict})
+    class OutputSerializer(serializers.Serializer):
+        assistant = serializers.CharField()
+        should_retrain = serializers.BooleanField()
+        reasons = serializers.ListField(child=serializers.CharField(), help_text="Worded as the seed does.")
+        trigger = serializers.CharField(allow_null=True, help_text="threshold or performance; null if none.")
+        metrics = serializers.DictField(
+            help_text="feedback_count, success_rate, avg_rating, error_rate, days_since_retrain, "
+            "performance_drop and the observation counts behind them (null when unknown)."
+        )
+        blocked_by = serializers.CharField(allow_null=True, help_text="Why nothing may trigger now.")
+
+    @extend_schema(responses={200: OutputSerializer})
     def get(self, request: Request, slug: str) -> Response:
         from training.policy import should_retrain
 
         assistant = assistant_for_key(request, slug)
-        return Response({"assistant": assistant.slug, **should_retrain(assistant).as_dict()})
+        body = {"assistant": assistant.slug, **should_retrain(assistant).as_dict()}
+        return Response(self.OutputSerializer(body).data)
+
+
+class ActiveJobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    trigger = serializers.CharField()
+
+
+class TrainingLoopSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    active_job = ActiveJobSerializer(allow_null=True)
+    total_jobs = serializers.IntegerField()
+    jobs_awaiting_approval = serializers.IntegerField()
+    deployed_jobs = serializers.IntegerField()
+    failed_jobs = serializers.IntegerField()
+    last_retrained_at = serializers.DateTimeField(allow_null=True)
+    last_deployment_at = serializers.DateTimeField(allow_null=True)
+    live_version = serializers.CharField(allow_null=True)
+
+
+class AssistantHealthSerializer(serializers.Serializer):
+    """``training.selectors.training_loop_health``: the seed's trainingLoop block and feedback stats."""
+
+    assistant = serializers.CharField()
+    training_loop_ready = serializers.BooleanField()
+    training_loop = TrainingLoopSerializer()
+    feedback = FeedbackStatsSerializer()
+    feedback_since_deployment = FeedbackStatsSerializer()
+
+
+class HealthOneSerializer(AssistantHealthSerializer):
+    status = serializers.ChoiceField(choices=["ok"])
+
+
+class HealthAllSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok"])
+    assistants = AssistantHealthSerializer(many=True)
 
 
 class HealthApi(APIView):
     permission_classes = [ReadScope]
 
-    @extend_schema(parameters=[OpenApiParameter("assistant", str)], responses={200: dict})
+    @extend_schema(
+        parameters=[OpenApiParameter("assistant", str)],
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="Health",
+                serializers=[HealthOneSerializer, HealthAllSerializer],
+                resource_type_field_name=None,
+            )
+        },
+        description="One assistant's block with `?assistant=` or a key bound to one; else every assistant's.",
+    )
     def get(self, request: Request) -> Response:
         slug = request.query_params.get("assistant")
         key = request_key(request)
@@ -240,14 +307,14 @@ class HealthApi(APIView):
             assistants = list(Assistant.objects.select_related("live_version", "policy"))
         blocks = [selectors.training_loop_health(assistant=a) for a in assistants]
         if len(blocks) == 1 and (slug or key.assistant_id):
-            return Response({"status": "ok", **blocks[0]})
-        return Response({"status": "ok", "assistants": blocks})
+            return Response(HealthOneSerializer({"status": "ok", **blocks[0]}).data)
+        return Response(HealthAllSerializer({"status": "ok", "assistants": blocks}).data)
 
 
 class AssistantRollbackApi(APIView):
     permission_classes = [ManageScope]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(JsonInputSerializer):
         note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
         from_version = serializers.CharField(
             required=False,
@@ -257,7 +324,23 @@ class AssistantRollbackApi(APIView):
             "forward again. Without it a repeated request undoes the rollback.",
         )
 
-    @extend_schema(request=InputSerializer, responses={200: dict, 409: dict})
+    class OutputSerializer(serializers.Serializer):
+        assistant = serializers.CharField()
+        live_version = serializers.CharField(help_text="The version live now (the one rolled back to).")
+        previous_version = serializers.CharField(allow_null=True)
+        reason = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: OutputSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="Nothing to roll back to, or the live version is not `from_version`.",
+            ),
+        },
+    )
     def post(self, request: Request, slug: str) -> Response:
         from assistants.services import RollbackError, deployment_rollback
 
@@ -275,11 +358,15 @@ class AssistantRollbackApi(APIView):
         except RollbackError as exc:
             raise Conflict(str(exc)) from None
         return Response(
-            {
-                "assistant": assistant.slug,
-                "live_version": deployment.version.name,
-                "previous_version": deployment.previous_version.name if deployment.previous_version else None,
-                "reason": deployment.reason,
-                "created_at": deployment.created_at,
-            }
+            self.OutputSerializer(
+                {
+                    "assistant": assistant.slug,
+                    "live_version": deployment.version.name,
+                    "previous_version": deployment.previous_version.name
+                    if deployment.previous_version
+                    else None,
+                    "reason": deployment.reason,
+                    "created_at": deployment.created_at,
+                }
+            ).data
         )

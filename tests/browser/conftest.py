@@ -100,6 +100,11 @@ def page(browser, live_server):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A script, style or image the Content-Security-Policy blocked is only a console message.
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     yield page
     # ORM calls made while Playwright runs get their own connection (another context); close it, or
     # PostgreSQL refuses to drop the test database at the end ("being accessed by other users").

@@ -65,8 +65,8 @@ def test_it_defaults_to_the_live_version(ingest, assistant):
 
 def test_it_rejects_an_unknown_model_version(ingest, assistant):
     response = ingest.post(URL, body(model_version="nope"), format="json")
-    assert response.status_code == 400
-    assert "nope" in response.json()["errors"]["model_version"][0]
+    assert response.status_code == 404
+    assert response.json()["detail"] == "'shop' has no model version named 'nope'."
 
 
 def test_it_lists_every_bad_field(ingest, assistant):
@@ -140,7 +140,7 @@ def test_nul_and_lone_surrogates_are_400_not_500(ingest, assistant):
         payload = json.dumps(body(messages=messages, request_id=text))
         response = ingest.post(URL, payload, content_type="application/json")
         assert response.status_code == 400
-        assert set(response.json()["errors"]) == {"messages", "request_id"}
+        assert set(response.json()["errors"]) == {"messages[0].content", "request_id"}
 
 
 def test_the_logged_interaction_carries_its_feedback_token(ingest, assistant):

@@ -332,13 +332,13 @@ def test_malformed_json_is_a_bad_request(ingest, live):
         # Raw JSON: json.dumps would escape the same way; APIClient's renderer cannot encode "\ud800".
         (
             '{"model": "shop", "messages": [{"role": "user", "content": "hi\\u0000there"}]}',
-            "content contains a NUL",
+            "'messages[0].content': This text contains a NUL",
         ),
         ('{"model": "shop", "messages": [{"role": "user", "content": "hi \\ud800"}]}', "unpaired surrogate"),
         (
             '{"model": "shop", "messages": [{"role": "user", "content": "hi"}], '
             '"metadata": {"request_id": "a\\u0000b"}}',
-            "request_id contains a NUL",
+            "'metadata.request_id': This text contains a NUL",
         ),
     ],
 )

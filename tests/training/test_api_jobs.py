@@ -247,3 +247,13 @@ def test_cancelling_needs_the_trigger_permission(assistant):
     assert "training.trigger_trainingjob" in response.json()["detail"]
     job.refresh_from_db()
     assert job.status == S.TRAINING
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_dataset_options_outside_the_utc_range_are_a_400(alice_manager, assistant, since):
+    response = alice_manager.post(
+        "/api/v1/jobs", {"assistant": "shop", "dataset_options": {"since": since}}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert "Out of range" in str(response.json())
+    assert not TrainingJob.objects.exists()

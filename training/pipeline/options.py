@@ -184,4 +184,12 @@ def _as_datetime(name: str, value: Any) -> dt.datetime | None:
                     {name: ["Use an ISO date or datetime, e.g. 2026-01-31 or 2026-01-31T12:00:00Z."]}
                 )
             parsed = dt.datetime.combine(day, dt.time.min)
-    return make_aware(parsed) if is_naive(parsed) else parsed
+    parsed = make_aware(parsed) if is_naive(parsed) else parsed
+    try:
+        # SQLite stores UTC: 0001-01-01T00:00+14:00 is before year 1 there (an OverflowError, a 500).
+        parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValidationError(
+            {name: ["Out of range: use a datetime between years 1 and 9999 in UTC."]}
+        ) from None
+    return parsed
