@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -373,7 +374,8 @@ class ChatCompletionCreateApi(APIView):
         responses={
             (200, "application/json"): ChatCompletionSerializer,
             (200, "text/event-stream"): OpenApiResponse(
-                description="With stream=true: chat.completion.chunk events, then `data: [DONE]`."
+                OpenApiTypes.STR,
+                description="With stream=true: chat.completion.chunk events, then `data: [DONE]`.",
             ),
         },
     )

@@ -21,6 +21,7 @@ from abtesting.services import experiment_start
 from assistants.auth import api_key_cache_clear
 from assistants.models import ApiKey
 from assistants.services import api_key_create, api_key_revoke, assistant_create
+from feedback.tokens import feedback_token
 from training import services as training_services
 from training.models import TrainingJob
 
@@ -78,6 +79,8 @@ MATRIX: dict[str, dict[str, int]] = {
     "GET admin/": page(viewer=302, reviewer=302, staff=200),
     # --- REST API
     "POST api/v1/interactions": {**SERVER_INGEST, "ingest": 201, "manage": 201},
+    # Another assistant's interaction reads as missing.
+    "GET api/v1/interactions/<int:pk>": {**SERVER_INGEST, "other_assistant": 404},
     "POST api/v1/feedback": {**INGEST, "ingest": 201, "manage": 201, "publishable": 201},
     "POST api/v1/feedback/batch": {**INGEST, "ingest": 201, "manage": 201, "publishable": 201},
     "GET api/v1/feedback-prompt": INGEST,
@@ -103,6 +106,8 @@ MATRIX: dict[str, dict[str, int]] = {
         ingest=403, read=403, manage=409, other=403, publishable=403
     ),
     "GET api/v1/route": SERVER_INGEST,
+    # Erasing a customer needs feedback.erase_customer, which no role has by default (not even reviewers).
+    "DELETE api/v1/users/<path:user_ref>": api(ingest=403, read=403, manage=403, other=403, publishable=403),
     "POST v1/chat/completions": SERVER_INGEST,
     # --- dashboard pages
     "GET ": page(viewer=302, reviewer=302, staff=302),  # to the first assistant's overview
@@ -211,6 +216,9 @@ def _path(route: str, ids: dict) -> str:
     pk = ids["experiment_id"] if "experiments/" in route else ids["dataset_id"]
     if route.startswith("feedback/"):
         pk = ids["feedback_id"]
+    if route.startswith("api/v1/interactions/"):
+        pk = ids["interaction_id"]
+    path = path.replace("<path:user_ref>", "customer-1")
     for name, value in {**ids, "pk": pk}.items():
         for converter in ("int", "slug"):
             path = path.replace(f"<{converter}:{name}>", str(value))
@@ -219,7 +227,13 @@ def _path(route: str, ids: dict) -> str:
 
 def _body(route: str, world: dict) -> dict:
     ids = world["ids"]
-    item = {"assistant": "shop", "interaction_id": ids["interaction_id"], "rating": 5}
+    # The feedback token is what a publishable key must show; server keys may send it too.
+    item = {
+        "assistant": "shop",
+        "interaction_id": ids["interaction_id"],
+        "rating": 5,
+        "feedback_token": feedback_token(ids["interaction_id"]),
+    }
     return {
         "api/v1/interactions": {
             "assistant": "shop",
@@ -268,6 +282,8 @@ def test_each_caller_gets_the_expected_status(world, endpoint, caller, client):
     body = _body(route, world)
     if method == "GET":
         response = client.get(path)
+    elif method == "DELETE":
+        response = client.delete(path)
     elif route.startswith(("api/", "v1/")):
         response = (
             client.post(path, body, format="json")
