@@ -296,8 +296,16 @@ class ChatCompletionCreateApi(APIView):
     class InputSerializer(JsonInputSerializer):
         # What the validate_* methods below refuse, stated in the schema.
         openapi_rules = {
+            # stream_options only with stream=true (validate() below).
+            "anyOf": [
+                {"required": ["stream"], "properties": {"stream": {"enum": [True]}}},
+                {"properties": {"stream_options": {"enum": [None]}}},
+            ],
             "properties": {
                 "messages": {"minItems": 1},
+                "stream_options": {
+                    "properties": {"include_usage": {"type": "boolean"}},
+                },
                 "metadata": {
                     "properties": {
                         "request_id": {"type": "string", "minLength": 1, "maxLength": 200, "nullable": True}
