@@ -299,7 +299,7 @@ def max_ids() -> tuple[int, int]:
 def experiment_list(
     *, assistant: Assistant | None = None, assistant_ids: list[int] | None = None, status: str | None = None
 ) -> QuerySet[Experiment]:
-    qs = Experiment.objects.select_related("assistant", "control", "variant")
+    qs = Experiment.objects.select_related("assistant", "control", "variant", "stopped_by")
     if assistant is not None:
         qs = qs.filter(assistant=assistant)
     if assistant_ids is not None:
