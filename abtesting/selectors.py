@@ -38,6 +38,7 @@ an id earlier but commits later is not skipped (on SQLite writes are serial anyw
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +48,13 @@ from django.utils import timezone
 
 from abtesting.assignment import CONTROL, VARIANT
 from abtesting.models import Experiment, ExperimentSnapshot, ExperimentUnit
-from abtesting.statistics import ArmCounts
+from abtesting.statistics import (
+    ArmCounts,
+    detectable_lift,
+    inflation_factor,
+    required_units,
+    unit_variance,
+)
 from assistants.models import Assistant
 from feedback.models import SIGNAL_Q, Feedback, Interaction
 
@@ -341,3 +348,70 @@ def experiment_history(*, experiment: Experiment) -> list[dict[str, Any]]:
             }
         )
     return points
+
+
+def power_plan(
+    *,
+    assistant: Assistant,
+    traffic_split: float,
+    max_duration_days: float,
+    significance_level: float,
+    min_improvement: float,
+    power: float = 0.8,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """What an A/B test with these settings can detect at the assistant's current traffic.
+
+    The same sample-size formula as the test (pooled, per user, inflated for the group-sequential design
+    of ``ceil(max_duration_days)`` looks), fed with the last 14 days of rated traffic: the lift detectable
+    with ``power`` by ``max_duration_days``, the users the plan needs for ``min_improvement``, and a
+    warning when the duration cannot reach it.
+    """
+    profile = traffic_profile(assistant=assistant, now=now)
+    out: dict[str, Any] = {
+        "units_per_day": None,
+        "success_rate": None,
+        "detectable_lift": None,
+        "required_units": None,
+        "days_needed": None,
+        "warning": "",
+    }
+    if profile is None:
+        out["warning"] = (
+            "No rated traffic in the last 14 days: the power of an A/B test cannot be planned yet."
+        )
+        return out
+    counts, per_day = profile
+    pooled = unit_variance(counts, ArmCounts())
+    if pooled is None:
+        out["warning"] = (
+            "Too little rated traffic (or every outcome the same) to plan the power of an A/B test."
+        )
+        return out
+    p, unit_var = pooled
+    looks = max(1, math.ceil(max_duration_days))
+    design = {
+        "unit_var": unit_var,
+        "split": traffic_split,
+        "alpha": significance_level,
+        "power": power,
+        "inflation": inflation_factor(significance_level, looks, power),
+    }
+    detectable = detectable_lift(p, per_day * max_duration_days, **design)
+    required = required_units(p, min_improvement, **design)
+    out.update(
+        units_per_day=per_day,
+        success_rate=p,
+        detectable_lift=detectable,
+        required_units=required,
+        days_needed=required / per_day if required and per_day else None,
+    )
+    if detectable is None or detectable > min_improvement:
+        reach = "no lift" if detectable is None else f"only a lift of {detectable:+.1%} or more"
+        needed = f"about {out['days_needed']:.0f} days" if out["days_needed"] else "more traffic"
+        out["warning"] = (
+            f"At the current traffic ({per_day:.0f} users with feedback a day) a "
+            f"{max_duration_days:g}-day test detects {reach} with {power:.0%} power, not the "
+            f"{min_improvement:.0%} minimum improvement: it needs {needed}, or a larger minimum improvement."
+        )
+    return out

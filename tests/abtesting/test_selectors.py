@@ -227,3 +227,62 @@ def test_the_history_has_one_point_per_day(experiment):
     assert [p["day"] for p in history] == sorted(
         {(start + timedelta(hours=h)).date().isoformat() for h in (1, 5, 25)}
     )
+
+
+def _rated_traffic(assistant, users: int, per_user: int, success_share: float) -> None:
+    rows = Interaction.objects.bulk_create(
+        Interaction(assistant_id=assistant.pk, user_ref=f"c{u}", request_id=f"t{u}-{k}")
+        for u in range(users)
+        for k in range(per_user)
+    )
+    Feedback.objects.bulk_create(
+        Feedback(
+            interaction=row, assistant_id=assistant.pk, kind="thumbs", helpful=i % 10 < 10 * success_share
+        )
+        for i, row in enumerate(rows)
+    )
+
+
+def test_the_power_plan_warns_when_the_duration_cannot_reach_the_minimum_improvement(assistant):
+    _rated_traffic(assistant, users=140, per_user=2, success_share=0.7)  # ~10 users a day over 14 days
+    plan = selectors.power_plan(
+        assistant=assistant,
+        traffic_split=0.5,
+        max_duration_days=7,
+        significance_level=0.05,
+        min_improvement=0.05,
+    )
+    assert plan["units_per_day"] == pytest.approx(140)  # all stored just now: one day of traffic
+    assert plan["success_rate"] == pytest.approx(0.7)
+    assert plan["detectable_lift"] > 0.05 and "minimum improvement" in plan["warning"]
+    assert plan["required_units"] > 140 * 7 and plan["days_needed"] > 7
+    generous = selectors.power_plan(
+        assistant=assistant,
+        traffic_split=0.5,
+        max_duration_days=7,
+        significance_level=0.05,
+        min_improvement=0.4,
+    )
+    assert generous["warning"] == "" and generous["detectable_lift"] < 0.4
+
+
+def test_the_power_plan_says_when_there_is_no_traffic_to_plan_on(assistant):
+    plan = selectors.power_plan(
+        assistant=assistant,
+        traffic_split=0.5,
+        max_duration_days=7,
+        significance_level=0.05,
+        min_improvement=0.05,
+    )
+    assert plan["detectable_lift"] is None and "No rated traffic" in plan["warning"]
+
+
+def test_the_policy_admin_shows_the_power_at_current_traffic(client, assistant, django_user_model):
+    from training.services import policy_ensure
+
+    _rated_traffic(assistant, users=140, per_user=2, success_share=0.7)
+    policy = policy_ensure(assistant=assistant)
+    client.force_login(django_user_model.objects.create_superuser("root", password="x"))
+    body = client.get(f"/admin/training/retrainpolicy/{policy.pk}/change/").content.decode()
+    assert "Power at current traffic" in body and "Detectable lift with 80 % power in 7 days" in body
+    assert "not the 5% minimum improvement" in body
