@@ -420,8 +420,9 @@ def _compute(
     units = control.units + variant.units
     # Units expected by the planned end at the traffic seen so far: what the plan can detect.
     projected = None
-    if experiment.purpose == Experiment.Purpose.AB_TEST and elapsed > 0:
-        projected = units * max(1.0, experiment.max_duration_days / max(elapsed, 1 / 24))
+    if experiment.purpose == Experiment.Purpose.AB_TEST and elapsed >= 1:
+        # After a whole day only: extrapolating the first minutes' traffic would promise anything.
+        projected = units * max(1.0, experiment.max_duration_days / elapsed)
     result = analyse(
         control=control,
         variant=variant,

@@ -107,7 +107,8 @@ def analysis_panel(
     detectable = analysis.get("detectable_lift")
     return {
         "experiment": experiment,
-        "interim": interim or bool(analysis.get("interim")),
+        # The analysis stored at a stop was computed as an interim one; once stopped it is neither.
+        "interim": (interim or bool(analysis.get("interim"))) and not stopped,
         "stopped": stopped,
         "outcome": outcome,
         "level": level,
