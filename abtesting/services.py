@@ -5,25 +5,26 @@ index), so a retried task, two workers or a double click can never conclude, sto
 twice; the loser sees 0 rows updated and does nothing. When an experiment leaves ``running``,
 ``abtesting.signals.experiment_concluded`` is sent after the commit (the training job listens).
 
-Decisions (``experiment_decide``), applied to the analysis of ``abtesting.statistics.analyse``:
+Decisions (``experiment_decide``), applied to the analysis of ``abtesting.statistics.analyse`` at a planned
+look (``next_look``: at most one a day, information fraction = users with feedback / the plan's maximum):
 
-- ``invalid_srm``: the arms' assigned counts do not match the configured split (SRM p < 0.001). The
-  assignment is broken, so nothing measured can be trusted: concluded ``invalid_srm`` at once; the
-  training job must not deploy on it.
-- fewer than ``min_sample_size`` interactions with feedback in either arm: no decision (keep running).
-- sequential test significant and worse (and the sequential CI of the lift below 0): stopped early,
+- ``invalid_srm``: the arms' assigned users do not match the configured split (always-valid sequential SRM
+  p < 0.001, at any look). The assignment is broken, so nothing measured can be trusted: concluded
+  ``invalid_srm`` at once; the training job must not deploy on it.
+- fewer than ``min_sample_size`` users with feedback in either arm: no decision (keep running).
+- the test significant and worse (and the decision interval of the lift below 0): stopped early,
   ``variant_worse``; routing ignores a concluded experiment, so all traffic is back on the control (the
   live version) from the next request.
-- sequential test significant and better (and the sequential CI of the lift above 0): ``variant_better``
-  with the measured improvement. When the test and the CI disagree (small samples) it keeps running.
-- the final planned look (day ``ceil(max_duration_days)``) without significance: ``no_difference`` when the
-  sequential CI of the relative lift lies within ±``min_improvement`` (any real effect is too small to
-  matter), else ``inconclusive`` (the CI still allows an effect that would matter: more data was needed).
+- the test significant and better (and the decision interval above 0): ``variant_better``. When the test
+  and the interval disagree (small samples) it keeps running.
+- the final look (``max_duration_days`` passed, or the planned users reached) without significance:
+  ``no_difference`` when the decision interval of the relative lift lies within ±``min_improvement`` (any
+  real effect is too small to matter), else ``inconclusive`` (more data was needed).
 - ``max_duration_days`` passed without ``min_sample_size`` per arm: ``inconclusive`` (not enough feedback).
 
-Looks are days: look = whole days since the start + 1, of ``ceil(max_duration_days)`` planned looks, so
-the group-sequential boundaries hold as long as decisions are taken once a day (``tasks.analyse_running``
-is scheduled daily). Analyses between looks (the API, the dashboard) are for display.
+Analyses between planned looks (``experiment_interim``: the dashboard, the API) are interim: shown with the
+always-valid confidence sequence, never decided on. A person's stop is not a decision either: the stored
+analysis then reads "stopped early by X: no decision" (``Experiment.outcome``).
 """
 
 from __future__ import annotations
