@@ -309,7 +309,8 @@ def next_look(
     taken = len(fractions)
     final_due = elapsed_days >= max_duration_days
     due = min(planned, math.floor(elapsed_days))
-    if taken >= planned or (taken >= due and not final_due):
+    if taken >= planned or (taken >= due and not final_due) or (fractions and fractions[-1] >= 1.0):
+        # Beyond the plan (all alpha spent, e.g. the final look lacked min_sample_size): interim only.
         return not_a_look, plan
     new = dict(plan)
     if not new.get("units_max"):

@@ -163,6 +163,9 @@ def test_the_plan_is_fixed_once_from_the_pooled_rate():
     c3, v3 = ArmCounts.one_per_unit(950, 950, 520), ArmCounts.one_per_unit(950, 950, 820)
     final, plan = services.next_look(plan, elapsed_days=7.0, control=c3, variant=v3, **base)
     assert final.final and final.fractions[-1] == 1.0 and final.index == 3
+    # Nothing is left to spend after the final look: later analyses are interim, never a fourth look.
+    after, same = services.next_look(plan, elapsed_days=8.0, control=c3, variant=v3, **base)
+    assert after.index == 0 and same == plan
 
 
 # ---------------------------------------------------------------- decide
