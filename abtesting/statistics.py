@@ -9,12 +9,12 @@ The unit is the user
 Routing randomises *users* (a request without a user reference is its own unit), and a returning
 customer's interactions are correlated: one who is well served tends to be well served again. Testing
 per interaction treats those interactions as independent and understates the variance (at a within-user
-correlation of 0.3 a per-interaction test said "better/worse" in ~20 % of A/A runs). So every figure is
-computed per randomised unit: for each unit ``u`` of an arm, ``n_u`` rated interactions and ``s_u``
-successes; the rate is the ratio estimator ``r = sum(s_u) / sum(n_u)`` and its variance is the delta
-method's ``sum((s_u - r n_u)^2) / (sum n_u)^2`` (as GrowthBook and Eppo do when the analysis unit differs
-from the randomisation unit). The sums it needs (``sum n_u``, ``sum s_u``, ``sum n_u^2``, ``sum s_u^2``,
-``sum n_u s_u``) are kept per arm (:class:`ArmCounts`). With one interaction per user every formula
+correlation of 0.3 a per-interaction test said "better/worse" in 20 % of A/A runs in issue 11's audit).
+So every figure is computed per randomised unit: for each unit ``u`` of an arm, ``n_u`` rated interactions
+and ``s_u`` successes; the rate is the ratio estimator ``r = sum(s_u) / sum(n_u)`` and its variance is the
+delta method's ``sum((s_u - r n_u)^2) / (sum n_u)^2`` (as GrowthBook and Eppo do when the analysis unit
+differs from the randomisation unit). The sums it needs (``sum n_u``, ``sum s_u``, ``sum n_u^2``, ``sum
+s_u^2``, ``sum n_u s_u``) are kept per arm (:class:`ArmCounts`). With one interaction per user every formula
 reduces to the usual binomial one.
 
 Decisions: a group-sequential test at planned looks

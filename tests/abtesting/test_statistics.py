@@ -105,7 +105,7 @@ def test_boundaries_are_prefix_consistent_and_decreasing() -> None:
 
 
 def test_inflation_factor_of_the_design() -> None:
-    # OBF, 5 looks, 80 % power: the maximum sample is ~2.5 % above the fixed-horizon one (gsDesign 1.025).
+    # OBF, 5 looks, 80 % power: the maximum sample is ~2.5 % above the fixed-horizon one.
     assert inflation_factor(ALPHA, 5) == pytest.approx(1.025, abs=2e-3)
     assert inflation_factor(ALPHA, 1) == pytest.approx(1.0, abs=1e-6)
     fractions = tuple(k / 5 for k in range(1, 6))
