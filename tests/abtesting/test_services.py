@@ -324,3 +324,20 @@ def test_the_conclusion_is_signalled_once_after_commit(
         assert received == [(experiment.pk, "variant_better")]
     finally:
         experiment_concluded.disconnect(listener)
+
+
+def test_a_point_estimate_above_the_threshold_does_not_clear_it_without_the_lower_bound():
+    """+16 % estimated (a true +10 % that got lucky, say): significant, but it clears 15 % only if the
+    decision interval's lower end does."""
+    from abtesting.statistics import Look, analyse
+
+    c, v = ArmCounts.one_per_unit(1000, 1000, 600), ArmCounts.one_per_unit(1000, 1000, 696)
+    look = Look(7, 7, tuple(k / 7 for k in range(1, 8)), True)
+    result = analyse(control=c, variant=v, split=0.5, alpha=0.05, min_improvement=0.05, min_sample_size=100,
+                     look=look, cs_tuning_n=2000)  # fmt: skip
+    record = services.analysis_record(result, look)
+    results = record["ab_test_results"]
+    assert record["verdict"] == "variant_better" and results["improvement"] == pytest.approx(0.16)
+    assert results["improvementLow"] < 0.15
+    assert not services.lift_clears(results, 0.15)
+    assert services.lift_clears(results, results["improvementLow"])
