@@ -178,14 +178,17 @@ def unit_deltas(
 def unit_totals(*, experiment_id: int, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
     """The stored ``(n, successes, rating_n, rating_sum)`` of these (arm, unit) pairs (absent: new unit)."""
     out: dict[tuple[str, str], tuple] = {}
-    units = sorted({unit for _, unit in keys})
-    # Chunks keep each IN list well below SQLite's bound on query parameters.
-    for start in range(0, len(units), 2000):
-        rows = ExperimentUnit.objects.filter(
-            experiment_id=experiment_id, unit__in=units[start : start + 2000]
-        ).values_list("arm", "unit", "n", "successes", "rating_n", "rating_sum")
-        for arm, unit, *values in rows:
-            out[(arm, unit)] = tuple(values)
+    for arm in ARMS:
+        units = sorted({unit for a, unit in keys if a == arm})
+        # Per arm, so (experiment, arm, unit) is an exact probe of the unique index (without the arm the
+        # database scans the experiment's every unit for each one); chunks keep each IN list well below
+        # SQLite's bound on query parameters.
+        for start in range(0, len(units), 2000):
+            rows = ExperimentUnit.objects.filter(
+                experiment_id=experiment_id, arm=arm, unit__in=units[start : start + 2000]
+            ).values_list("unit", "n", "successes", "rating_n", "rating_sum")
+            for unit, *values in rows:
+                out[(arm, unit)] = tuple(values)
     return out
 
 
