@@ -159,18 +159,13 @@ def unit_deltas(
             rating_sum=Sum("rating", filter=first_rating),
         )
         .order_by()
+        # Tuples, not dicts: ~1,400 rows per hourly look at 1M interactions.
+        .values_list("arm", "user", "anonymous", "n", "successes", "rating_n", "rating_sum")
     )
     deltas = [
-        (
-            row["arm"],
-            unit_key(row["user"], row["anonymous"]),
-            row["n"],
-            row["successes"],
-            row["rating_n"],
-            float(row["rating_sum"] or 0),
-        )
-        for row in rows
-        if row["n"] or row["rating_n"]
+        (arm, unit_key(user, anonymous), n, successes, rating_n, float(rating_sum or 0))
+        for arm, user, anonymous, n, successes, rating_n, rating_sum in rows
+        if n or rating_n
     ]
     return assigned, deltas
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from abtesting import selectors, statistics
@@ -251,24 +251,7 @@ def experiment_tally_refresh(
             experiment_id=experiment.pk, keys=[(arm, unit) for arm, unit, *_ in deltas]
         )
         totals = selectors.add_unit_deltas(counts, deltas, previous)
-        ExperimentUnit.objects.bulk_create(
-            [
-                ExperimentUnit(
-                    experiment_id=experiment.pk,
-                    arm=arm,
-                    unit=unit,
-                    n=n,
-                    successes=s_,
-                    rating_n=m,
-                    rating_sum=r,
-                )
-                for arm, unit, n, s_, m, r in totals
-            ],
-            batch_size=2000,
-            update_conflicts=True,
-            unique_fields=("experiment", "arm", "unit"),
-            update_fields=("n", "successes", "rating_n", "rating_sum"),
-        )
+        _units_upsert(experiment.pk, totals)
         new = {
             "version": TALLY_VERSION,
             "interaction_floor": tally["interaction_floor"],
@@ -279,6 +262,26 @@ def experiment_tally_refresh(
         Experiment.objects.filter(pk=experiment.pk).update(tally=new)
     experiment.tally = new
     return new
+
+
+def _units_upsert(experiment_id: int, totals: list[tuple[str, str, int, int, int, float]]) -> None:
+    """Store the touched units' new totals: one INSERT ... ON CONFLICT DO UPDATE, executemany.
+
+    Plain SQL (the same on SQLite and PostgreSQL) rather than ``bulk_create(update_conflicts=True)``:
+    the ORM spent ~0.15 ms of Python per row building and quoting it, nearly half of an hourly look at
+    1M interactions (1,400 users touched).
+    """
+    if not totals:
+        return
+    table = ExperimentUnit._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (experiment_id, arm, unit, n, successes, rating_n, rating_sum) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (experiment_id, arm, unit) DO UPDATE SET "
+        "n = excluded.n, successes = excluded.successes, rating_n = excluded.rating_n, "
+        "rating_sum = excluded.rating_sum"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(experiment_id, *row) for row in totals])
 
 
 def next_look(

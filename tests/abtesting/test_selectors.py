@@ -203,8 +203,8 @@ def test_counting_takes_a_bounded_number_of_queries(experiment, django_assert_ma
         feedback(interaction(experiment, "variant"), helpful=True)
     with django_assert_max_num_queries(3):
         selectors.experiment_arm_counts(experiment)
-    # Watermarks 2, counting 3, lock 1, the touched units' totals 1, upsert 1, tally 1, savepoints.
-    with django_assert_max_num_queries(11):
+    # Watermarks 2, counting 3, lock 1, the touched units' totals 1 per arm, upsert 1, tally 1, savepoints.
+    with django_assert_max_num_queries(12):
         services.experiment_tally_refresh(experiment=experiment, now=timezone.now() + timedelta(hours=1))
 
 
