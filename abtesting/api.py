@@ -26,6 +26,9 @@ class ExperimentSummarySerializer(serializers.Serializer):
     variant = serializers.CharField(source="variant.name")
     traffic_split = serializers.FloatField()
     status = serializers.CharField()
+    outcome = serializers.CharField(
+        help_text='In words: the decision, or "stopped early by <user>: no decision" (never a verdict).'
+    )
     decision = serializers.CharField()
     decision_reason = serializers.CharField()
     started_at = serializers.DateTimeField()
@@ -47,11 +50,20 @@ class ExperimentDetailSerializer(ExperimentSummarySerializer):
     stage_index = serializers.IntegerField()
     stage_hours = serializers.FloatField()
     stage_started_at = serializers.DateTimeField(allow_null=True)
-    analysis = serializers.JSONField(source="last_analysis")
+    analysis = serializers.JSONField(
+        source="last_analysis", help_text="The last stored analysis (a planned look, or the stop's)."
+    )
+    interim = serializers.SerializerMethodField(
+        help_text="Running experiments: live figures with the always-valid confidence sequence (interim: "
+        "valid however often you look; the decision is taken at planned looks). Null otherwise."
+    )
     history = serializers.SerializerMethodField()
 
     def get_history(self, obj: Experiment) -> list[dict]:
         return selectors.experiment_history(experiment=obj)
+
+    def get_interim(self, obj: Experiment) -> dict | None:
+        return self.context.get("interim")
 
 
 def _visible(request: Request, experiment_id: int) -> Experiment:
@@ -108,7 +120,8 @@ class ExperimentDetailApi(APIView):
     @extend_schema(responses={200: ExperimentDetailSerializer})
     def get(self, request: Request, experiment_id: int) -> Response:
         experiment = _visible(request, experiment_id)
-        return Response(ExperimentDetailSerializer(experiment).data)
+        interim = services.experiment_interim(experiment=experiment)
+        return Response(ExperimentDetailSerializer(experiment, context={"interim": interim}).data)
 
 
 class ExperimentStopApi(APIView):

@@ -64,6 +64,10 @@ class Experiment(models.Model):
     # Running per-arm counts and the id watermarks they cover, so each analysis aggregates only the rows
     # stored since the previous one (see abtesting.selectors.experiment_tally_refresh).
     tally = models.JSONField(default=dict, blank=True, editable=False)
+    # The test's plan, fixed once (see abtesting.services.next_look): the confidence sequence's tuning
+    # sample size (set at the start), the maximum number of units (set, blinded, at the first look) and
+    # the information fraction of every planned look taken so far.
+    plan = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ("-started_at", "-id")
@@ -82,6 +86,19 @@ class Experiment(models.Model):
     def is_running(self) -> bool:
         return self.status == self.Status.RUNNING
 
+    @property
+    def outcome(self) -> str:
+        """What the experiment says, in words used everywhere (page, list, job timeline, API).
+
+        A stopped experiment reached no decision, whatever its figures looked like when it was stopped.
+        """
+        if self.status == self.Status.STOPPED:
+            who = self.stopped_by.get_username() if self.stopped_by_id and self.stopped_by else "the system"
+            return f"stopped early by {who}: no decision"
+        if self.status == self.Status.RUNNING:
+            return "running: no decision yet"
+        return self.decision or "no decision"
+
 
 class ExperimentSnapshot(models.Model):
     """The analysis as it stood each day, for the history chart."""
@@ -94,3 +111,25 @@ class ExperimentSnapshot(models.Model):
     class Meta:
         ordering = ("day",)
         constraints = [models.UniqueConstraint(fields=("experiment", "day"), name="snapshot_one_per_day")]
+
+
+class ExperimentUnit(models.Model):
+    """One randomised unit's running sums in an experiment (the current rollout stage, for a rollout).
+
+    A unit is a user (``u:<user_ref>``), or a request without a user reference (``i:<interaction id>``).
+    Kept so each look adds only the new feedback: the arm's sums of squares need each unit's previous
+    totals (see ``abtesting.selectors``).
+    """
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="units")
+    arm = models.CharField(max_length=8)
+    unit = models.CharField(max_length=210)
+    n = models.PositiveIntegerField(default=0, help_text="Rated interactions.")
+    successes = models.PositiveIntegerField(default=0)
+    rating_n = models.PositiveIntegerField(default=0)
+    rating_sum = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("experiment", "arm", "unit"), name="experiment_unit_once"),
+        ]

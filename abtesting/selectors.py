@@ -5,46 +5,56 @@ What counts, per arm
 - ``n_assigned``: the units routing sent to the arm, which the SRM check compares with the configured
   split. The unit is what was randomised: a user (counted once, however many interactions they have),
   or, for a request without a user ref (assigned per request), the interaction itself.
-- ``n`` / ``successes``: interactions with feedback that says anything about success (``SIGNAL_Q``:
-  helpful or a rating), and of those the successful ones. **An interaction's first signal feedback
-  decides** (first stored, by id), using the one success definition (``feedback.models.SUCCESS_Q``, a
-  generated column). Why the first: it is the customer's reaction to the answer itself, and it never
-  changes once counted, so the counts can be kept incrementally (below) instead of re-aggregating
-  millions of rows on every look. A later change of mind does not move the interaction.
-- ``rating_n`` / ``rating_sum`` / ``rating_sumsq``: the interaction's first rating (1–5), for the Welch
-  t-test on the average rating (the secondary metric).
+- per *unit* (user, or request without a user ref: the unit routing randomised), the unit's rated
+  interactions ``n_u`` (feedback that says anything about success, ``SIGNAL_Q``: helpful or a rating), its
+  successes ``s_u``, and its ratings (count ``m_u``, sum ``r_u``). **An interaction's first signal
+  feedback decides** (first stored, by id), using the one success definition (``feedback.models.SUCCESS_Q``,
+  a generated column): it is the customer's reaction to the answer itself, and it never changes once
+  counted, so the counts can be kept incrementally (below). A later change of mind does not move it.
+- per arm, the sums the user-level analysis needs (``abtesting.statistics.ArmCounts``): units with
+  feedback, ``sum n_u``, ``sum s_u``, ``sum n_u^2``, ``sum s_u^2``, ``sum n_u s_u`` and the same for ratings.
+  Squares are not additive, so each unit's running totals are kept in ``ExperimentUnit`` and a look adds
+  ``(n + a)^2 - n^2`` for a unit that gained ``a`` (``abtesting.services.experiment_tally_refresh``).
 
-The unit of analysis for the success rate is the interaction. Assignment is per user, so interactions
-of one user are correlated; with many users each contributing a few interactions the effect on the
-variance is small, and it is the unit the seed's ``abTestResults`` are stated in. The SRM check cannot
-take that shortcut: counting interactions, a chance imbalance of a few percent in how *users* fell
-into the arms is multiplied by their repeat visits, and the chi-square (which assumes independent units)
-then flags "sample ratio mismatch" on perfectly healthy assignment — with 600 customers returning over
-two weeks it did in a few percent of seeded runs, which would block a good deployment.
+The SRM check counts units too: counting interactions, a chance imbalance of a few percent in how users
+fell into the arms is multiplied by their repeat visits, and a test that assumes independent units then
+flags "sample ratio mismatch" on perfectly healthy assignment.
 
 Incremental counting
 --------------------
-``arm_counts`` takes id bounds: the analysis keeps the totals and two watermarks (the last interaction id
+``unit_deltas`` takes id bounds: the analysis keeps the totals and two watermarks (the last interaction id
 and feedback id counted) on the experiment, and each look adds only rows stored since, so a look at an
 experiment with a million interactions touches the last hour's rows (``tasks.refresh_tallies`` runs
 hourly), not a million (see ``bench/abtest.py``). This is exact because of the first-feedback rule above:
 a new feedback row counts if and only if no earlier signal feedback of its interaction exists, whatever
 batch that earlier row was counted in. It assumes feedback's ``helpful``/``rating`` are never edited and
 rows never deleted (the product only adds feedback); ``experiment_arm_counts`` recounts from scratch.
+A look's new rows are grouped per unit in SQL (one GROUP BY over the new feedback), then merged into the
+units' totals: a look at 1M interactions from 100k users touches the last hour's units, not 100k
+(``python -m bench abtest``).
 Watermarks stop short of the last ``TALLY_LAG`` of rows so that, on PostgreSQL, a transaction that took
 an id earlier but commits later is not skipped (on SQLite writes are serial anyway).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Sum, Value, When
+from django.utils import timezone
 
 from abtesting.assignment import CONTROL, VARIANT
-from abtesting.models import Experiment, ExperimentSnapshot
-from abtesting.statistics import ArmCounts
+from abtesting.models import Experiment, ExperimentSnapshot, ExperimentUnit
+from abtesting.statistics import (
+    ArmCounts,
+    detectable_lift,
+    inflation_factor,
+    required_units,
+    unit_variance,
+)
 from assistants.models import Assistant
 from feedback.models import SIGNAL_Q, Feedback, Interaction
 
@@ -52,11 +62,20 @@ ARMS = (CONTROL, VARIANT)
 TALLY_LAG = timedelta(minutes=2)
 
 
-def empty_counts() -> dict[str, list[float]]:
-    return {arm: [0, 0, 0, 0, 0.0, 0.0] for arm in ARMS}
+SUMS = tuple(f.name for f in dataclass_fields(ArmCounts))
 
 
-def arm_counts(
+def empty_counts() -> dict[str, dict[str, float]]:
+    """Per arm, every ``ArmCounts`` field at 0 (the tally's starting point)."""
+    return {arm: dict.fromkeys(SUMS, 0) for arm in ARMS}
+
+
+def unit_key(user_ref: str, interaction_id: int) -> str:
+    """The randomised unit: the user, or the request itself when it has no user reference."""
+    return f"u:{user_ref}" if user_ref else f"i:{interaction_id}"
+
+
+def unit_deltas(
     *,
     experiment_id: int,
     assistant_id: int,
@@ -65,19 +84,19 @@ def arm_counts(
     interaction_upto: int | None = None,
     feedback_after: int = 0,
     feedback_upto: int | None = None,
-) -> dict[str, list[float]]:
-    """Per arm ``[n_assigned, n, successes, rating_n, rating_sum, rating_sumsq]`` over id ranges (3 queries).
+) -> tuple[dict[str, int], list[tuple[str, str, int, int, int, float]]]:
+    """(new assigned units per arm, per-unit additions ``(arm, unit, n, successes, rating_n, rating_sum)``).
 
-    Interactions with id in ``(max(interaction_floor, interaction_after), interaction_upto]`` add to
-    ``n_assigned`` their users not seen in the experiment (above the floor) before, plus each interaction
+    Interactions with id in ``(max(interaction_floor, interaction_after), interaction_upto]`` add to the
+    assigned units their users not seen in the experiment (above the floor) before, plus each interaction
     without a user ref; feedback with id in ``(feedback_after, feedback_upto]`` on interactions above
     ``interaction_floor`` (a rollout stage's start) counts when it is its interaction's first signal / first
-    rating. No bounds: the whole experiment.
+    rating. No bounds: the whole experiment. 3 queries.
 
     Only the experiment's own assistant's interactions count: ``experiment_id`` and ``arm`` are whatever the
     client logged, so without ``assistant_id`` one assistant's key could rig another assistant's test.
     """
-    out = empty_counts()
+    assigned = dict.fromkeys(ARMS, 0)
     low = max(interaction_floor, interaction_after)
     new_user = ~Q(user_ref="")
     if low > interaction_floor:
@@ -102,7 +121,7 @@ def arm_counts(
             users=Count("user_ref", distinct=True, filter=new_user),
             anonymous=Count("id", filter=Q(user_ref="")),
         )
-        out[arm][0] = units["users"] + units["anonymous"]
+        assigned[arm] = units["users"] + units["anonymous"]
 
     earlier_signal = Feedback.objects.filter(
         SIGNAL_Q, interaction_id=OuterRef("interaction_id"), id__lt=OuterRef("id")
@@ -122,48 +141,140 @@ def arm_counts(
     ).filter(exp=experiment_id, asst=assistant_id, interaction__arm__in=ARMS)
     if interaction_floor:
         feedback = feedback.filter(iid__gt=interaction_floor)
-    # One pass over the new feedback; "first" is decided per row by the correlated NOT EXISTS, which uses
-    # the feedback.interaction_id index (+ rowid) and so costs one index probe per new row.
+    # One pass over the new feedback, grouped per unit; "first" is decided per row by the correlated
+    # NOT EXISTS, which uses the feedback.interaction_id index (+ rowid): one index probe per new row.
     first_signal = Q(~Exists(earlier_signal))
     first_rating = Q(~Exists(earlier_rating), rating__isnull=False)
     rows = (
         feedback.filter(SIGNAL_Q)
-        .values("interaction__arm")
+        .values(
+            arm=F("interaction__arm"),
+            user=F("interaction__user_ref"),
+            anonymous=Case(When(interaction__user_ref="", then=F("interaction_id")), default=Value(0)),
+        )
         .annotate(
             n=Count("id", filter=first_signal),
             successes=Count("id", filter=first_signal & Q(success=True)),
             rating_n=Count("id", filter=first_rating),
             rating_sum=Sum("rating", filter=first_rating),
-            rating_sumsq=Sum(F("rating") * F("rating"), filter=first_rating),
         )
         .order_by()
+        # Tuples, not dicts: ~1,400 rows per hourly look at 1M interactions.
+        .values_list("arm", "user", "anonymous", "n", "successes", "rating_n", "rating_sum")
     )
-    for row in rows:
-        out[row["interaction__arm"]][1:] = [
-            row["n"],
-            row["successes"],
-            row["rating_n"],
-            float(row["rating_sum"] or 0),
-            float(row["rating_sumsq"] or 0),
-        ]
+    deltas = [
+        (arm, unit_key(user, anonymous), n, successes, rating_n, float(rating_sum or 0))
+        for arm, user, anonymous, n, successes, rating_n, rating_sum in rows
+        if n or rating_n
+    ]
+    return assigned, deltas
+
+
+def unit_totals(*, experiment_id: int, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+    """The stored ``(n, successes, rating_n, rating_sum)`` of these (arm, unit) pairs (absent: new unit)."""
+    out: dict[tuple[str, str], tuple] = {}
+    for arm in ARMS:
+        units = sorted({unit for a, unit in keys if a == arm})
+        # Per arm, so (experiment, arm, unit) is an exact probe of the unique index (without the arm the
+        # database scans the experiment's every unit for each one); chunks keep each IN list well below
+        # SQLite's bound on query parameters.
+        for start in range(0, len(units), 2000):
+            rows = ExperimentUnit.objects.filter(
+                experiment_id=experiment_id, arm=arm, unit__in=units[start : start + 2000]
+            ).values_list("unit", "n", "successes", "rating_n", "rating_sum")
+            for unit, *values in rows:
+                out[(arm, unit)] = tuple(values)
     return out
 
 
-def to_arm_counts(values: list[float]) -> ArmCounts:
-    n_assigned, n, successes, rating_n, rating_sum, rating_sumsq = values
+def add_unit_deltas(
+    counts: dict[str, dict[str, float]],
+    deltas: list[tuple[str, str, int, int, int, float]],
+    previous: dict[tuple[str, str], tuple],
+) -> list[tuple[str, str, int, int, int, float]]:
+    """Add per-unit additions to the arms' sums in place; return the units' new totals.
+
+    Pure arithmetic (no queries): ``previous`` holds each unit's totals before, from ``unit_totals``.
+    A unit's square grows by ``(n + a)^2 - n^2``, which is why the previous totals are needed.
+    """
+    totals = []
+    for arm, unit, dn, ds, dm, dr in deltas:
+        n0, s0, m0, r0 = previous.get((arm, unit), (0, 0, 0, 0.0))
+        n1, s1, m1, r1 = n0 + dn, s0 + ds, m0 + dm, r0 + dr
+        a = counts[arm]
+        a["units"] += n0 == 0 and n1 > 0
+        a["n"] += dn
+        a["successes"] += ds
+        a["n_sq"] += n1 * n1 - n0 * n0
+        a["s_sq"] += s1 * s1 - s0 * s0
+        a["ns"] += n1 * s1 - n0 * s0
+        a["rating_units"] += m0 == 0 and m1 > 0
+        a["rating_n"] += dm
+        a["rating_sum"] += dr
+        a["rating_n_sq"] += m1 * m1 - m0 * m0
+        a["rating_sum_sq"] += r1 * r1 - r0 * r0
+        a["rating_cross"] += m1 * r1 - m0 * r0
+        totals.append((arm, unit, n1, s1, m1, r1))
+    return totals
+
+
+def to_arm_counts(values: dict[str, float]) -> ArmCounts:
     return ArmCounts(
-        int(n_assigned), int(n), int(successes), int(rating_n), float(rating_sum), float(rating_sumsq)
+        **{
+            name: (float(values.get(name, 0)) if isinstance(default, float) else int(values.get(name, 0)))
+            for name, default in ((f.name, f.default) for f in dataclass_fields(ArmCounts))
+        }
     )
 
 
 def experiment_arm_counts(experiment: Experiment) -> tuple[ArmCounts, ArmCounts]:
     """(control, variant) counted from scratch over the experiment (the current stage, for a rollout)."""
-    counts = arm_counts(
+    assigned, deltas = unit_deltas(
         experiment_id=experiment.pk,
         assistant_id=experiment.assistant_id,
         interaction_floor=int((experiment.tally or {}).get("interaction_floor", 0)),
     )
+    counts = empty_counts()
+    for arm in ARMS:
+        counts[arm]["n_assigned"] = assigned[arm]
+    add_unit_deltas(counts, deltas, {})
     return to_arm_counts(counts[CONTROL]), to_arm_counts(counts[VARIANT])
+
+
+def traffic_profile(
+    *, assistant: Assistant, days: int = 14, now: datetime | None = None
+) -> tuple[ArmCounts, float] | None:
+    """The assistant's recent rated traffic: (per-unit sums as one arm, units per day), or None if none.
+
+    The planning input before an experiment has data of its own: how many units a day can feed a test and
+    how their outcomes vary (within-user correlation included). One GROUP BY over ``days`` of feedback.
+    """
+    now = now or timezone.now()
+    since = now - timedelta(days=days)
+    earlier_signal = Feedback.objects.filter(
+        SIGNAL_Q, interaction_id=OuterRef("interaction_id"), id__lt=OuterRef("id")
+    )
+    rows = (
+        Feedback.objects.filter(SIGNAL_Q, assistant=assistant, created_at__gte=since)
+        .filter(~Exists(earlier_signal))
+        .values(
+            user=F("interaction__user_ref"),
+            anonymous=Case(When(interaction__user_ref="", then=F("interaction_id")), default=Value(0)),
+        )
+        .annotate(n=Count("id"), successes=Count("id", filter=Q(success=True)))
+        .order_by()
+    )
+    counts = {CONTROL: dict.fromkeys(SUMS, 0)}
+    add_unit_deltas(
+        counts,
+        [(CONTROL, unit_key(r["user"], r["anonymous"]), r["n"], r["successes"], 0, 0.0) for r in rows],
+        {},
+    )
+    if not counts[CONTROL]["units"]:
+        return None
+    first = Feedback.objects.filter(assistant=assistant, created_at__gte=since).order_by("created_at").first()
+    span = max(1.0, (now - first.created_at).total_seconds() / 86400) if first is not None else float(days)
+    return to_arm_counts(counts[CONTROL]), counts[CONTROL]["units"] / span
 
 
 def id_watermarks(*, now: datetime, lag: timedelta = TALLY_LAG) -> tuple[int, int]:
@@ -193,7 +304,7 @@ def max_ids() -> tuple[int, int]:
 def experiment_list(
     *, assistant: Assistant | None = None, assistant_ids: list[int] | None = None, status: str | None = None
 ) -> QuerySet[Experiment]:
-    qs = Experiment.objects.select_related("assistant", "control", "variant")
+    qs = Experiment.objects.select_related("assistant", "control", "variant", "stopped_by")
     if assistant is not None:
         qs = qs.filter(assistant=assistant)
     if assistant_ids is not None:
@@ -235,3 +346,70 @@ def experiment_history(*, experiment: Experiment) -> list[dict[str, Any]]:
             }
         )
     return points
+
+
+def power_plan(
+    *,
+    assistant: Assistant,
+    traffic_split: float,
+    max_duration_days: float,
+    significance_level: float,
+    min_improvement: float,
+    power: float = 0.8,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """What an A/B test with these settings can detect at the assistant's current traffic.
+
+    The same sample-size formula as the test (pooled, per user, inflated for the group-sequential design
+    of ``ceil(max_duration_days)`` looks), fed with the last 14 days of rated traffic: the lift detectable
+    with ``power`` by ``max_duration_days``, the users the plan needs for ``min_improvement``, and a
+    warning when the duration cannot reach it.
+    """
+    profile = traffic_profile(assistant=assistant, now=now)
+    out: dict[str, Any] = {
+        "units_per_day": None,
+        "success_rate": None,
+        "detectable_lift": None,
+        "required_units": None,
+        "days_needed": None,
+        "warning": "",
+    }
+    if profile is None:
+        out["warning"] = (
+            "No rated traffic in the last 14 days: the power of an A/B test cannot be planned yet."
+        )
+        return out
+    counts, per_day = profile
+    pooled = unit_variance(counts, ArmCounts())
+    if pooled is None:
+        out["warning"] = (
+            "Too little rated traffic (or every outcome the same) to plan the power of an A/B test."
+        )
+        return out
+    p, unit_var = pooled
+    looks = max(1, math.ceil(max_duration_days))
+    design = {
+        "unit_var": unit_var,
+        "split": traffic_split,
+        "alpha": significance_level,
+        "power": power,
+        "inflation": inflation_factor(significance_level, looks, power),
+    }
+    detectable = detectable_lift(p, per_day * max_duration_days, **design)
+    required = required_units(p, min_improvement, **design)
+    out.update(
+        units_per_day=per_day,
+        success_rate=p,
+        detectable_lift=detectable,
+        required_units=required,
+        days_needed=required / per_day if required and per_day else None,
+    )
+    if detectable is None or detectable > min_improvement:
+        reach = "no lift" if detectable is None else f"only a lift of {detectable:+.1%} or more"
+        needed = f"about {out['days_needed']:.0f} days" if out["days_needed"] else "more traffic"
+        out["warning"] = (
+            f"At the current traffic ({per_day:.0f} users with feedback a day) a "
+            f"{max_duration_days:g}-day test detects {reach} with {power:.0%} power, not the "
+            f"{min_improvement:.0%} minimum improvement: it needs {needed}, or a larger minimum improvement."
+        )
+    return out

@@ -4,8 +4,9 @@ Schedules (created by migration 0003; ``ensure_schedules`` recreates or repairs 
 
 - ``refresh_tallies`` hourly: adds the last hour's interactions and feedback to each running experiment's
   counts, so the daily analysis never aggregates more than an hour of rows.
-- ``analyse_running`` daily: one look per day per A/B test (the group-sequential plan assumes daily looks),
-  then the decision.
+- ``analyse_running`` daily: at most one planned look per day per A/B test (``services.next_look``: the
+  boundaries follow the information actually gathered, so a late or missed run costs nothing), then the
+  decision.
 - ``advance_rollouts`` hourly: rollout guardrails (confidence sequence, valid at any number of looks) and
   stage changes.
 """
@@ -38,7 +39,7 @@ def experiment_check(experiment_id: int) -> str:
     experiment = Experiment.objects.select_related("control", "variant").filter(pk=experiment_id).first()
     if experiment is None:
         return "missing"
-    analysis = services.experiment_analyse(experiment=experiment)
+    analysis = services.experiment_analyse(experiment=experiment, planned_look=True)
     services.experiment_decide(experiment=experiment, analysis=analysis)
     return experiment.status
 

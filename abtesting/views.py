@@ -38,16 +38,28 @@ def _get_experiment_for_user(request: HttpRequest, pk: int, perm: str = VIEW_PER
     return experiment
 
 
-def analysis_panel(experiment: Experiment | None, *, results: dict | None = None) -> dict[str, Any] | None:
+def analysis_panel(
+    experiment: Experiment | None,
+    *,
+    results: dict | None = None,
+    analysis: dict | None = None,
+    interim: bool = False,
+) -> dict[str, Any] | None:
     """Every figure of an A/B test in one dict for ``abtesting/snippets/analysis.html``.
 
-    From the experiment's last analysis (``abtesting.statistics.Analysis.as_dict``); a job whose
-    experiment is gone still has the seed-style ``ab_test_results`` (camelCase) to fall back on.
+    From the experiment's last analysis (``abtesting.services.analysis_record``), or ``analysis`` (the
+    live interim one); a job whose experiment is gone still has the seed-style ``ab_test_results``
+    (camelCase) to fall back on. What is shown as evidence depends on where the test stands: the
+    decision interval at a planned look, the confidence sequence in between (interim), nothing that
+    reads as a verdict after an early stop, and the fixed-horizon p-value only at the planned end.
     """
-    analysis = (experiment.last_analysis if experiment is not None else None) or {}
+    if analysis is None:
+        analysis = (experiment.last_analysis if experiment is not None else None) or {}
     results = results or analysis.get("ab_test_results") or {}
     if experiment is None and not results:
         return None
+    alpha = analysis.get("alpha") or (experiment.significance_level if experiment is not None else None)
+    level = f"{1 - alpha:.0%}" if alpha else ""
     sequential = analysis.get("sequential") or {}
     arms = []
     for name in ("control", "variant"):
@@ -56,6 +68,7 @@ def analysis_panel(experiment: Experiment | None, *, results: dict | None = None
         arms.append({
             "name": name,
             "version": version.name if version is not None else "",
+            "units": arm.get("units"),
             "n": arm.get("n"),
             "n_assigned": arm.get("n_assigned"),
             "successes": arm.get("successes"),
@@ -70,7 +83,7 @@ def analysis_panel(experiment: Experiment | None, *, results: dict | None = None
         "percent": True,
         "yMax": 1,
         "datasets": [
-            {"type": "bar", "label": "95% Wilson interval", "backgroundColor": "rgba(37,87,214,.25)",
+            {"type": "bar", "label": f"{level} interval (per user)", "backgroundColor": "rgba(37,87,214,.25)",
              "data": [[a["low"], a["high"]] if a["low"] is not None else None for a in arms]},
             {"type": "line", "label": "Success rate", "showLine": False, "pointRadius": 7,
              "borderColor": "#17203a", "backgroundColor": "#17203a", "data": [a["rate"] for a in arms]},
@@ -79,31 +92,61 @@ def analysis_panel(experiment: Experiment | None, *, results: dict | None = None
     days = analysis.get("elapsed_days")
     if days is None and experiment is not None:
         days = ((experiment.ended_at or timezone.now()) - experiment.started_at).total_seconds() / 86400
+    stopped = experiment is not None and experiment.status == Experiment.Status.STOPPED
+    stopped = stopped or bool(analysis.get("stopped_early") or results.get("outcome"))
+    outcome = (
+        experiment.outcome
+        if experiment is not None
+        else results.get("outcome") or analysis.get("stopped_early") or ""
+    )
+    method = sequential.get("method", results.get("method", ""))
+    planned_end = bool(analysis.get("final_look")) and method == "group_sequential" and not stopped
+    min_improvement = analysis.get("min_improvement") or (
+        experiment.min_improvement if experiment is not None else None
+    )
+    detectable = analysis.get("detectable_lift")
     return {
         "experiment": experiment,
+        # The analysis stored at a stop was computed as an interim one; once stopped it is neither.
+        "interim": (interim or bool(analysis.get("interim"))) and not stopped,
+        "stopped": stopped,
+        "outcome": outcome,
+        "level": level,
         "arms": arms,
         "chart": chart if any(a["rate"] is not None for a in arms) else None,
         "absolute_lift": analysis.get("absolute_lift"),
         "relative_lift": analysis.get("relative_lift", results.get("improvement")),
-        "lift_low": analysis.get("relative_lift_low"),
-        "lift_high": analysis.get("relative_lift_high"),
-        "z": analysis.get("z"),
-        "p_value": analysis.get("p_value", results.get("pValue")),
-        "seq_method": sequential.get("method", ""),
+        # The fixed-horizon p-value is evidence only for one look at a fixed sample: shown at the planned
+        # end (labelled), never while running or after an early stop.
+        "fixed_p_value": analysis.get("fixed_p_value", results.get("pValue")) if planned_end else None,
+        "planned_end": planned_end,
+        "seq_method": method,
         "seq_p_value": sequential.get("p_value", results.get("sequentialPValue")),
-        "seq_low": sequential.get("ci_low"),
-        "seq_high": sequential.get("ci_high"),
-        "seq_look": sequential.get("look"),
-        "seq_planned": sequential.get("planned_looks"),
+        "seq_low": sequential.get("ci_low", results.get("improvementLow")),
+        "seq_high": sequential.get("ci_high", results.get("improvementHigh")),
+        "cs_low": sequential.get("cs_low"),
+        "cs_high": sequential.get("cs_high"),
+        "seq_look": sequential.get("look", results.get("look")),
+        "seq_planned": sequential.get("planned_looks", results.get("plannedLooks")),
+        "information": sequential.get("information_fraction"),
+        "boundary_z": sequential.get("boundary_z"),
+        "z": sequential.get("z"),
         "srm_p_value": analysis.get("srm_p_value", results.get("srmPValue")),
         "srm_ok": analysis.get("srm_ok"),
-        "required": analysis.get("required_n_per_arm"),
+        "required": analysis.get("required_units"),
         "progress": analysis.get("progress"),
-        "min_n": min((a["n"] for a in arms if a["n"] is not None), default=results.get("sampleSize")),
+        "detectable": detectable,
+        "underpowered": detectable is not None
+        and min_improvement is not None
+        and detectable > min_improvement,
+        "min_improvement": min_improvement,
+        "units": sum(a["units"] or 0 for a in arms) if any(a["units"] is not None for a in arms) else None,
         "days_running": days,
-        "verdict": analysis.get("verdict") or (experiment.decision if experiment is not None else ""),
+        "verdict": "no_decision"
+        if stopped
+        else analysis.get("verdict") or (experiment.decision if experiment is not None else ""),
         "reason": analysis.get("reason") or (experiment.decision_reason if experiment is not None else ""),
-        "alpha": analysis.get("alpha") or (experiment.significance_level if experiment is not None else None),
+        "alpha": alpha,
     }
 
 
@@ -136,9 +179,9 @@ def _history_charts(points: list[dict[str, Any]]) -> tuple[dict, dict]:
         "beginAtZero": False,
         "datasets": [
             {"label": "relative lift", "data": [p["improvement"] for p in points], "borderColor": "#17203a"},
-            {"label": "sequential CI low", "data": [ci[0] for ci in cis], "borderColor": "#a76200",
+            {"label": "decision interval low", "data": [ci[0] for ci in cis], "borderColor": "#a76200",
              "borderDash": [4, 3], "pointRadius": 0},
-            {"label": "sequential CI high", "data": [ci[1] for ci in cis], "borderColor": "#a76200",
+            {"label": "decision interval high", "data": [ci[1] for ci in cis], "borderColor": "#a76200",
              "borderDash": [4, 3], "pointRadius": 0},
         ],
     }  # fmt: skip
@@ -165,8 +208,8 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
     for experiment in rows:
         analysis = experiment.last_analysis or {}
         experiment.lift = analysis.get("relative_lift")
-        experiment.n_control = (analysis.get("control") or {}).get("n")
-        experiment.n_variant = (analysis.get("variant") or {}).get("n")
+        experiment.n_control = (analysis.get("control") or {}).get("units")
+        experiment.n_variant = (analysis.get("variant") or {}).get("units")
     query = q.copy()
     query.pop("page", None)
     context = {
@@ -187,8 +230,11 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
 def _detail_context(request: HttpRequest, experiment: Experiment) -> dict[str, Any]:
     history = selectors.experiment_history(experiment=experiment)
     rates, lift = _history_charts(history)
+    # A running test's live figures, computed on demand (cached for a minute), labelled interim.
+    live = services.experiment_interim(experiment=experiment)
     return {
         "experiment": experiment,
+        "live": analysis_panel(experiment, analysis=live, interim=True) if live is not None else None,
         "ab": analysis_panel(experiment),
         "history": history,
         "rates_chart": rates,

@@ -22,7 +22,6 @@ confidence-sequence rules in the issue's scenario (70% control, +5% relative, 10
 from __future__ import annotations
 
 import random
-import statistics
 import tempfile
 import time
 from datetime import timedelta
@@ -30,10 +29,16 @@ from datetime import timedelta
 from bench.common import median, setup_django, timer
 
 RUNS = 7
+SEED = 20261202  # the simulations' seed (each scenario offsets it)
 
 
-def _insert(n_interactions: int, *, experiment, start, span: timedelta, rng: random.Random, tag: str) -> None:
-    """Insert interactions (50/50 arms) and their feedback with executemany; ~1.05 feedback each."""
+def _insert(
+    n_interactions: int, *, experiment, start, span: timedelta, rng: random.Random, tag: str, n_users: int
+) -> None:
+    """Insert interactions from ``n_users`` users and their feedback with executemany; ~1.05 feedback each.
+
+    Each user keeps an arm (as routing does): the arm is a hash of the user.
+    """
     from django.db import connection, transaction
 
     from feedback.models import Feedback, Interaction
@@ -74,7 +79,8 @@ def _insert(n_interactions: int, *, experiment, start, span: timedelta, rng: ran
             size = min(chunk, n_interactions - offset)
             rows, feedback = [], []
             for k in range(size):
-                arm = "variant" if rng.random() < 0.5 else "control"
+                user = rng.randrange(n_users)
+                arm = "variant" if (user * 2654435761) % 2**32 < 2**31 else "control"
                 when = start + span * ((offset + k) / n_interactions)
                 stamp = ops.adapt_datetimefield_value(when)
                 version = experiment.variant_id if arm == "variant" else experiment.control_id
@@ -84,7 +90,7 @@ def _insert(n_interactions: int, *, experiment, start, span: timedelta, rng: ran
                         version,
                         experiment.pk,
                         arm,
-                        f"u{rng.randrange(200_000)}",
+                        f"u{user}",
                         f"{tag}-{offset + k}",
                         "[]",
                         "",
@@ -141,11 +147,16 @@ def _insert(n_interactions: int, *, experiment, start, span: timedelta, rng: ran
         )
 
 
-def _analysis_rows(n: int) -> list[dict]:
+def _row(measure: str, value, unit: str, n=None, target=None, ok=None) -> dict:
+    return {"measure": measure, "value": value, "unit": unit, "n": n, "target": target, "ok": ok}
+
+
+def _analysis_rows(n: int, n_users: int) -> list[dict]:
     from django.utils import timezone
 
     from abtesting import services
     from abtesting import statistics as abstats
+    from abtesting.models import Experiment
     from abtesting.selectors import experiment_arm_counts
     from assistants.services import assistant_create, deployment_make_live, model_version_create
 
@@ -159,136 +170,80 @@ def _analysis_rows(n: int) -> list[dict]:
         assistant=assistant, control=control, variant=variant, max_duration_days=30, now=started
     )
     rng = random.Random(5)
+    insert = dict(experiment=experiment, rng=rng, n_users=n_users)
     with timer() as t_insert:
-        _insert(n, experiment=experiment, start=started, span=timedelta(days=29.4), rng=rng, tag="bulk")
+        _insert(n, start=started, span=timedelta(days=29.4), tag="bulk", **insert)
+    rows = [_row("setup: insert interactions + feedback", t_insert.seconds, "s", n)]
 
-    rows: list[dict] = [
-        {
-            "measure": "setup: insert interactions + feedback",
-            "value": t_insert.seconds,
-            "unit": "s",
-            "n": n,
-            "target": None,
-            "ok": None,
-        }
-    ]
-
-    def analyse(at) -> float:
+    def analyse(at, *, look: bool) -> float:
         start = time.perf_counter()
-        services.experiment_analyse(experiment=experiment, now=at)
+        services.experiment_analyse(experiment=experiment, now=at, planned_look=look)
         return (time.perf_counter() - start) * 1000
 
-    def cold_stats() -> None:
-        abstats.gs_boundaries.cache_clear()
+    def due_look() -> None:
+        """Make the daily look due again (the plan remembers 28 looks taken, look 29 of 30 is due)."""
+        plan = dict(experiment.plan)
+        plan["fractions"] = [0.9 * (k + 1) / 29 for k in range(28)]
+        Experiment.objects.filter(pk=experiment.pk).update(plan=plan)
+        experiment.plan = plan
+        abstats.gs_boundaries_cache_clear()  # a new look's boundaries are computed, not cached
 
-    # 1. The first analysis counts everything.
-    cold_stats()
-    first = analyse(now)
-    rows.append(
-        {
-            "measure": "first analysis (counts all rows)",
-            "value": first,
-            "unit": "ms",
-            "n": n,
-            "target": None,
-            "ok": None,
-        }
-    )
+    # 1. The first analysis counts everything (and fills ExperimentUnit: one row per user and arm).
+    first = analyse(now, look=False)
+    rows.append(_row(f"first analysis (counts all rows, {n_users:,} users)", first, "ms", n))
     with timer() as t_full:
         control_counts, variant_counts = experiment_arm_counts(experiment)
     tally = experiment.tally
-    assert [control_counts.n_assigned, variant_counts.n_assigned] == [
-        tally["control"][0],
-        tally["variant"][0],
-    ]
-    assert [control_counts.successes, variant_counts.successes] == [tally["control"][2], tally["variant"][2]]
-    rows.append(
-        {
-            "measure": "full recount in SQL (experiment_arm_counts)",
-            "value": t_full.seconds * 1000,
-            "unit": "ms",
-            "n": n,
-            "target": None,
-            "ok": None,
-        }
-    )
+    for arm, counts in (("control", control_counts), ("variant", variant_counts)):
+        stored = abstats.ArmCounts(**tally[arm])
+        assert stored == counts, f"incremental {arm} sums differ from a recount: {stored} != {counts}"
+    rows.append(_row("full recount in SQL (experiment_arm_counts)", t_full.seconds * 1000, "ms", n))
 
-    # 2. Steady state: each look adds about one hour of rows. Counting (SQL) and the rest (statistics,
-    # saving the analysis and the snapshot) are timed apart; a new look's statistics are computed from
-    # scratch (the daily decision), a second analysis within a look reuses them (dashboard refreshes).
+    # 2. Steady state: each look adds about one hour of rows (the hourly refresh_tallies task keeps the
+    # per-unit sums current). Counting and the rest (plan, statistics, saving) are timed apart; a new
+    # planned look computes its boundaries from scratch, an interim view reuses nothing either.
     hourly = max(1, n // (30 * 24))
-    count_ms, new_look_ms, same_look_ms = [], [], []
+    count_ms, look_ms, interim_ms = [], [], []
     for run in range(RUNS):
         at = timezone.now()
         _insert(
-            hourly,
-            experiment=experiment,
-            start=at - timedelta(minutes=10),
-            span=timedelta(minutes=5),
-            rng=rng,
-            tag=f"hour{run}",
+            hourly, start=at - timedelta(minutes=10), span=timedelta(minutes=5), tag=f"hour{run}", **insert
         )
         start = time.perf_counter()
         services.experiment_tally_refresh(experiment=experiment, now=at + timedelta(minutes=3))
         count_ms.append((time.perf_counter() - start) * 1000)
-        cold_stats()
-        new_look_ms.append(analyse(at + timedelta(minutes=3)))
-        same_look_ms.append(analyse(at + timedelta(minutes=3)))
-    totals = [
+        due_look()
+        look_ms.append(analyse(at + timedelta(minutes=3), look=True))
+        assert experiment.last_analysis["sequential"]["method"] == "group_sequential"
+        interim_ms.append(analyse(at + timedelta(minutes=3), look=False))
+    for label, values, target in (
         (f"count +1 hour of rows ({hourly:,}) in SQL", count_ms, None),
-        ("statistics + save, new look", new_look_ms, None),
-        ("statistics + save, same look", same_look_ms, None),
+        ("plan + statistics + save, new planned look", look_ms, None),
+        ("statistics + save, interim", interim_ms, None),
         (
-            "analysis total, new look (count + stats)",
-            [a + b for a, b in zip(count_ms, new_look_ms, strict=True)],
+            "analysis at a new look (count + look)",
+            [a + b for a, b in zip(count_ms, look_ms, strict=True)],
             200,
         ),
-        ("analysis total, same look", [a + b for a, b in zip(count_ms, same_look_ms, strict=True)], 200),
-    ]
-    for label, values, target in totals:
+    ):
         value = median(values)
-        rows.append(
-            {
-                "measure": label,
-                "value": value,
-                "unit": "ms",
-                "n": n,
-                "target": target,
-                "ok": value < target if target else None,
-            }
-        )
+        rows.append(_row(label, value, "ms", n, target, value < target if target else None))
 
-    # 3. A look that adds a whole day of rows.
+    # 3. A look that has to add a whole day's rows (if the hourly task did not run).
     daily = n // 30
     timings_day = []
     for run in range(3):
         at = timezone.now()
-        _insert(
-            daily,
-            experiment=experiment,
-            start=at - timedelta(minutes=10),
-            span=timedelta(minutes=5),
-            rng=rng,
-            tag=f"day{run}",
-        )
-        cold_stats()
-        timings_day.append(analyse(at + timedelta(minutes=3)))
-    rows.append(
-        {
-            "measure": f"analysis, +1 day of rows ({daily:,}), stats computed",
-            "value": median(timings_day),
-            "unit": "ms",
-            "n": n,
-            "target": None,
-            "ok": None,
-        }
-    )
+        _insert(daily, start=at - timedelta(minutes=10), span=timedelta(minutes=5), tag=f"day{run}", **insert)
+        due_look()
+        timings_day.append(analyse(at + timedelta(minutes=3), look=True))
+    rows.append(_row(f"analysis at a new look, +1 day of rows ({daily:,})", median(timings_day), "ms", n))
 
     # The statistics alone at the final look, uncached (the share of the analysis that is not SQL).
-    c, v = (services.selectors.to_arm_counts(experiment.tally[arm]) for arm in ("control", "variant"))
+    c, v = (abstats.ArmCounts(**experiment.tally[arm]) for arm in ("control", "variant"))
     stats_ms = []
     for _ in range(3):
-        cold_stats()
+        abstats.gs_boundaries_cache_clear()
         start = time.perf_counter()
         abstats.analyse(
             control=c,
@@ -297,134 +252,80 @@ def _analysis_rows(n: int) -> list[dict]:
             alpha=0.05,
             min_improvement=0.05,
             min_sample_size=100,
-            look=30,
-            planned_looks=30,
+            look=abstats.Look(30, 30, tuple((k + 1) / 30 for k in range(30)), True),
+            cs_tuning_n=2 * n_users,
         )
         stats_ms.append((time.perf_counter() - start) * 1000)
-    rows.append(
-        {
-            "measure": "statistics.analyse alone, look 30/30, uncached",
-            "value": statistics.median(stats_ms),
-            "unit": "ms",
-            "n": None,
-            "target": None,
-            "ok": None,
-        }
-    )
+    rows.append(_row("statistics.analyse alone, look 30/30, boundaries uncached", median(stats_ms), "ms"))
     return rows
 
 
-def _simulation_rows(quick: bool) -> list[dict]:
-    from bench.abtest_sim import simulate_aa, simulate_power
+def _simulation_rows(quick: bool, seed: int) -> list[dict]:
+    from bench.abtest_sim import simulate, simulate_srm
 
-    n_exp = 500 if quick else 2000
-    aa = simulate_aa(n_experiments=n_exp, looks=30, per_arm_per_look=100, p=0.7, alpha=0.05)
-    limit = aa["alpha"] + 3 * aa["mc_se"]
-    rows = [
-        {
-            "measure": f"A/A simulation {n_exp} x 30 looks",
-            "value": aa["seconds"],
-            "unit": "s",
-            "n": n_exp,
-            "target": 30,
-            "ok": aa["seconds"] < 30,
-        },
-        {
-            "measure": "A/A false positives, naive p<0.05 daily",
-            "value": aa["fpr_naive"],
-            "unit": "rate",
-            "n": n_exp,
-            "target": None,
-            "ok": None,
-        },
-        {
-            "measure": "A/A false positives, group-sequential",
-            "value": aa["fpr_sequential"],
-            "unit": "rate",
-            "n": n_exp,
-            "target": round(limit, 4),
-            "ok": aa["fpr_sequential"] <= limit,
-        },
-        {
-            "measure": "A/A false positives, confidence sequence",
-            "value": aa["fpr_confidence_sequence"],
-            "unit": "rate",
-            "n": n_exp,
-            "target": round(limit, 4),
-            "ok": aa["fpr_confidence_sequence"] <= limit,
-        },
-        {
-            "measure": "A/A false positives, fixed horizon (day 30 only)",
-            "value": aa["fpr_fixed"],
-            "unit": "rate",
-            "n": n_exp,
-            "target": None,
-            "ok": None,
-        },
-    ]
-    pw = simulate_power(
-        n_experiments=n_exp, looks=30, per_arm_per_look=100, p_control=0.7, relative_lift=0.05
+    n_exp = 100 if quick else 2000
+    rows: list[dict] = []
+    alpha = 0.05
+
+    def limit(result) -> float:
+        return round(100 * (alpha + 3 * result["mc_se"]), 2)
+
+    def pct(rate: float) -> float:
+        return 100 * rate  # rates in percent: the table prints two decimals
+
+    for looks in (7, 30):
+        for rho in (0.0, 0.1, 0.3):
+            r = simulate(n_experiments=n_exp, days=looks, rho=rho, seed=seed)
+            rows.append(
+                _row(f"A/A false better/worse, rho={rho}, {looks} looks", pct(r["any"]), "%", n_exp,
+                     limit(r), pct(r["any"]) <= limit(r))
+            )  # fmt: skip
+            if looks == 30 and rho == 0.1:
+                rows.append(
+                    _row("  (fixed-horizon user-level test, same runs)", pct(r["fixed_any"]), "%", n_exp)
+                )
+                srm_in_runs = r["invalid_srm"]
+    for looks in (7, 30):
+        r = simulate(n_experiments=n_exp, days=looks, rho=0.1, ramp=True, seed=seed + 1)
+        rows.append(
+            _row(f"A/A ramp (day 1 at 10%), rho=0.1, {looks} looks", pct(r["any"]), "%", n_exp, limit(r),
+                 pct(r["any"]) <= limit(r))
+        )  # fmt: skip
+    for lift in (0.05, 0.10):
+        r = simulate(n_experiments=n_exp, days=30, rho=0.1, lift=lift, seed=seed + 2)
+        ratio = r["better"] / r["fixed_better"] if r["fixed_better"] else None
+        rows.append(_row(f"power +{lift:.0%} from 70%, rho=0.1, 30 looks", pct(r["better"]), "%", n_exp))
+        rows.append(_row("  fixed-horizon user-level test, same sample", pct(r["fixed_better"]), "%", n_exp))
+        rows.append(
+            _row(f"  sequential / fixed at +{lift:.0%}", ratio, "ratio", n_exp, 0.95, (ratio or 0) >= 0.95)
+        )
+        rows.append(_row(f"  mean day of the decision at +{lift:.0%}", r["mean_days"], "days", n_exp))
+        if lift == 0.10:
+            rows.append(
+                _row("false auto-deploys (true +10%, threshold 15%)", pct(r["auto_deploy"]), "%", n_exp, 2.5,
+                     r["auto_deploy"] <= 0.025)
+            )  # fmt: skip
+    n_srm = 2000 if quick else 100_000
+    srm = simulate_srm(n_experiments=n_srm, looks=30, seed=seed + 3)
+    rows.append(
+        _row("false invalid_srm, sequential SRM, 30 looks", pct(srm["sequential"]), "%", n_srm, 0.1,
+             srm["sequential"] <= 0.001)
+    )  # fmt: skip
+    rows.append(_row("  (old: chi-square at 0.001 every day)", pct(srm["daily_chi_square"]), "%", n_srm))
+    rows.append(
+        _row("  false invalid_srm in the A/A runs above (rho=0.1, 30 looks)", pct(srm_in_runs), "%", n_exp)
     )
-    rows += [
-        {
-            "measure": "power, fixed horizon at day 30",
-            "value": pw["power_fixed"],
-            "unit": "rate",
-            "n": n_exp,
-            "target": None,
-            "ok": None,
-        },
-        {
-            "measure": "power, group-sequential (decision rule)",
-            "value": pw["power_sequential"],
-            "unit": "rate",
-            "n": n_exp,
-            "target": None,
-            "ok": None,
-        },
-        {
-            "measure": "power, confidence sequence (fallback)",
-            "value": pw["power_confidence_sequence"],
-            "unit": "rate",
-            "n": n_exp,
-            "target": None,
-            "ok": None,
-        },
-        {
-            "measure": "power ratio sequential / fixed",
-            "value": pw["sequential_vs_fixed"],
-            "unit": "ratio",
-            "n": n_exp,
-            "target": 0.9,
-            "ok": (pw["sequential_vs_fixed"] or 0) >= 0.9,
-        },
-        {
-            "measure": "mean days to a sequential decision",
-            "value": pw["sequential_mean_days"],
-            "unit": "days",
-            "n": n_exp,
-            "target": None,
-            "ok": None,
-        },
-        {
-            "measure": "power simulation time",
-            "value": pw["seconds"],
-            "unit": "s",
-            "n": n_exp,
-            "target": None,
-            "ok": None,
-        },
-    ]
     return rows
 
 
 def run(args) -> list[dict]:
     quick = getattr(args, "quick", False)
-    n = 100_000 if quick else 1_000_000
+    n, n_users = (100_000, 10_000) if quick else (1_000_000, 100_000)
     with tempfile.TemporaryDirectory(prefix="bench-abtest-") as tmp:
         setup_django(tmp)
-        rows = _analysis_rows(n)
-    return rows + _simulation_rows(quick)
+        rows = _analysis_rows(n, n_users)
+        # The simulations after the database part: they need Django's settings, not its database.
+        return rows + _simulation_rows(quick, SEED)
 
 
 if __name__ == "__main__":

@@ -1,95 +1,231 @@
-"""Monte-Carlo check of the A/B decision rules under daily peeking (vectorised with numpy).
+"""Monte-Carlo check of the A/B decision rules on returning users, through the product's own functions.
 
-Each simulated experiment gets ``per_arm_per_look`` interactions per arm per day for
-``looks`` days and is analysed every day. Compared rules:
+Each simulated experiment: every day ``users_per_arm_per_day`` new users (Poisson) arrive in each arm
+(with ``ramp``, day 1 brings 10 % of day 7's traffic, rising linearly). A user has a success probability
+drawn from a Beta with mean ``p`` and within-user correlation ``rho`` (the intra-class correlation of
+their outcomes; rho = 0: every user has ``p``) and ``1 + Poisson(VISITS - 1)`` rated interactions,
+spread uniformly over the ``SPREAD_DAYS`` after their arrival. The daily task runs at the end of each
+day and does what ``abtesting.tasks.experiment_check`` does, minus the database:
 
-* ``naive``: pooled z-test at alpha every day, stop at the first p < alpha;
-* ``sequential``: the product's group-sequential test (Lan-DeMets O'Brien-Fleming spending);
-* ``confidence_sequence``: GrowthBook-style asymptotic confidence sequence alone;
-* ``fixed``: one z-test on day ``looks`` (no peeking; the power reference).
+``services.next_look`` (is a planned look due, at which information fraction) →
+``statistics.analyse`` → ``services.analysis_record`` → ``services._decision_for`` → and for the
+training loop's auto-deploy rule ``services.lift_clears`` (lower end of the decision interval ≥ the
+threshold). The per-arm sums come from the simulated users exactly as ``ExperimentUnit`` rows would give
+them. The confidence sequence is tuned, once, for the units the traffic brings over the planned duration.
+
+Reference: a fixed-horizon user-level test (the pooled z of ``statistics.pooled_z``, |z| >= z_{alpha/2})
+on the data of the sequential design's last look (the same total sample).
 """
 
 from __future__ import annotations
 
+import math
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from abtesting.statistics import cs_p_value, group_sequential_boundaries, pooled_z, unpooled_z
+VISITS = 3.0  # mean rated interactions per user
+SPREAD_DAYS = 14
 
 
-def _first_crossing_sign(reject: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Sign of z at each experiment's first rejecting look (0 if it never rejects)."""
-    first = reject.argmax(axis=1)
-    sign = np.sign(z[np.arange(z.shape[0]), first])
-    return np.where(reject.any(axis=1), sign, 0.0)
+def _users(
+    rng: np.random.Generator, days: int, per_day: float, p: float, rho: float, ramp: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(visits per user per day, successes per user per day) as (users x days) count arrays."""
+    factor = np.ones(days)
+    if ramp:
+        factor[: min(days, 7)] = np.linspace(0.1, 1.0, 7)[: min(days, 7)]
+    arrivals = rng.poisson(per_day * factor)
+    arrival_day = np.repeat(np.arange(days), arrivals)
+    n_users = arrival_day.size
+    if rho > 0:
+        k = (1 - rho) / rho
+        p_u = rng.beta(p * k, (1 - p) * k, size=n_users)
+    else:
+        p_u = np.full(n_users, p)
+    visits = 1 + rng.poisson(VISITS - 1, size=n_users)
+    user = np.repeat(np.arange(n_users), visits)
+    day = np.repeat(arrival_day, visits) + rng.integers(0, SPREAD_DAYS, size=user.size)
+    keep = day < days
+    success = rng.random(user.size) < p_u[user]
+    flat = user[keep] * days + day[keep]
+    n = np.bincount(flat, minlength=n_users * days).reshape(n_users, days)
+    s = np.bincount(flat, weights=success[keep], minlength=n_users * days).reshape(n_users, days)
+    return n, s, arrival_day
 
 
-def _simulate(
-    n_experiments: int, looks: int, per_arm_per_look: int, p_c: float, p_v: float, alpha: float, seed: int
+def _arm_counts_by_day(n: np.ndarray, s: np.ndarray, arrival_day: np.ndarray, days: int) -> list:
+    """ArmCounts at the end of each day (cumulative per-user sums, as ExperimentUnit rows would hold)."""
+    from abtesting.statistics import ArmCounts
+
+    cn, cs = n.cumsum(axis=1), s.cumsum(axis=1)
+    assigned = np.searchsorted(np.sort(arrival_day), np.arange(1, days + 1), side="left")
+    out = []
+    for d in range(days):
+        nd, sd = cn[:, d], cs[:, d]
+        out.append(
+            ArmCounts(
+                n_assigned=int(assigned[d]),
+                units=int((nd > 0).sum()),
+                n=int(nd.sum()),
+                successes=int(sd.sum()),
+                n_sq=float((nd * nd).sum()),
+                s_sq=float((sd * sd).sum()),
+                ns=float((nd * sd).sum()),
+            )
+        )
+    return out
+
+
+class _Stub:
+    """The fields of an Experiment that the decision reads (no database row needed)."""
+
+    def __init__(self, days: int, alpha: float, min_improvement: float, min_sample_size: int):
+        self.started_at = datetime(2026, 1, 1, tzinfo=UTC)
+        self.max_duration_days = float(days)
+        self.traffic_split = 0.5
+        self.significance_level = alpha
+        self.min_improvement = min_improvement
+        self.min_sample_size = min_sample_size
+
+
+def run_one(
+    rng: np.random.Generator,
+    *,
+    days: int,
+    per_day: float,
+    p_control: float,
+    lift: float,
+    rho: float,
+    ramp: bool,
+    alpha: float,
+    min_improvement: float,
+    min_sample_size: int,
+    threshold: float,
 ) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
-    shape = (n_experiments, looks)
-    # Daily binomial batches, accumulated: the cumulative counts seen at each daily look.
-    s_c = rng.binomial(per_arm_per_look, p_c, size=shape).cumsum(axis=1)
-    s_v = rng.binomial(per_arm_per_look, p_v, size=shape).cumsum(axis=1)
-    n = per_arm_per_look * np.arange(1, looks + 1)
-    z = pooled_z(s_c, n, s_v, n)
-    z_crit = stats.norm.isf(alpha / 2)
-    bounds = np.asarray(group_sequential_boundaries(alpha, looks))
-    seq_reject = np.abs(z) >= bounds
-    # The CS is tuned for the planned total sample size, as the product does.
-    cs_p = cs_p_value(unpooled_z(s_c, n, s_v, n), 2 * n, alpha, tuning_n=2 * n[-1])
-    days = np.where(seq_reject.any(axis=1), seq_reject.argmax(axis=1) + 1, looks)
+    """One experiment through the daily task's functions; its decision and the reference test."""
+    from abtesting import services, statistics
+
+    arms = []
+    for p in (p_control, p_control * (1 + lift)):
+        n, s, arrival = _users(rng, days, per_day, p, rho, ramp)
+        arms.append(_arm_counts_by_day(n, s, arrival, days))
+    stub = _Stub(days, alpha, min_improvement, min_sample_size)
+    # Tuned once at the start from the traffic expected over the planned duration (as _cs_tuning does).
+    tuning = max(2 * min_sample_size, round(2 * per_day * days))
+    plan: dict[str, Any] = {"cs_tuning_n": tuning}
+    decision, clears, srm_flag, last_day = "", False, False, days - 1
+    for d in range(days):
+        c, v = arms[0][d], arms[1][d]
+        look, plan = services.next_look(
+            plan,
+            elapsed_days=d + 1,
+            max_duration_days=days,
+            control=c,
+            variant=v,
+            split=0.5,
+            alpha=alpha,
+            min_improvement=min_improvement,
+        )
+        result = statistics.analyse(
+            control=c,
+            variant=v,
+            split=0.5,
+            alpha=alpha,
+            min_improvement=min_improvement,
+            min_sample_size=min_sample_size,
+            look=look,
+            cs_tuning_n=tuning,
+            required=plan.get("units_max"),
+        )
+        record = services.analysis_record(result, look)
+        outcome = services._decision_for(stub, record, stub.started_at + timedelta(days=d + 1))
+        if outcome is not None:
+            decision = outcome[0]
+            srm_flag = decision == "invalid_srm"
+            clears = (
+                services.lift_clears(record["ab_test_results"], threshold) and decision == "variant_better"
+            )
+            last_day = d
+            break
+    z_fixed = statistics.pooled_z(arms[0][last_day], arms[1][last_day])
     return {
-        "naive": _first_crossing_sign(np.abs(z) >= z_crit, z),
-        "sequential": _first_crossing_sign(seq_reject, z),
-        "confidence_sequence": _first_crossing_sign(cs_p <= alpha, z),
-        "fixed": np.where(np.abs(z[:, -1]) >= z_crit, np.sign(z[:, -1]), 0.0),
-        "sequential_days": days,
+        "decision": decision,
+        "auto_deploy": clears,
+        "srm": srm_flag,
+        "fixed": float(np.sign(z_fixed)) if abs(z_fixed) >= stats.norm.isf(alpha / 2) else 0.0,
+        "last_day": last_day + 1,
+        "naive_interaction_level": None,
     }
 
 
-def simulate_aa(
-    n_experiments: int = 2000,
-    looks: int = 30,
-    per_arm_per_look: int = 100,
-    p: float = 0.7,
+def simulate(
+    *,
+    n_experiments: int,
+    days: int,
+    per_day: float = 100,
+    p_control: float = 0.7,
+    lift: float = 0.0,
+    rho: float = 0.1,
+    ramp: bool = False,
     alpha: float = 0.05,
+    min_improvement: float = 0.05,
+    min_sample_size: int = 100,
+    threshold: float = 0.15,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """False-positive rates (any rejection, either direction) of each rule in A/A experiments."""
+    """Rates over ``n_experiments`` seeded experiments of one scenario."""
     start = time.perf_counter()
-    sim = _simulate(n_experiments, looks, per_arm_per_look, p, p, alpha, seed)
-    out: dict[str, Any] = {f"fpr_{rule}": float(np.mean(sim[rule] != 0)) for rule in
-                           ("naive", "sequential", "confidence_sequence", "fixed")}  # fmt: skip
-    out["mc_se"] = float(np.sqrt(alpha * (1 - alpha) / n_experiments))
-    out.update(n_experiments=n_experiments, looks=looks, per_arm_per_look=per_arm_per_look, p=p, alpha=alpha)
-    out["seconds"] = time.perf_counter() - start
+    rng = np.random.default_rng(seed)
+    runs = [
+        run_one(
+            rng,
+            days=days,
+            per_day=per_day,
+            p_control=p_control,
+            lift=lift,
+            rho=rho,
+            ramp=ramp,
+            alpha=alpha,
+            min_improvement=min_improvement,
+            min_sample_size=min_sample_size,
+            threshold=threshold,
+        )
+        for _ in range(n_experiments)
+    ]
+    decisions = [r["decision"] for r in runs]
+    out = {
+        "better": float(np.mean([d == "variant_better" for d in decisions])),
+        "worse": float(np.mean([d == "variant_worse" for d in decisions])),
+        "any": float(np.mean([d in ("variant_better", "variant_worse") for d in decisions])),
+        "invalid_srm": float(np.mean([r["srm"] for r in runs])),
+        "auto_deploy": float(np.mean([r["auto_deploy"] for r in runs])),
+        "fixed_better": float(np.mean([r["fixed"] > 0 for r in runs])),
+        "fixed_any": float(np.mean([r["fixed"] != 0 for r in runs])),
+        "mean_days": float(np.mean([r["last_day"] for r in runs])),
+        "mc_se": math.sqrt(alpha * (1 - alpha) / n_experiments),
+        "n_experiments": n_experiments,
+        "seconds": time.perf_counter() - start,
+    }
     return out
 
 
-def simulate_power(
-    n_experiments: int = 2000,
-    looks: int = 30,
-    per_arm_per_look: int = 100,
-    p_control: float = 0.7,
-    relative_lift: float = 0.05,
-    alpha: float = 0.05,
-    seed: int = 1,
-) -> dict[str, Any]:
-    """Power (rejection in the right direction) of each rule when the variant is truly better."""
+def simulate_srm(*, n_experiments: int, looks: int, per_day: float = 100, seed: int = 0) -> dict[str, Any]:
+    """False ``invalid_srm`` of the sequential SRM test at a true 50/50 split, vectorised (no other test)."""
+    from abtesting.statistics import SRM_THRESHOLD, srm_sequential_p
+
     start = time.perf_counter()
-    p_v = p_control * (1 + relative_lift)
-    sim = _simulate(n_experiments, looks, per_arm_per_look, p_control, p_v, alpha, seed)
-    out: dict[str, Any] = {f"power_{rule}": float(np.mean(sim[rule] > 0)) for rule in
-                           ("naive", "sequential", "confidence_sequence", "fixed")}  # fmt: skip
-    out["sequential_vs_fixed"] = out["power_sequential"] / out["power_fixed"] if out["power_fixed"] else None
-    # Days until the sequential rule stops (the full duration when it never does).
-    out["sequential_mean_days"] = float(sim["sequential_days"].mean())
-    out.update(n_experiments=n_experiments, looks=looks, per_arm_per_look=per_arm_per_look,
-               p_control=p_control, p_variant=p_v, alpha=alpha)  # fmt: skip
-    out["seconds"] = time.perf_counter() - start
-    return out
+    rng = np.random.default_rng(seed)
+    n_c = rng.poisson(per_day, size=(n_experiments, looks)).cumsum(axis=1)
+    n_v = rng.poisson(per_day, size=(n_experiments, looks)).cumsum(axis=1)
+    flagged = (srm_sequential_p(n_c, n_v, 0.5) < SRM_THRESHOLD).any(axis=1)
+    chi2 = stats.chi2.sf((n_v - n_c) ** 2 / (n_c + n_v), 1)
+    return {
+        "sequential": float(flagged.mean()),
+        "daily_chi_square": float((chi2 < SRM_THRESHOLD).any(axis=1).mean()),
+        "n_experiments": n_experiments,
+        "seconds": time.perf_counter() - start,
+    }

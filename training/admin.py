@@ -3,6 +3,7 @@ from django.contrib.admin import helpers
 from django.shortcuts import render
 from django.template.loader import render_to_string
 
+from abtesting import selectors as ab_selectors
 from assistants.models import Assistant
 from feedback.admin import InteractionAdmin
 from feedback.models import ErasureRecord, Interaction
@@ -66,6 +67,7 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
                     "ab_max_duration_days",
                     "ab_significance_level",
                     "ab_min_improvement",
+                    "ab_power_plan",
                 )
             },
         ),
@@ -124,7 +126,7 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
         ),
     )
 
-    readonly_fields = ("grader_calibration",)
+    readonly_fields = ("grader_calibration", "ab_power_plan")
 
     @admin.display(description="Calibration against customers")
     def grader_calibration(self, obj: RetrainPolicy) -> str:
@@ -143,6 +145,28 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
                 "calibration_job": job,
             },
         )
+
+    @admin.display(description="Power at current traffic")
+    def ab_power_plan(self, obj: RetrainPolicy) -> str:
+        """What these A/B settings can detect with 80 % power at the assistant's recent traffic."""
+        if obj.pk is None or not obj.assistant_id:
+            return "Save the policy to see what its A/B test can detect."
+        plan = ab_selectors.power_plan(
+            assistant=obj.assistant,
+            traffic_split=obj.ab_traffic_split,
+            max_duration_days=obj.ab_max_duration_days,
+            significance_level=obj.ab_significance_level,
+            min_improvement=obj.ab_min_improvement,
+        )
+        if plan["detectable_lift"] is None:
+            return plan["warning"]
+        text = (
+            f"Detectable lift with 80 % power in {obj.ab_max_duration_days} days: "
+            f"{plan['detectable_lift']:+.1%} ({plan['units_per_day']:.0f} users with feedback a day, "
+            f"success rate {plan['success_rate']:.1%}). The minimum improvement needs "
+            f"{plan['required_units']:,} users."
+        )
+        return f"⚠ {plan['warning']} {text}" if plan["warning"] else text
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

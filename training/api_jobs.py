@@ -189,9 +189,25 @@ def _decide(request: Request, job_id: int, action, perm: str = "training.approve
 class JobApproveApi(APIView):
     permission_classes = [ManageScope]
 
-    @extend_schema(request=None, responses={200: JobDetailSerializer, 409: CONFLICT_STATUS})
+    class InputSerializer(JsonInputSerializer):
+        confirm_no_decision = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Required (true) when the job's A/B test reached no significant result: the reviewer "
+            "confirms 'deploy without a significant result' (recorded in the job's timeline). Without it "
+            "such an approval is refused with 409.",
+        )
+
+    @extend_schema(request=InputSerializer, responses={200: JobDetailSerializer, 409: CONFLICT_STATUS})
     def post(self, request: Request, job_id: int) -> Response:
-        return _decide(request, job_id, lambda job: services.job_approve(job=job, user=request.user))
+        payload = self.InputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        confirm = payload.validated_data["confirm_no_decision"]
+        return _decide(
+            request,
+            job_id,
+            lambda job: services.job_approve(job=job, user=request.user, confirm_no_decision=confirm),
+        )
 
 
 class JobRejectApi(APIView):

@@ -772,16 +772,28 @@ def _stage_testing(job: TrainingJob) -> bool:
     _save(job, ab_test_results=results)
     policy = policy_ensure(assistant=job.assistant)
     decision = experiment.decision or ""
+    if experiment.status == "stopped":
+        # Stopping early is not a result: the timeline must not read like a verdict.
+        evidence = f"A/B test {experiment.pk} {experiment.outcome} ({experiment.decision_reason})"
+    else:
+        evidence = (
+            f"A/B test {experiment.pk} ({experiment.status}, decision {decision or 'none'}"
+            + (f": {experiment.decision_reason}" if experiment.decision_reason else "")
+            + ")"
+        )
     return _decide(
         job,
         policy=policy,
         significant=decision == "variant_better",
         improvement=results.get("improvement"),
+        # Thresholds are met by the lower end of the decision interval: the estimate of a test that
+        # stopped early overshoots the truth (issue 11's audit: a +10 % variant auto-deployed on a 15 %
+        # threshold in 16.8 % of runs).
+        improvement_low=results.get("improvementLow"),
+        by_lower_bound=True,
         # A sample-ratio mismatch means the assignment was broken: nothing measured can be trusted.
         worse=decision in ("variant_worse", "invalid_srm"),
-        evidence=f"A/B test {experiment.pk} ({experiment.status}, decision {decision or 'none'}"
-        + (f": {experiment.decision_reason}" if experiment.decision_reason else "")
-        + ")",
+        evidence=evidence,
         first_version=False,
     )
 
@@ -807,10 +819,23 @@ def _decide(
     worse: bool,
     evidence: str,
     first_version: bool,
+    improvement_low: float | None = None,
+    by_lower_bound: bool = False,
 ) -> bool:
-    """Apply the decision rule (module docstring) after evaluation or an A/B test."""
-    gain = improvement if improvement is not None else 0.0
+    """Apply the decision rule (module docstring) after evaluation or an A/B test.
+
+    ``by_lower_bound`` (A/B evidence): thresholds compare ``improvement_low``, the lower end of the
+    test's decision interval ("lift at least X % with 1 - alpha confidence"), not the point estimate.
+    """
+    if by_lower_bound:
+        gain = improvement_low if improvement_low is not None else float("-inf")
+        shown = f"{_pct(improvement)} (at least {_pct(improvement_low)})"
+    else:
+        gain = improvement if improvement is not None else 0.0
+        shown = _pct(improvement)
     data = {"significant": significant, "improvement": improvement, "evidence": evidence}
+    if by_lower_bound:
+        data["improvement_low"] = improvement_low
     if worse:
         return job_transition(
             job=job,
@@ -824,7 +849,7 @@ def _decide(
             job,
             reason=Deployment.Reason.AUTO_DEPLOY,
             data=data,
-            message=f"Auto-deploy: significant improvement {_pct(improvement)} ≥ "
+            message=f"Auto-deploy: significant improvement {shown} ≥ "
             f"{policy.auto_deploy_threshold:.0%} ({evidence}).",
             cause=CAUSE_AUTO_DEPLOY,
         )
@@ -848,7 +873,7 @@ def _decide(
             job,
             reason=Deployment.Reason.AUTO_DEPLOY,
             data=data,
-            message=f"Deploying: significant improvement {_pct(improvement)} ≥ "
+            message=f"Deploying: significant improvement {shown} ≥ "
             f"{policy.ab_min_improvement:.0%} ({evidence}).",
             cause=CAUSE_MIN_IMPROVEMENT,
         )
@@ -865,8 +890,7 @@ def _decide(
     why = (
         f"Not significant ({evidence})."
         if not significant
-        else f"Improvement {_pct(improvement)} below the minimum {policy.ab_min_improvement:.0%} "
-        f"({evidence})."
+        else f"Improvement {shown} below the minimum {policy.ab_min_improvement:.0%} ({evidence})."
     )
     return job_transition(
         job=job, to=S.REJECTED, message=f"Rejected: {why}", data=data, fields={"decision_reason": why}
@@ -1043,8 +1067,22 @@ def _require(user: AbstractBaseUser | None, perm: str) -> None:
         raise PermissionError(f"User '{name}' lacks the '{perm}' permission.")
 
 
-def job_approve(*, job: TrainingJob, user: AbstractBaseUser) -> TrainingJob:
-    """Approve a job awaiting approval and deploy its version. Approving again returns the job unchanged."""
+class ConfirmationRequired(IllegalTransition):
+    """Approving would deploy without a significant A/B result: the reviewer must say so explicitly."""
+
+
+NO_DECISION_CONFIRMATION = "deploy without a significant result"
+
+
+def job_approve(
+    *, job: TrainingJob, user: AbstractBaseUser, confirm_no_decision: bool = False
+) -> TrainingJob:
+    """Approve a job awaiting approval and deploy its version. Approving again returns the job unchanged.
+
+    A job whose A/B test reached no significant result (stopped early, inconclusive, no difference)
+    needs ``confirm_no_decision``: the reviewer confirms "deploy without a significant result", and the
+    job's timeline records it.
+    """
     _require(user, APPROVE_PERM)
     job.refresh_from_db()
     if job.status in (S.DEPLOYING, S.DEPLOYED):
@@ -1053,12 +1091,32 @@ def job_approve(*, job: TrainingJob, user: AbstractBaseUser) -> TrainingJob:
         raise IllegalTransition(
             f"Job {job.pk} is {job.status}; only a job awaiting approval can be approved."
         )
+    experiment = job.experiment if job.experiment_id else None
+    unproven = experiment is not None and experiment.decision != "variant_better"
+    if unproven and not confirm_no_decision:
+        raise ConfirmationRequired(
+            f"A/B test {experiment.pk} reached no significant result ({experiment.outcome}). To deploy "
+            f"anyway, confirm '{NO_DECISION_CONFIRMATION}' (dashboard checkbox, or "
+            '"confirm_no_decision": true in the API).'
+        )
+    message = f"Approved by {user.get_username()}."
+    data: dict[str, Any] = {}
+    if unproven:
+        message = (
+            f"Approved by {user.get_username()}, who confirmed '{NO_DECISION_CONFIRMATION}': "
+            f"A/B test {experiment.pk} {experiment.outcome}."
+        )
+        data = {
+            "confirmed": NO_DECISION_CONFIRMATION,
+            "experiment": experiment.pk,
+            "outcome": experiment.outcome,
+        }
     if not _start_deploying(
         job,
         reason=Deployment.Reason.APPROVAL,
         user=user,
-        message=f"Approved by {user.get_username()}.",
-        data={},
+        message=message,
+        data=data,
     ):
         job.refresh_from_db()
         if job.status in (S.DEPLOYING, S.DEPLOYED):  # a concurrent approval won

@@ -530,7 +530,9 @@ def _act(request: HttpRequest, job: TrainingJob, action, notice: str, **kwargs: 
 @login_required
 def job_approve(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _get_job_for_user(request, job_id, APPROVE_PERM)
-    return _act(request, job, services.job_approve, f"Job {job.pk} approved.")
+    # The checkbox the page shows when the A/B test reached no significant result.
+    confirm = request.POST.get("confirm_no_decision") == "on"
+    return _act(request, job, services.job_approve, f"Job {job.pk} approved.", confirm_no_decision=confirm)
 
 
 @require_POST

@@ -72,15 +72,30 @@ def test_it_shows_every_figure_of_the_analysis(reader, experiment):
         "control",
         "variant",
         "relative_lift",
-        "p_value",
+        "fixed_p_value",
         "sequential",
         "srm_p_value",
-        "required_n_per_arm",
+        "required_units",
     ):
         assert key in analysis
     assert set(analysis["control"]) >= {"n", "successes", "rate", "rate_low", "rate_high", "rating_mean"}
     assert set(body["ab_test_results"]) >= {"pValue", "sequentialPValue", "ci", "srmPValue", "sampleSize"}
     assert len(body["history"]) == 1
+    # Live figures of the running test, labelled interim, judged by the always-valid confidence sequence.
+    assert body["interim"]["interim"] is True and body["outcome"] == "running: no decision yet"
+    assert body["interim"]["sequential"]["method"] == "confidence_sequence"
+    assert body["interim"]["ab_test_results"]["pValue"] is None
+
+
+def test_a_stopped_experiment_reads_no_decision_in_the_api(reader, alice_manage_key, experiment):
+    client(alice_manage_key).post(
+        f"/api/v1/experiments/{experiment.pk}/stop", {"reason": "enough"}, format="json"
+    )
+    body = reader.get(f"/api/v1/experiments/{experiment.pk}").json()
+    assert body["outcome"] == "stopped early by alice: no decision"
+    assert body["analysis"]["verdict"] == "no_decision" and body["interim"] is None
+    listed = reader.get("/api/v1/experiments").json()["results"][0]
+    assert listed["outcome"] == body["outcome"] and listed["ab_test_results"]["pValue"] is None
 
 
 def test_it_needs_a_key(experiment):

@@ -63,7 +63,7 @@ def run_experiment(
             if r.experiment is None:
                 break
         now = experiment.started_at + timedelta(days=day + 0.5)
-        analysis = services.experiment_analyse(experiment=experiment, now=now)
+        analysis = services.experiment_analyse(experiment=experiment, now=now, planned_look=True)
         services.experiment_decide(experiment=experiment, analysis=analysis, now=now)
         if experiment.status != Experiment.Status.RUNNING:
             return experiment, day

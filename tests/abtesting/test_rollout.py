@@ -175,3 +175,17 @@ def test_a_rollout_waits_while_an_ab_test_runs(assistant, versions):
     services.experiment_start(assistant=assistant, control=versions[0], variant=versions[1])
     with pytest.raises(services.ExperimentBusy):
         rollout(assistant, versions[1])
+
+
+def test_the_guardrail_confidence_sequence_is_tuned_once_per_stage_not_per_look(assistant, versions):
+    """Re-tuning at every look makes a constant threshold, not a confidence sequence: the tuning stays."""
+    experiment = rollout(assistant, versions[1])
+    tuning = experiment.plan["cs_tuning_n"]
+    for hours, size in ((1, 100), (2, 300), (3, 900)):
+        populate(experiment, "control", assigned=size, with_feedback=size, successes=size * 7 // 10)
+        populate(experiment, "variant", assigned=size // 9, with_feedback=size // 9, successes=size // 13)
+        services.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, hours))
+        experiment.refresh_from_db()
+        assert experiment.last_analysis["sequential"]["cs_tuning_n"] == tuning
+        assert experiment.last_analysis["sequential"]["method"] == "confidence_sequence"
+    assert experiment.plan["cs_tuning_n"] == tuning

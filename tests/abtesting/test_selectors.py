@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from abtesting import selectors, services
-from abtesting.models import Experiment, ExperimentSnapshot
+from abtesting.models import Experiment, ExperimentSnapshot, ExperimentUnit
 from abtesting.statistics import ArmCounts
 from assistants.models import Deployment
 from assistants.services import deployment_make_live, model_version_create
@@ -72,8 +72,11 @@ def build_scenario(experiment: Experiment) -> None:
     feedback(plain, helpful=True)
 
 
-EXPECTED_CONTROL = ArmCounts(5, 3, 1, 2, 6.0, 20.0)
-EXPECTED_VARIANT = ArmCounts(3, 2, 2, 1, 5.0, 25.0)
+# Each interaction is a different user here: per-unit sums equal per-interaction ones. Fields:
+# assigned, units, n, successes, sum n^2, sum s^2, sum n s, rating users, ratings, rating sum,
+# sum m^2, sum r^2, sum m r.
+EXPECTED_CONTROL = ArmCounts(5, 3, 3, 1, 3.0, 1.0, 1.0, 2, 2, 6.0, 2.0, 20.0, 6.0)
+EXPECTED_VARIANT = ArmCounts(3, 2, 2, 2, 2.0, 2.0, 2.0, 1, 1, 5.0, 1.0, 25.0, 5.0)
 
 
 def test_it_counts_arms_in_sql_like_a_hand_count(experiment):
@@ -97,8 +100,30 @@ def test_the_incremental_tally_matches_a_full_recount(experiment):
     feedback(first_control, helpful=False)
     tally = services.experiment_tally_refresh(experiment=experiment, now=later)
     assert selectors.to_arm_counts(tally["control"]) == selectors.experiment_arm_counts(experiment)[0]
-    assert selectors.to_arm_counts(tally["control"]) == ArmCounts(6, 4, 2, 2, 6.0, 20.0)
+    assert selectors.to_arm_counts(tally["control"]) == ArmCounts(
+        6, 4, 4, 2, 4.0, 2.0, 2.0, 2, 2, 6.0, 2.0, 20.0, 6.0
+    )
     assert selectors.to_arm_counts(tally["variant"]) == EXPECTED_VARIANT
+
+
+def test_returning_users_are_one_unit_each_and_the_incremental_sums_match_a_recount(experiment):
+    """alice: 3 rated interactions over two refreshes (2 successes) and a rating; bob: 1 failure."""
+    later = timezone.now() + timedelta(hours=1)
+    rows = [interaction(experiment, "control") for _ in range(2)]
+    Interaction.objects.filter(pk__in=[r.pk for r in rows]).update(user_ref="alice")
+    feedback(rows[0], helpful=True)
+    feedback(rows[1], rating=2)
+    services.experiment_tally_refresh(experiment=experiment, now=later)
+    third = interaction(experiment, "control")
+    Interaction.objects.filter(pk=third.pk).update(user_ref="alice")
+    feedback(third, rating=5)
+    feedback(interaction(experiment, "control"), helpful=False)
+    tally = services.experiment_tally_refresh(experiment=experiment, now=later)
+    counts = selectors.to_arm_counts(tally["control"])
+    # alice n=3 s=2 (ratings 2 and 5: m=2 r=7); bob n=1 s=0.
+    assert counts == ArmCounts(2, 2, 4, 2, 10.0, 4.0, 6.0, 1, 2, 7.0, 4.0, 49.0, 14.0)
+    assert counts == selectors.experiment_arm_counts(experiment)[0]
+    assert ExperimentUnit.objects.get(experiment=experiment, unit="u:alice").n == 3
 
 
 def _visits(experiment: Experiment, arm: str, users: list[str]) -> list[int]:
@@ -123,22 +148,22 @@ def test_assigned_counts_users_once_across_tally_windows_and_each_anonymous_requ
     total = 0
     after = 0
     for window in (first, second, third):
-        counts = selectors.arm_counts(
+        assigned, _ = selectors.unit_deltas(
             experiment_id=experiment.pk,
             assistant_id=experiment.assistant_id,
             interaction_after=after,
             interaction_upto=window[-1],
         )
-        total += counts["control"][0]
+        total += assigned["control"]
         after = window[-1]
     # alice, bob, carol, dave + three anonymous requests, whichever way it is counted.
     assert total == 7
     assert selectors.experiment_arm_counts(experiment)[0].n_assigned == 7
     # A rollout stage counts from its floor: users seen before it are new to the stage.
-    staged = selectors.arm_counts(
+    staged, _ = selectors.unit_deltas(
         experiment_id=experiment.pk, assistant_id=experiment.assistant_id, interaction_floor=first[-1]
     )
-    assert staged["control"][0] == 6  # bob, carol, alice, dave + two anonymous requests
+    assert staged["control"] == 6  # bob, carol, alice, dave + two anonymous requests
 
 
 def test_regular_customers_do_not_fake_a_sample_ratio_mismatch(experiment):
@@ -167,9 +192,9 @@ def test_another_assistants_interactions_cannot_rig_the_counts(experiment, other
 def test_the_tally_leaves_out_rows_younger_than_the_lag(experiment):
     build_scenario(experiment)
     tally = services.experiment_tally_refresh(experiment=experiment, now=timezone.now())
-    assert tally["control"][0] == 0
+    assert tally["control"]["n_assigned"] == 0
     tally = services.experiment_tally_refresh(experiment=experiment, now=timezone.now() + selectors.TALLY_LAG)
-    assert tally["control"][0] == 5
+    assert tally["control"]["n_assigned"] == 5
 
 
 def test_counting_takes_a_bounded_number_of_queries(experiment, django_assert_max_num_queries):
@@ -178,7 +203,8 @@ def test_counting_takes_a_bounded_number_of_queries(experiment, django_assert_ma
         feedback(interaction(experiment, "variant"), helpful=True)
     with django_assert_max_num_queries(3):
         selectors.experiment_arm_counts(experiment)
-    with django_assert_max_num_queries(10):
+    # Watermarks 2, counting 3, lock 1, the touched units' totals 1 per arm, upsert 1, tally 1, savepoints.
+    with django_assert_max_num_queries(12):
         services.experiment_tally_refresh(experiment=experiment, now=timezone.now() + timedelta(hours=1))
 
 
@@ -201,3 +227,62 @@ def test_the_history_has_one_point_per_day(experiment):
     assert [p["day"] for p in history] == sorted(
         {(start + timedelta(hours=h)).date().isoformat() for h in (1, 5, 25)}
     )
+
+
+def _rated_traffic(assistant, users: int, per_user: int, success_share: float) -> None:
+    rows = Interaction.objects.bulk_create(
+        Interaction(assistant_id=assistant.pk, user_ref=f"c{u}", request_id=f"t{u}-{k}")
+        for u in range(users)
+        for k in range(per_user)
+    )
+    Feedback.objects.bulk_create(
+        Feedback(
+            interaction=row, assistant_id=assistant.pk, kind="thumbs", helpful=i % 10 < 10 * success_share
+        )
+        for i, row in enumerate(rows)
+    )
+
+
+def test_the_power_plan_warns_when_the_duration_cannot_reach_the_minimum_improvement(assistant):
+    _rated_traffic(assistant, users=140, per_user=2, success_share=0.7)  # ~10 users a day over 14 days
+    plan = selectors.power_plan(
+        assistant=assistant,
+        traffic_split=0.5,
+        max_duration_days=7,
+        significance_level=0.05,
+        min_improvement=0.05,
+    )
+    assert plan["units_per_day"] == pytest.approx(140)  # all stored just now: one day of traffic
+    assert plan["success_rate"] == pytest.approx(0.7)
+    assert plan["detectable_lift"] > 0.05 and "minimum improvement" in plan["warning"]
+    assert plan["required_units"] > 140 * 7 and plan["days_needed"] > 7
+    generous = selectors.power_plan(
+        assistant=assistant,
+        traffic_split=0.5,
+        max_duration_days=7,
+        significance_level=0.05,
+        min_improvement=0.4,
+    )
+    assert generous["warning"] == "" and generous["detectable_lift"] < 0.4
+
+
+def test_the_power_plan_says_when_there_is_no_traffic_to_plan_on(assistant):
+    plan = selectors.power_plan(
+        assistant=assistant,
+        traffic_split=0.5,
+        max_duration_days=7,
+        significance_level=0.05,
+        min_improvement=0.05,
+    )
+    assert plan["detectable_lift"] is None and "No rated traffic" in plan["warning"]
+
+
+def test_the_policy_admin_shows_the_power_at_current_traffic(client, assistant, django_user_model):
+    from training.services import policy_ensure
+
+    _rated_traffic(assistant, users=140, per_user=2, success_share=0.7)
+    policy = policy_ensure(assistant=assistant)
+    client.force_login(django_user_model.objects.create_superuser("root", password="x"))
+    body = client.get(f"/admin/training/retrainpolicy/{policy.pk}/change/").content.decode()
+    assert "Power at current traffic" in body and "Detectable lift with 80 % power in 7 days" in body
+    assert "not the 5% minimum improvement" in body

@@ -9,6 +9,7 @@ from abtesting import services
 from abtesting.models import Experiment, ExperimentSnapshot
 from abtesting.routing import route
 from abtesting.signals import experiment_concluded
+from abtesting.statistics import ArmCounts
 from assistants.models import Deployment
 from assistants.services import deployment_make_live, model_version_create
 from feedback.models import Feedback, Interaction
@@ -108,22 +109,63 @@ def test_analysing_stores_the_seed_results_and_one_snapshot_per_day(assistant, v
     experiment = start(assistant, versions, max_duration_days=7)
     populate(experiment, "control", assigned=120, with_feedback=100, successes=60)
     populate(experiment, "variant", assigned=120, with_feedback=100, successes=70)
-    analysis = services.experiment_analyse(experiment=experiment, now=day(experiment, 0.1))
+    analysis = services.experiment_analyse(experiment=experiment, now=day(experiment, 0.1), planned_look=True)
     results = analysis["ab_test_results"]
     assert set(results) >= {
-        "controlSuccessRate", "variantSuccessRate", "improvement", "sampleSize", "pValue",
+        "controlSuccessRate", "variantSuccessRate", "improvement", "improvementLow", "sampleSize", "pValue",
         "sequentialPValue", "ci", "srmPValue",
     }  # fmt: skip
     assert results["controlSuccessRate"] == pytest.approx(0.6)
     assert results["variantSuccessRate"] == pytest.approx(0.7)
     assert results["improvement"] == pytest.approx(0.7 / 0.6 - 1)
-    assert results["sampleSize"] == 200
-    assert analysis["sequential"]["look"] == 1 and analysis["sequential"]["planned_looks"] == 7
-    services.experiment_analyse(experiment=experiment, now=day(experiment, 0.2))
-    services.experiment_analyse(experiment=experiment, now=day(experiment, 1.1))
+    assert results["sampleSize"] == 200 and results["unit"] == "user"
+    # No planned look before a whole day has passed: interim, and no fixed-horizon p-value shown.
+    assert analysis["interim"] and analysis["sequential"]["look"] == 0
+    assert analysis["sequential"]["method"] == "confidence_sequence" and results["pValue"] is None
+    services.experiment_analyse(experiment=experiment, now=day(experiment, 0.2), planned_look=True)
+    services.experiment_analyse(experiment=experiment, now=day(experiment, 1.1), planned_look=True)
     experiment.refresh_from_db()
-    assert experiment.last_analysis["sequential"]["look"] == 2
+    seq = experiment.last_analysis["sequential"]
+    assert (seq["method"], seq["look"], seq["planned_looks"]) == ("group_sequential", 1, 7)
+    assert experiment.plan["fractions"] == [pytest.approx(200 / experiment.plan["units_max"])]
     assert ExperimentSnapshot.objects.filter(experiment=experiment).count() == 2
+
+
+def test_a_planned_look_is_taken_once_a_day_and_only_with_new_information(assistant, versions):
+    experiment = start(assistant, versions, max_duration_days=7)
+    populate(experiment, "control", assigned=100, with_feedback=100, successes=60)
+    populate(experiment, "variant", assigned=100, with_feedback=100, successes=62)
+    first = services.experiment_analyse(experiment=experiment, now=day(experiment, 1.2), planned_look=True)
+    again = services.experiment_analyse(experiment=experiment, now=day(experiment, 1.9), planned_look=True)
+    assert first["sequential"]["look"] == 1 and again["interim"]
+    # Day 3, no new feedback since look 1: no alpha is spent on it.
+    later = services.experiment_analyse(experiment=experiment, now=day(experiment, 3.1), planned_look=True)
+    assert later["interim"] and len(experiment.plan["fractions"]) == 1
+    populate(experiment, "control", assigned=50, with_feedback=50, successes=30)
+    populate(experiment, "variant", assigned=50, with_feedback=50, successes=31)
+    look = services.experiment_analyse(experiment=experiment, now=day(experiment, 3.2), planned_look=True)
+    assert look["sequential"]["look"] == 2
+    assert experiment.plan["fractions"][1] == pytest.approx(1.5 * experiment.plan["fractions"][0])
+
+
+def test_the_plan_is_fixed_once_from_the_pooled_rate():
+    plan, base = {}, {"max_duration_days": 7, "split": 0.5, "alpha": 0.05, "min_improvement": 0.05}
+    c, v = ArmCounts.one_per_unit(500, 500, 350), ArmCounts.one_per_unit(500, 500, 360)
+    look, plan = services.next_look(plan, elapsed_days=1.0, control=c, variant=v, **base)
+    required = plan["units_max"]
+    # The same pooled data with the difference the other way round: the same plan (blinded).
+    _, mirrored = services.next_look({}, elapsed_days=1.0, control=v, variant=c, **base)
+    assert mirrored["units_max"] == required
+    c2, v2 = ArmCounts.one_per_unit(900, 900, 500), ArmCounts.one_per_unit(900, 900, 800)
+    look2, plan = services.next_look(plan, elapsed_days=2.0, control=c2, variant=v2, **base)
+    assert plan["units_max"] == required and look2.fractions == (1000 / required, 1800 / required)
+    # Past the maximum duration the final look spends what is left: fraction 1.
+    c3, v3 = ArmCounts.one_per_unit(950, 950, 520), ArmCounts.one_per_unit(950, 950, 820)
+    final, plan = services.next_look(plan, elapsed_days=7.0, control=c3, variant=v3, **base)
+    assert final.final and final.fractions[-1] == 1.0 and final.index == 3
+    # Nothing is left to spend after the final look: later analyses are interim, never a fourth look.
+    after, same = services.next_look(plan, elapsed_days=8.0, control=c3, variant=v3, **base)
+    assert after.index == 0 and same == plan
 
 
 # ---------------------------------------------------------------- decide
@@ -131,7 +173,7 @@ def test_analysing_stores_the_seed_results_and_one_snapshot_per_day(assistant, v
 
 def decide(experiment: Experiment, days: float) -> Experiment:
     now = day(experiment, days)
-    analysis = services.experiment_analyse(experiment=experiment, now=now)
+    analysis = services.experiment_analyse(experiment=experiment, now=now, planned_look=True)
     return services.experiment_decide(experiment=experiment, analysis=analysis, now=now)
 
 
@@ -168,14 +210,16 @@ def test_a_significantly_better_variant_concludes_with_the_improvement(assistant
     assert "+100.0%" in experiment.decision_reason
 
 
-def test_the_final_look_without_significance_is_no_difference_when_the_ci_is_narrow(assistant, versions):
+def test_reaching_the_planned_information_is_the_final_look(assistant, versions):
+    """Information by data: with 2,000 users and a plan of far fewer, look 1 is already the final one."""
     experiment = start(assistant, versions, min_sample_size=100, max_duration_days=3, min_improvement=0.2)
     populate(experiment, "control", assigned=1000, with_feedback=1000, successes=500)
     populate(experiment, "variant", assigned=1000, with_feedback=1000, successes=505)
+    decide(experiment, 0.5)
+    assert experiment.status == Experiment.Status.RUNNING  # no planned look within the first day
     decide(experiment, 1.5)
-    assert experiment.status == Experiment.Status.RUNNING
-    decide(experiment, 2.9)
     assert (experiment.status, experiment.decision) == ("concluded", "no_difference")
+    assert experiment.plan["units_max"] < 2000 and experiment.plan["fractions"] == [1.0]
 
 
 def test_the_final_look_without_significance_is_inconclusive_when_the_ci_is_wide(assistant, versions):
@@ -239,6 +283,20 @@ def test_stopping_analyses_all_traffic_up_to_the_stop(assistant, versions, alice
     assert experiment.status == "stopped"
 
 
+def test_a_stopped_experiment_reads_no_decision_whatever_its_figures(assistant, versions, alice):
+    experiment = start(assistant, versions)
+    populate(experiment, "control", assigned=300, with_feedback=300, successes=100)
+    populate(experiment, "variant", assigned=300, with_feedback=300, successes=250)  # looks like a win
+    services.experiment_stop(experiment=experiment, user=alice, reason="seen enough")
+    experiment.refresh_from_db()
+    analysis = experiment.last_analysis
+    assert experiment.outcome == "stopped early by alice: no decision" == analysis["stopped_early"]
+    assert analysis["verdict"] == "no_decision" and experiment.decision == ""
+    results = analysis["ab_test_results"]
+    assert results["pValue"] is None and results["significant"] is False
+    assert results["outcome"] == "stopped early by alice: no decision"
+
+
 def test_stopping_needs_a_reason(assistant, versions):
     with pytest.raises(services.ExperimentError, match="why"):
         services.experiment_stop(experiment=start(assistant, versions), reason=" ")
@@ -266,3 +324,20 @@ def test_the_conclusion_is_signalled_once_after_commit(
         assert received == [(experiment.pk, "variant_better")]
     finally:
         experiment_concluded.disconnect(listener)
+
+
+def test_a_point_estimate_above_the_threshold_does_not_clear_it_without_the_lower_bound():
+    """+16 % estimated (a true +10 % that got lucky, say): significant, but it clears 15 % only if the
+    decision interval's lower end does."""
+    from abtesting.statistics import Look, analyse
+
+    c, v = ArmCounts.one_per_unit(1000, 1000, 600), ArmCounts.one_per_unit(1000, 1000, 696)
+    look = Look(7, 7, tuple(k / 7 for k in range(1, 8)), True)
+    result = analyse(control=c, variant=v, split=0.5, alpha=0.05, min_improvement=0.05, min_sample_size=100,
+                     look=look, cs_tuning_n=2000)  # fmt: skip
+    record = services.analysis_record(result, look)
+    results = record["ab_test_results"]
+    assert record["verdict"] == "variant_better" and results["improvement"] == pytest.approx(0.16)
+    assert results["improvementLow"] < 0.15
+    assert not services.lift_clears(results, 0.15)
+    assert services.lift_clears(results, results["improvementLow"])

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 from django_q.models import Schedule
 
-from abtesting import services, tasks
+from abtesting import selectors, services, tasks
 from abtesting.models import Experiment
 from assistants.models import Deployment
 from assistants.services import deployment_make_live, model_version_create
@@ -59,4 +59,4 @@ def test_advance_rollouts_moves_a_held_stage_on(assistant, versions):
 def test_refresh_tallies_counts_running_experiments(assistant, versions):
     services.experiment_start(assistant=assistant, control=versions[0], variant=versions[1])
     assert tasks.refresh_tallies() == 1
-    assert Experiment.objects.get().tally["control"] == [0, 0, 0, 0, 0.0, 0.0]
+    assert Experiment.objects.get().tally["control"] == selectors.empty_counts()["control"]

@@ -11,6 +11,7 @@ from assistants.services import model_version_create
 ANALYSIS = {
     "control": {
         "n_assigned": 500,
+        "units": 150,
         "n": 200,
         "successes": 140,
         "rate": 0.7,
@@ -19,17 +20,19 @@ ANALYSIS = {
     },
     "variant": {
         "n_assigned": 480,
+        "units": 140,
         "n": 190,
         "successes": 150,
         "rate": 0.789,
         "rate_low": 0.726,
         "rate_high": 0.841,
     },
+    "alpha": 0.05,
     "relative_lift": 0.127,
-    "relative_lift_low": 0.02,
-    "relative_lift_high": 0.23,
-    "z": 2.03,
-    "p_value": 0.042,
+    "fixed_lift_low": 0.02,
+    "fixed_lift_high": 0.23,
+    "fixed_z": 2.03,
+    "fixed_p_value": 0.042,
     "sequential": {
         "method": "group_sequential",
         "p_value": 0.09,
@@ -37,19 +40,25 @@ ANALYSIS = {
         "ci_high": 0.26,
         "look": 3,
         "planned_looks": 7,
+        "information_fraction": 0.3,
+        "boundary_z": 3.2,
+        "z": 2.03,
     },
     "srm_p_value": 0.0004,
     "srm_ok": False,
-    "required_n_per_arm": 900,
-    "progress": 0.21,
+    "required_units": 900,
+    "progress": 0.32,
+    "final_look": False,
+    "interim": False,
     "verdict": "invalid_srm",
     "reason": "sample ratio mismatch",
     "ab_test_results": {
         "controlSuccessRate": 0.7,
         "variantSuccessRate": 0.789,
         "improvement": 0.127,
-        "sampleSize": 390,
-        "pValue": 0.042,
+        "improvementLow": -0.01,
+        "sampleSize": 290,
+        "pValue": None,
         "sequentialPValue": 0.09,
         "ci": [-0.01, 0.26],
         "srmPValue": 0.0004,
@@ -80,10 +89,13 @@ def test_it_shows_the_analysis_and_daily_history(client, bob, url):
     assert response.status_code == 200
     body = response.content.decode()
     assert "invalid_srm" in body and "sample ratio mismatch" in body and "0.0004" in body
-    assert "+12.7%" in body and "-1.0% to +26.0%" in body and "0.0900" in body
+    assert "+12.7%" in body and "-1.0% to +26.0%" in body and "0.0900" in body  # decision interval, history
+    assert "planned look 3 of 7" in body and "2.03 / 3.20" in body
+    assert "0.0420" not in body and "not valid after peeking" in body  # no fixed-horizon p while running
     assert 'id="rates-chart"' in body and 'id="lift-chart"' in body and "2026-11-22" in body
-    assert "190 / 900" in body
+    assert "290 / 900" in body  # users with feedback vs the plan
     assert body.count("78.9%") >= 2  # the analysis and the daily table
+    assert 'id="live-panel"' in body and "Interim" in body  # a running test's live figures
 
 
 def test_stop_button_shows_only_for_reviewers_while_running(client, alice, bob, experiment, url):
@@ -102,6 +114,7 @@ def test_it_copes_with_no_analysis_yet(client, bob, assistant):
     client.force_login(bob)
     response = client.get(reverse("abtesting-experiment-detail", args=[experiment.pk]))
     assert response.status_code == 200 and b"No daily analysis yet" in response.content
+    assert b"No look yet" in response.content
 
 
 def test_it_runs_a_constant_number_of_queries(client, bob, experiment, url, django_assert_max_num_queries):
@@ -110,6 +123,9 @@ def test_it_runs_a_constant_number_of_queries(client, bob, experiment, url, djan
             experiment=experiment, day=dt.date(2026, 10, 1 + i), analysis=ANALYSIS
         )
     client.force_login(bob)
+    # Session, user, experiment, snapshots, and the live figures' counting (cached for a minute).
+    with django_assert_max_num_queries(16):
+        client.get(url)
     with django_assert_max_num_queries(6):
         client.get(url)
 
@@ -131,3 +147,15 @@ def test_it_rejects_post(client, bob, url):
 def test_htmx_get_is_the_full_page(client, bob, url):
     client.force_login(bob)
     assert b'id="experiment-body"' in client.get(url, HTTP_HX_REQUEST="true").content
+
+
+def test_a_stopped_experiment_reads_stopped_early_no_decision(client, bob, alice, experiment, url):
+    winning = {**ANALYSIS, "verdict": "variant_better", "srm_ok": True, "srm_p_value": 0.8}
+    Experiment.objects.filter(pk=experiment.pk).update(
+        status="stopped", stopped_by=alice, decision_reason="seen enough", last_analysis=winning
+    )
+    client.force_login(bob)
+    body = client.get(url).content.decode()
+    assert "Stopped early by alice: no decision" in body
+    assert "variant_better" not in body.split('id="ab-panel"')[1].split("Daily history")[0]
+    assert "Lift at least" not in body and 'id="live-panel"' not in body

@@ -18,7 +18,7 @@ def experiments(assistant, other_assistant):
         made.append(Experiment.objects.create(
             assistant=a, control=c, variant=v, status="concluded" if a == assistant else "running",
             decision="variant_better" if a == assistant else "",
-            last_analysis={"relative_lift": 0.123, "control": {"n": 120}, "variant": {"n": 118}},
+            last_analysis={"relative_lift": 0.123, "control": {"units": 120}, "variant": {"units": 118}},
         ))  # fmt: skip
     return made
 
@@ -30,6 +30,13 @@ def test_it_lists_experiments_with_their_headline_numbers(client, bob, experimen
     body = response.content.decode()
     assert "shop-v1 → shop-v2" in body and "bank-v1 → bank-v2" in body
     assert "+12.3%" in body and "120 / 118" in body and "variant_better" in body
+
+
+def test_a_stopped_experiment_is_listed_as_no_decision(client, bob, alice, experiments):
+    Experiment.objects.filter(pk=experiments[1].pk).update(status="stopped", stopped_by=alice)
+    client.force_login(bob)
+    body = client.get(URL).content.decode()
+    assert "stopped early by alice: no decision" in body
 
 
 def test_it_filters_by_assistant_and_status(client, bob, experiments):

@@ -15,6 +15,7 @@ from training.models import JobEvent, TrainingJob
 ANALYSIS = {
     "control": {
         "n_assigned": 1010,
+        "units": 300,
         "n": 400,
         "successes": 280,
         "rate": 0.70,
@@ -23,6 +24,7 @@ ANALYSIS = {
     },
     "variant": {
         "n_assigned": 990,
+        "units": 310,
         "n": 410,
         "successes": 312,
         "rate": 0.761,
@@ -31,10 +33,10 @@ ANALYSIS = {
     },
     "absolute_lift": 0.061,
     "relative_lift": 0.087,
-    "relative_lift_low": 0.01,
-    "relative_lift_high": 0.165,
-    "z": 2.41,
-    "p_value": 0.016,
+    "fixed_lift_low": 0.01,
+    "fixed_lift_high": 0.165,
+    "fixed_z": 2.41,
+    "fixed_p_value": 0.016,
     "alpha": 0.05,
     "sequential": {
         "method": "group_sequential",
@@ -43,11 +45,14 @@ ANALYSIS = {
         "p_value": 0.0123,
         "ci_low": 0.004,
         "ci_high": 0.17,
+        "information_fraction": 0.5,
+        "boundary_z": 2.8,
+        "z": 3.1,
     },
     "srm_p_value": 0.65,
     "srm_ok": True,
-    "required_n_per_arm": 400,
-    "progress": 1.0,
+    "required_units": 1200,
+    "progress": 0.508,
     "verdict": "variant_better",
     "reason": "Sequential test significant at look 5.",
 }
@@ -117,8 +122,8 @@ def test_a_reviewer_approves_a_job_and_sees_it_deployed(page, alice, job, assist
     panel = page.locator("#ab-panel")
     expect(panel.locator("#ab-verdict")).to_have_text("variant_better")
     expect(panel.locator("#ab-lift")).to_have_text("+8.7%")
-    expect(panel).to_contain_text("0.0123")  # sequential p-value
-    expect(panel).to_contain_text("400 / 400")  # samples per arm vs required
+    expect(panel.locator("#ab-lift-low")).to_have_text("+0.4%")  # lift at least, 95 % confidence
+    expect(panel).to_contain_text("610 / 1200")  # users with feedback vs the plan
     expect(page.locator("canvas[data-chart=ab-chart]")).to_have_attribute("data-rendered", "1")
     screenshot(page, "job-detail.png")
 

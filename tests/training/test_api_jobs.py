@@ -153,6 +153,42 @@ def test_a_reviewer_approves_through_the_api(alice_manager, awaiting, assistant)
     assert alice_manager.post(f"/api/v1/jobs/{awaiting.pk}/approve").json()["status"] == "deployed"
 
 
+def _without_a_decision(job, alice) -> None:
+    """Give the job an A/B test that a reviewer stopped early: no significant result."""
+    from abtesting.models import Experiment
+    from assistants.services import model_version_create
+
+    live = model_version_create(assistant=job.assistant, name="shop-v0")
+    experiment = Experiment.objects.create(
+        assistant=job.assistant,
+        control=live,
+        variant=job.new_model_version,
+        status="stopped",
+        stopped_by=alice,
+    )
+    TrainingJob.objects.filter(pk=job.pk).update(experiment=experiment)
+
+
+def test_approving_without_a_significant_result_needs_the_explicit_confirmation(
+    alice_manager, awaiting, alice
+):
+    _without_a_decision(awaiting, alice)
+    response = alice_manager.post(f"/api/v1/jobs/{awaiting.pk}/approve")
+    assert response.status_code == 409
+    assert "stopped early by alice: no decision" in response.json()["detail"]
+    assert "confirm_no_decision" in response.json()["detail"]
+    bad = alice_manager.post(
+        f"/api/v1/jobs/{awaiting.pk}/approve", {"confirm_no_decision": "maybe"}, format="json"
+    )
+    assert bad.status_code == 400 and "confirm_no_decision" in bad.json()["errors"]
+    response = alice_manager.post(
+        f"/api/v1/jobs/{awaiting.pk}/approve", {"confirm_no_decision": True}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["status"] == "deployed"
+    messages = [e["message"] for e in response.json()["events"]]
+    assert any("confirmed 'deploy without a significant result'" in m for m in messages)
+
+
 def test_approving_needs_a_key_made_for_a_user_with_the_permission(manager, awaiting, bob):
     assert manager.post(f"/api/v1/jobs/{awaiting.pk}/approve").status_code == 403
     _, raw = api_key_create(scope=ApiKey.Scope.MANAGE, user=bob)

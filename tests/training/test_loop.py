@@ -155,16 +155,24 @@ def test_the_demo_path_a_reviewer_stops_the_ab_test_and_approves_on_its_figures(
     job.refresh_from_db()
     assert job.status == S.AWAITING_APPROVAL
     results = job.ab_test_results
-    assert results["sampleSize"] == sum(asked.values()) == 300
+    assert results["interactions"] == sum(asked.values()) == 300
     assert results["controlSuccessRate"] == pytest.approx(
         report["versions"][live_v1.name]["helpful"] / asked[live_v1.name]
     )
     assert results["variantSuccessRate"] > results["controlSuccessRate"]
+    # Stopping early is not a result: the timeline says so, and approving needs an explicit confirmation.
+    timeline = " ".join(job.events.values_list("message", flat=True))
+    assert "stopped early by alice: no decision" in timeline and "variant_better" not in timeline
+    assert results["pValue"] is None and results["significant"] is False
+    with pytest.raises(services.ConfirmationRequired, match="deploy without a significant result"):
+        services.job_approve(job=job, user=alice)
 
-    services.job_approve(job=job, user=alice)
+    services.job_approve(job=job, user=alice, confirm_no_decision=True)
     job.refresh_from_db()
     assistant.refresh_from_db()
     assert job.status == S.DEPLOYED and assistant.live_version == job.new_model_version
+    approval = job.events.get(to_status=S.DEPLOYING)
+    assert approval.user == alice and approval.data["confirmed"] == "deploy without a significant result"
 
 
 def test_a_run_with_no_usable_feedback_fails_with_the_reason(
@@ -231,10 +239,40 @@ def test_a_variant_the_test_finds_worse_is_rejected_even_with_auto_approve(testi
 def test_a_significant_big_win_deploys_itself(testing_job, assistant):
     policy_update(policy=policy_ensure(assistant=assistant), auto_deploy_threshold=0.15)
     job = services.job_advance(job=testing_job)
-    _conclude(job.experiment, "variant_better", {"improvement": 0.3, "variantSuccessRate": 0.91})
+    _conclude(
+        job.experiment,
+        "variant_better",
+        {"improvement": 0.3, "improvementLow": 0.18, "significant": True, "variantSuccessRate": 0.91},
+    )
     job = services.job_advance(job=job)
     assert job.status == S.DEPLOYED
     assert assistant.deployments.first().reason == "auto_deploy"
+    assert "+30.0% (at least +18.0%)" in job.events.get(to_status=S.DEPLOYING).message
+
+
+def test_an_estimate_above_the_threshold_does_not_auto_deploy_when_the_lower_bound_is_below(
+    testing_job, assistant
+):
+    """A true +10 % variant stopped early can show +17 %: the lower end of its interval (+3 %) decides."""
+    policy_update(policy=policy_ensure(assistant=assistant), auto_deploy_threshold=0.15)
+    job = services.job_advance(job=testing_job)
+    _conclude(
+        job.experiment, "variant_better", {"improvement": 0.17, "improvementLow": 0.03, "significant": True}
+    )
+    job = services.job_advance(job=job)
+    assert job.status == S.AWAITING_APPROVAL
+    assert assistant.deployments.filter(reason="auto_deploy").count() == 0
+
+
+def test_without_approval_the_minimum_improvement_is_met_by_the_lower_bound(testing_job, assistant):
+    policy_update(policy=policy_ensure(assistant=assistant), require_approval=False, ab_min_improvement=0.05)
+    job = services.job_advance(job=testing_job)
+    _conclude(
+        job.experiment, "variant_better", {"improvement": 0.08, "improvementLow": 0.01, "significant": True}
+    )
+    job = services.job_advance(job=job)
+    assert job.status == S.REJECTED
+    assert "+8.0% (at least +1.0%) below the minimum 5%" in job.decision_reason
 
 
 def test_the_watchdog_notices_a_concluded_experiment_without_the_signal(testing_job, monkeypatch):

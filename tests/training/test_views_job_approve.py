@@ -84,3 +84,31 @@ def test_it_requires_the_csrf_token(alice, job, url):
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
     assert client.post(url).status_code == 403
+
+
+def _stopped_test(job, alice) -> None:
+    from abtesting.models import Experiment
+
+    live = model_version_create(assistant=job.assistant, name="shop-v1")
+    experiment = Experiment.objects.create(
+        assistant=job.assistant,
+        control=live,
+        variant=job.new_model_version,
+        status="stopped",
+        stopped_by=alice,
+    )
+    TrainingJob.objects.filter(pk=job.pk).update(experiment=experiment)
+
+
+def test_a_job_whose_test_reached_no_decision_asks_for_the_confirmation(client, alice, job, url):
+    _stopped_test(job, alice)
+    client.force_login(alice)
+    page = client.get(reverse("training-job-detail", args=[job.pk])).content.decode()
+    assert "stopped early by alice: no decision" in page and 'name="confirm_no_decision"' in page
+    response = client.post(url, HTTP_HX_REQUEST="true")
+    assert response.status_code == 422 and "deploy without a significant result" in response.content.decode()
+    assert TrainingJob.objects.get(pk=job.pk).status == "awaiting_approval"
+    response = client.post(url, {"confirm_no_decision": "on"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and TrainingJob.objects.get(pk=job.pk).status == "deployed"
+    event = JobEvent.objects.get(job=job, to_status="deploying")
+    assert event.user == alice and event.data["confirmed"] == "deploy without a significant result"

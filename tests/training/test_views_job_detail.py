@@ -12,6 +12,7 @@ from training.models import JobEvent, TrainingDataset, TrainingJob
 ANALYSIS = {
     "control": {
         "n_assigned": 1010,
+        "units": 300,
         "n": 400,
         "successes": 280,
         "rate": 0.70,
@@ -22,6 +23,7 @@ ANALYSIS = {
     },
     "variant": {
         "n_assigned": 990,
+        "units": 310,
         "n": 410,
         "successes": 312,
         "rate": 0.761,
@@ -34,15 +36,17 @@ ANALYSIS = {
     "min_improvement": 0.05,
     "absolute_lift": 0.061,
     "relative_lift": 0.087,
-    "relative_lift_low": 0.01,
-    "relative_lift_high": 0.165,
-    "relative_lift_p_value": 0.03,
-    "z": 1.96,
-    "p_value": 0.0499,
+    "fixed_lift_low": 0.01,
+    "fixed_lift_high": 0.165,
+    "fixed_z": 1.96,
+    "fixed_p_value": 0.0499,
     "sequential": {
         "method": "group_sequential",
         "look": 5,
         "planned_looks": 7,
+        "information_fraction": 0.5,
+        "boundary_z": 2.8,
+        "z": 3.1,
         "p_value": 0.0123,
         "ci_low": 0.004,
         "ci_high": 0.17,
@@ -50,8 +54,11 @@ ANALYSIS = {
     },
     "srm_p_value": 0.65,
     "srm_ok": True,
-    "required_n_per_arm": 1200,
-    "progress": 0.333,
+    "required_units": 1200,
+    "progress": 0.508,
+    "detectable_lift": 0.12,
+    "final_look": False,
+    "interim": False,
     "verdict": "variant_better",
     "reason": "",
 }
@@ -113,10 +120,16 @@ def test_it_shows_every_figure_a_reviewer_needs(client, alice, job):
     assert response.status_code == 200
     body = response.content.decode()
     assert "Feedback count (150) &gt;= threshold (100)" in body
-    assert "variant_better" in body and "+8.7%" in body and "+1.0% to +16.5%" in body  # lift and its CI
-    assert "0.0123" in body and "0.0499" in body  # sequential and z-test p-values
+    assert (
+        "variant_better" in body and "+8.7%" in body and "+0.4% to +17.0%" in body
+    )  # lift, decision interval
+    assert "Lift at least (with 95% confidence)" in body and ">+0.4%<" in body  # what deploy rules compare
+    assert "3.10 / 2.80" in body  # z and the boundary at this look
+    # Before the planned end the fixed-horizon p-value is not evidence: not shown.
+    assert "0.0499" not in body and "not valid after peeking" in body
     assert "0.6500" in body and "sample ratio mismatch" not in body  # SRM
-    assert "400 / 1200" in body  # samples vs required
+    assert "610 / 1200" in body  # users with feedback vs the plan
+    assert "+12.0%" in body and 'data-testid="underpowered"' in body  # detectable lift above 5 %
     assert 'id="ab-chart"' in body and 'id="loss-chart"' in body
     assert "mean_quality" in body and "0.700" in body and "0.500" in body  # candidate vs live
     assert "dropped.dupes" in body

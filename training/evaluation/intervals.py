@@ -16,12 +16,12 @@ outcomes as successes out of n prompts gives an interval at least as wide as nee
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from abtesting.statistics import wilson_interval
+from scipy import stats
 
 RESAMPLES = 2000
 SEED = 17
@@ -151,5 +151,16 @@ def win_rate_interval(
     if clusters and len(set(clusters)) < n:
         (means,) = _resampled_means([values], clusters, seed)
         return _percentiles(means, estimate), "cluster bootstrap over customers"
-    low, high = wilson_interval(float(values.sum()), n, alpha=1 - CONFIDENCE)
+    low, high = _wilson(float(values.sum()), n, alpha=1 - CONFIDENCE)
     return Interval(estimate, low, high), "Wilson over prompts"
+
+
+def _wilson(successes: float, n: int, alpha: float) -> tuple[float, float]:
+    """Wilson score interval. Written out rather than scipy's ``binomtest(...).proportion_ci``, which
+    takes whole successes only: ties count half here."""
+    z = float(stats.norm.isf(alpha / 2))
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
