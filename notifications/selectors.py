@@ -16,6 +16,9 @@ from notifications.models import NotificationSettings
 from training.models import TrainingJob
 
 APPROVE_PERM = "training.approve_trainingjob"
+# Who holds a permission is asked of Django's model backend: the login throttle (django-axes) adds a
+# backend of its own, and with_perm() refuses to guess among several.
+PERMISSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def absolute_url(path: str) -> str:
@@ -32,7 +35,7 @@ def reviewers() -> QuerySet:
     address. Approval is not per assistant, so every reviewer hears about every assistant."""
     return (
         get_user_model()
-        .objects.with_perm(APPROVE_PERM, is_active=True, include_superusers=True)
+        .objects.with_perm(APPROVE_PERM, is_active=True, include_superusers=True, backend=PERMISSION_BACKEND)
         .exclude(email="")
         .order_by("pk")
     )

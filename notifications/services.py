@@ -515,7 +515,12 @@ def endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> bool:
     )
     managers = (
         get_user_model()
-        .objects.with_perm(MANAGE_ENDPOINTS_PERM, is_active=True, include_superusers=True)
+        .objects.with_perm(
+            MANAGE_ENDPOINTS_PERM,
+            is_active=True,
+            include_superusers=True,
+            backend=selectors.PERMISSION_BACKEND,
+        )
         .exclude(email="")
         .values_list("email", flat=True)
     )

@@ -105,6 +105,10 @@ AB_RESULTS = {
     "controlSuccessRate": 0.70,
     "variantSuccessRate": 0.761,
     "improvement": 0.087,
+    # The lower end of the decision interval: what deploy thresholds are compared with (issue 11).
+    "improvementLow": 0.06,
+    "improvementHigh": 0.11,
+    "significant": True,
     "sampleSize": 810,
     "pValue": 0.016,
     "sequentialPValue": 0.0123,
