@@ -264,3 +264,23 @@ def test_concurrent_overlapping_batches_store_one_row_per_key(assistant):
     assert Feedback.objects.count() == 50 + 50 * threads_n
     assert sum(r.created for r in results) == 50 + 50 * threads_n
     assert len({tuple(r.ids[:50]) for r in results}) == 1, "every batch answers the same ids for shared keys"
+
+
+def test_a_batch_stores_any_text_and_value_exactly(assistant):
+    interaction = make_interaction(assistant)
+    texts = ['say "hi"', 'back\\slash \\" mix', "{a,b}", "NULL", "", "tab\tnew\nline", "émoji 🙂", "a,b;c'd"]
+    items = [
+        (interaction, {"comment": text, "helpful": (None, True, False)[i % 3], "confidence": i / 7}, None)
+        for i, text in enumerate(texts)
+    ]
+    items.append(
+        (interaction, {"rating": 5, "accuracy": 1, "suggestion": "x" * 5000, "confidence": 1e-05}, None)
+    )
+    stored = feedback_submit_batch(items=items)
+    rows = Feedback.objects.in_bulk(stored.ids)
+    assert [rows[pk].comment for pk in stored.ids[:-1]] == texts
+    assert [rows[pk].helpful for pk in stored.ids[:3]] == [None, True, False]
+    assert [rows[pk].confidence for pk in stored.ids[:-1]] == [i / 7 for i in range(len(texts))]
+    last = rows[stored.ids[-1]]
+    assert (last.rating, last.accuracy, last.suggestion, last.confidence) == (5, 1, "x" * 5000, 1e-05)
+    assert last.success and not rows[stored.ids[2]].success
