@@ -411,11 +411,14 @@ def _child(step: str, *args: str) -> dict:
 
 
 def run(args) -> list[dict]:
+    from bench.common import bench_database
+
     quick = bool(getattr(args, "quick", False))
     sizes = [20_000] if quick else [100_000, 1_000_000]
     rows: list[dict] = []
     for n in sizes:
-        with tempfile.TemporaryDirectory(prefix="bench-dataset-") as var:
+        # A database per size (on SQLite a file under ``var``; --db postgres: one created and dropped).
+        with tempfile.TemporaryDirectory(prefix="bench-dataset-") as var, bench_database():
             gen = _child("generate", var, str(n))
             print(f"  generated {gen['rows']:,} feedback rows in {gen['seconds']:.1f} s", file=sys.stderr)
             # max_examples 0: every example is built, so dedup and memory see the whole volume.
@@ -444,7 +447,7 @@ def run(args) -> list[dict]:
                 "target": "< 10 s" if n == 100_000 else ("< 1536 MB RSS" if n >= 1_000_000 else "smoke"),
             }
         )
-    with tempfile.TemporaryDirectory(prefix="bench-dataset-q-") as var:
+    with tempfile.TemporaryDirectory(prefix="bench-dataset-q-") as var, bench_database():
         q = _child("quality", var, "2000" if quick else "5000")
     rows.append(
         {
