@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from assistants.models import Assistant, ModelVersion
 from feedback.models import CATEGORY_FIELDS, CurationLog, Feedback, Interaction
+from feedback.rollups import rollup_adjust_feedback
 
 FEEDBACK_FIELDS = (
     "kind",
@@ -433,6 +434,7 @@ def feedback_prompt(kind: str) -> dict[str, Any]:
 
 @transaction.atomic
 def feedback_set_excluded(*, feedback: Feedback, excluded: bool, user=None) -> Feedback:
+    rollup_adjust_feedback(feedback_id=feedback.pk, excluded=excluded)
     Feedback.objects.filter(pk=feedback.pk).update(excluded_from_training=excluded)
     feedback.excluded_from_training = excluded
     CurationLog.objects.create(
@@ -445,6 +447,7 @@ def feedback_set_excluded(*, feedback: Feedback, excluded: bool, user=None) -> F
 def feedback_correct(*, feedback: Feedback, corrected_answer: str, user=None) -> Feedback:
     """A reviewer writes the answer the assistant should have given; the pipeline trains on it."""
     previous = feedback.corrected_answer
+    rollup_adjust_feedback(feedback_id=feedback.pk, corrected=bool(corrected_answer.strip()))
     feedback.corrected_answer = corrected_answer.strip()
     feedback.save(update_fields=("corrected_answer",))
     CurationLog.objects.create(
