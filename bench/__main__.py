@@ -101,6 +101,7 @@ def _run_in_subprocess(name: str, args: argparse.Namespace) -> list[dict] | None
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "bench", name, "--db", args.db, "--json", str(out)]
         cmd += ["--quick"] if args.quick else []
+        cmd += ["--rows", str(args.rows)] if args.rows else []
         proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, env=os.environ.copy())
         if proc.returncode != 0 or not out.exists():
             print(f"bench {name} failed (exit {proc.returncode})")
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         "--db", choices=("sqlite", "postgres"), default="sqlite", help="the database to benchmark on"
     )
     parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, noisier figures)")
+    parser.add_argument(
+        "--rows", type=int, metavar="N", help="data size for pages, scale and dataset (default: each bench's)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
     args = parser.parse_args(argv)
     os.environ["BENCH_DB"] = args.db  # read by bench.common, also in the benches' child processes

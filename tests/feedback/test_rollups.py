@@ -167,7 +167,7 @@ def test_stats_and_series_read_rollups_and_todays_rows(db, django_assert_max_num
     assert stats["total_feedback"] == raw["feedback"]
     assert stats["avg_rating"] == pytest.approx(raw["rating_sum"] / raw["rated"])
     assert stats["error_rate"] == pytest.approx(raw["errors"] / raw["interactions"])
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         series = feedback_daily_series(assistant=assistant, days=30)
     assert sum(row["total_feedback"] for row in series) == raw["feedback"]
     today = timezone.localdate().isoformat()
