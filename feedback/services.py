@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ def body_hash(interaction_id: int, data: dict[str, Any]) -> str:
     primitives (str, int, float, bool, None), whose ``repr`` is canonical: cheaper than sorted JSON, which
     cost more than a quarter of a batch's CPU time.
     """
-    canonical = repr((interaction_id, *(data.get(name) for name in FEEDBACK_FIELDS)))
+    canonical = repr((interaction_id, *map(data.get, FEEDBACK_FIELDS)))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -133,7 +134,7 @@ def _feedback_values(
     *, interaction: Interaction | InteractionRef, data: dict[str, Any], key: str | None, digest: str, now
 ) -> dict[str, Any]:
     """The column values of a new feedback row: the one place that maps a validated item to a row."""
-    values = {name: data.get(name) for name in FEEDBACK_FIELDS}
+    values = dict(zip(FEEDBACK_FIELDS, map(data.get, FEEDBACK_FIELDS), strict=True))
     for text in ("comment", "suggestion", "corrected_answer"):
         values[text] = values[text] or ""
     values["kind"] = values["kind"] or infer_kind(data)
@@ -216,7 +217,14 @@ def _insert_feedback(rows: list[dict[str, Any]], *, skip_stored_keys: bool = Fal
             stored = cursor.fetchall()
         else:
             placeholder = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
-            per_statement = max(1, (connection.features.max_query_params or 65535) // len(_INSERT_COLUMNS))
+            # The library's own limit (32,766 here), not Django's conservative 999: a batch of 100 in
+            # one statement rather than two.
+            limit = (
+                connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+                if connection.vendor == "sqlite"
+                else connection.features.max_query_params or 65535
+            )
+            per_statement = max(1, limit // len(_INSERT_COLUMNS))
             for start in range(0, len(rows), per_statement):
                 chunk = rows[start : start + per_statement]
                 params: list[Any] = []
