@@ -195,3 +195,58 @@ def test_the_refresh_adds_to_existing_days_and_keeps_versions_apart(db):
             created_at__lt=rollups.local_midnight(rollup.day + timedelta(days=1)),
         )
         assert rollup.interactions == interactions.count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_committed_late_is_not_skipped_by_the_refresh(db):
+    """PostgreSQL draws ids at insert and shows rows at commit: the refresh must wait for open writers."""
+    import threading
+
+    from django.db import connection, connections, transaction
+
+    world = World(8)
+    world.add(5)
+    if connection.vendor == "sqlite":
+        # One writer at a time: an open write transaction holds every other writer back, and ids are
+        # visible in order. The refresh simply counts everything.
+        rollups_refresh()
+        check(world, windows_of(world))
+        return
+    assistant = world.assistants[0]
+    interaction = Interaction.objects.filter(assistant=assistant).first()
+    inserted, release, errors = threading.Event(), threading.Event(), []
+
+    def slow_writer():
+        try:
+            with transaction.atomic():
+                Feedback.objects.create(interaction=interaction, assistant=assistant, kind="rating", rating=1)
+                inserted.set()
+                release.wait(timeout=20)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def refresher():
+        try:
+            rollups_refresh()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=slow_writer)
+    writer.start()
+    assert inserted.wait(timeout=10)
+    # A later row, committed first, with a larger id.
+    Feedback.objects.create(interaction=interaction, assistant=assistant, kind="rating", rating=5)
+    refresh = threading.Thread(target=refresher)
+    refresh.start()
+    refresh.join(timeout=1)
+    assert refresh.is_alive(), "the refresh counted past a row whose transaction was still open"
+    release.set()
+    writer.join(timeout=20)
+    refresh.join(timeout=20)
+    assert not errors, errors
+    assert RollupMark.objects.get().feedback_id == Feedback.objects.order_by("-id").first().pk
+    check(world, windows_of(world))
