@@ -280,13 +280,20 @@ class NearDuplicateFinder:
         """
         pairs = []
         seen = 0
+        # Each band's key once (they were computed three times each, as a band and as a tiebreak).
+        keys = [self._band_keys(active, band) for band in range(self.bands)]
         for band in range(self.bands):
-            key = self._band_keys(active, band)
-            nxt = self._band_keys(active, (band + 1) % self.bands)
-            nxt2 = self._band_keys(active, (band + 2) % self.bands)
-            order = np.lexsort((nxt2, nxt, key))
-            del nxt, nxt2
-            sk = key[order]
+            key = keys[band]
+            # One sort key per example: the band key's high 32 bits, then 16 bits of each of the next
+            # two bands' keys as the tiebreak. One argsort of it replaced a lexsort of three full keys.
+            # A bucket is then a run of equal 32-bit keys: a rare collision only adds candidates, which
+            # the estimate filters out.
+            nxt = keys[(band + 1) % self.bands]
+            nxt2 = keys[(band + 2) % self.bands]
+            combined = (key & ~_MASK32) | ((nxt >> np.uint64(48)) << np.uint64(16)) | (nxt2 >> np.uint64(48))
+            order = np.argsort(combined)
+            sk = combined[order] >> np.uint64(32)
+            del combined
             # Sorted keys: if position p differs from p+d it differs from p+d+1 too, so the set of
             # positions still in a bucket only shrinks as the distance d grows; cost = pairs emitted.
             idx = np.arange(max(len(sk) - 1, 0))
@@ -322,7 +329,7 @@ class NearDuplicateFinder:
         out = np.empty(len(pairs), dtype=np.float32)
         for lo in range(0, len(pairs), batch):
             p = pairs[lo : lo + batch]
-            out[lo : lo + batch] = (sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1)
+            out[lo : lo + batch] = np.count_nonzero(sig[p[:, 0]] == sig[p[:, 1]], axis=1) / sig.shape[1]
         return out
 
     def _verified(self, active: np.ndarray) -> tuple[np.ndarray, int]:
