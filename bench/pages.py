@@ -1,13 +1,14 @@
 """Pages bench: median server render time of the dashboard's pages over 1,000,000 feedback rows.
 
-A throwaway SQLite database (under a temporary TRAINLOOP_VAR_DIR) is filled with one assistant's
-1,000,000 interactions and their feedback spread over the last 180 days (so ~167k fall in the overview's
-30-day window), 200 training jobs with timelines and an A/B experiment, by bulk SQL inserts. Each page is
-then requested through Django's test client by a signed-in reviewer: 3 warm-up requests, then 15 timed
-ones (``--quick``: 20,000 rows, 7 timed, a smoke test for CI; ``--rows N`` for another size; ``python -m bench scale``:
-10,000,000). Target (issues 6 and 14): median < 100 ms per page, the cold-cache overview included. The
-overview reads its aggregates from the shared figures cache, which the worker refreshes every minute;
-it is measured twice: as served, and with that cache cleared before every request (a cold cache: the
+A throwaway database (``bench.common``) is filled with one assistant's 1,000,000 interactions and their
+feedback spread over the last 180 days (so ~167k fall in the overview's 30-day window), 200 training
+jobs with timelines and an A/B experiment, by bulk SQL inserts. Each page is then requested through
+Django's test client by a signed-in reviewer: 3 warm-up requests, then 15 timed ones (``--quick``:
+20,000 rows, 7 timed, a smoke test for CI; ``--rows N`` for another size; ``python -m bench scale``:
+10,000,000). Target (issues 6 and 14): median < 100 ms per page, the cold-cache overview included.
+
+The overview reads its aggregates from the shared figures cache, which the worker refreshes every
+minute; it is measured as served, and with that cache cleared before every request (a cold cache: the
 first visitor after the worker has been down). Its figures come from the daily rollups, which the
 worker's first refresh builds after the bulk load (timed and shown), plus the raw rows past their mark:
 the "cold, 1,000 new rows" row adds that many rows after the refresh, as a minute of heavy traffic
@@ -99,6 +100,13 @@ def _fill(rows: int) -> dict[str, Any]:
             cursor.executemany(interaction_sql, interactions)
             cursor.executemany(feedback_sql, feedback)
     with connection.cursor() as cursor:
+        # The rows were inserted with explicit ids: move PostgreSQL's sequences past them.
+        from django.core.management.color import no_style
+
+        from feedback.models import Feedback, Interaction
+
+        for sql in connection.ops.sequence_reset_sql(no_style(), [Interaction, Feedback]):
+            cursor.execute(sql)
         cursor.execute("ANALYZE")  # as autovacuum would (PostgreSQL) or as sqlite's optimize would
 
     jobs = [
