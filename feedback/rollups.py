@@ -264,7 +264,7 @@ def _rollup_totals(assistant_id: int, first: dt.date | None, last: dt.date | Non
         cursor.execute(
             f"SELECT {sums} FROM {qn(DailyRollup._meta.db_table)} WHERE {' AND '.join(where)}", params
         )
-        return dict(zip(_ROLLUP_COLUMNS, (v or 0 for v in cursor.fetchone()), strict=True))
+        return dict(zip(_ROLLUP_COLUMNS, (int(v or 0) for v in cursor.fetchone()), strict=True))
 
 
 def window_sums(
@@ -277,7 +277,7 @@ def window_sums(
 
     def add(values: dict[str, Any]) -> None:
         for name, value in values.items():
-            totals[name] += value or 0
+            totals[name] += int(value or 0)  # PostgreSQL sums bigints as numeric (Decimal)
 
     if first is None or last is None or first <= last:
         add(_rollup_totals(assistant_id, first, last))
@@ -329,7 +329,7 @@ def daily_sums(*, assistant_id: int, first: dt.date, columns: Iterable[str]) -> 
     def add(day: dt.date, values: dict[str, Any]) -> None:
         slot = days.setdefault(day, dict.fromkeys(columns, 0))
         for name in columns:
-            slot[name] += values[name] or 0
+            slot[name] += int(values[name] or 0)
 
     for row in (
         DailyRollup.objects.filter(assistant_id=assistant_id, day__gte=first)

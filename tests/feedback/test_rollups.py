@@ -250,3 +250,19 @@ def test_a_row_committed_late_is_not_skipped_by_the_refresh(db):
     assert not errors, errors
     assert RollupMark.objects.get().feedback_id == Feedback.objects.order_by("-id").first().pk
     check(world, windows_of(world))
+
+
+def test_figures_are_plain_numbers_on_every_database(db):
+    # PostgreSQL sums bigint columns as numeric: a Decimal leaking out breaks float arithmetic downstream
+    # (the retrain check's performance drop) and JSON.
+    world = World(9)
+    world.add(20)
+    rollups_refresh()
+    world.add(5, days_back=(0, 0.001))
+    assistant = world.assistants[0]
+    stats = feedback_stats(assistant=assistant)
+    assert all(type(v) is int for v in window_sums(assistant_id=assistant.pk).values())
+    for name in ("avg_rating", "success_rate", "helpful_rate", "error_rate"):
+        assert stats[name] is None or type(stats[name]) is float, name
+    for row in feedback_daily_series(assistant=assistant, days=30):
+        assert row["avg_rating"] is None or type(row["avg_rating"]) is float
