@@ -5,59 +5,83 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('assistants', '0001_initial'),
-        ('feedback', '0003_interaction_experiment_user'),
+        ("assistants", "0001_initial"),
+        ("feedback", "0003_interaction_experiment_user"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RollupMark',
+            name="RollupMark",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('feedback_id', models.BigIntegerField(default=0)),
-                ('interaction_id', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("feedback_id", models.BigIntegerField(default=0)),
+                ("interaction_id", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='DailyRollup',
+            name="DailyRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model_version_id', models.BigIntegerField(default=0)),
-                ('day', models.DateField(help_text="Local day (settings.TIME_ZONE) of the rows' created_at.")),
-                ('interactions', models.BigIntegerField(default=0)),
-                ('errors', models.BigIntegerField(default=0)),
-                ('feedback', models.BigIntegerField(default=0)),
-                ('helpful_n', models.BigIntegerField(default=0)),
-                ('helpful_yes', models.BigIntegerField(default=0)),
-                ('rated', models.BigIntegerField(default=0)),
-                ('rating_sum', models.BigIntegerField(default=0)),
-                ('signals', models.BigIntegerField(default=0)),
-                ('successes', models.BigIntegerField(default=0)),
-                ('excluded', models.BigIntegerField(default=0)),
-                ('corrections', models.BigIntegerField(default=0)),
-                ('accuracy_n', models.BigIntegerField(default=0)),
-                ('accuracy_sum', models.BigIntegerField(default=0)),
-                ('helpfulness_n', models.BigIntegerField(default=0)),
-                ('helpfulness_sum', models.BigIntegerField(default=0)),
-                ('tone_n', models.BigIntegerField(default=0)),
-                ('tone_sum', models.BigIntegerField(default=0)),
-                ('relevance_n', models.BigIntegerField(default=0)),
-                ('relevance_sum', models.BigIntegerField(default=0)),
-                ('completeness_n', models.BigIntegerField(default=0)),
-                ('completeness_sum', models.BigIntegerField(default=0)),
-                ('kind_thumbs', models.BigIntegerField(default=0)),
-                ('kind_rating', models.BigIntegerField(default=0)),
-                ('kind_text', models.BigIntegerField(default=0)),
-                ('kind_category', models.BigIntegerField(default=0)),
-                ('kind_improvement', models.BigIntegerField(default=0)),
-                ('kind_correction', models.BigIntegerField(default=0)),
-                ('assistant', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='assistants.assistant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("model_version_id", models.BigIntegerField(default=0)),
+                (
+                    "day",
+                    models.DateField(help_text="Local day (settings.TIME_ZONE) of the rows' created_at."),
+                ),
+                ("interactions", models.BigIntegerField(default=0)),
+                ("errors", models.BigIntegerField(default=0)),
+                ("feedback", models.BigIntegerField(default=0)),
+                ("helpful_n", models.BigIntegerField(default=0)),
+                ("helpful_yes", models.BigIntegerField(default=0)),
+                ("rated", models.BigIntegerField(default=0)),
+                ("rating_sum", models.BigIntegerField(default=0)),
+                ("signals", models.BigIntegerField(default=0)),
+                ("successes", models.BigIntegerField(default=0)),
+                ("excluded", models.BigIntegerField(default=0)),
+                ("corrections", models.BigIntegerField(default=0)),
+                ("accuracy_n", models.BigIntegerField(default=0)),
+                ("accuracy_sum", models.BigIntegerField(default=0)),
+                ("helpfulness_n", models.BigIntegerField(default=0)),
+                ("helpfulness_sum", models.BigIntegerField(default=0)),
+                ("tone_n", models.BigIntegerField(default=0)),
+                ("tone_sum", models.BigIntegerField(default=0)),
+                ("relevance_n", models.BigIntegerField(default=0)),
+                ("relevance_sum", models.BigIntegerField(default=0)),
+                ("completeness_n", models.BigIntegerField(default=0)),
+                ("completeness_sum", models.BigIntegerField(default=0)),
+                ("kind_thumbs", models.BigIntegerField(default=0)),
+                ("kind_rating", models.BigIntegerField(default=0)),
+                ("kind_text", models.BigIntegerField(default=0)),
+                ("kind_category", models.BigIntegerField(default=0)),
+                ("kind_improvement", models.BigIntegerField(default=0)),
+                ("kind_correction", models.BigIntegerField(default=0)),
+                (
+                    "assistant",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="assistants.assistant",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('assistant', 'day', 'model_version_id'), name='daily_rollup_unique_day')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("assistant", "day", "model_version_id"), name="daily_rollup_unique_day"
+                    )
+                ],
             },
         ),
     ]
