@@ -1,4 +1,10 @@
-"""``python -m bench NAME [--quick] [--json FILE]``: NAME is one of BENCHES below, or ``all``."""
+"""``python -m bench [NAME|all] [--db sqlite|postgres] [--quick] [--json FILE]``.
+
+``all`` runs every bench except ``scale`` (the pages bench at 10,000,000 feedback rows: an hour and
+~10 GB of disk, so CI does not run it). ``--db postgres`` runs each bench on a database of its own,
+``bench_<pid>_<n>`` on BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres), created
+for the run and dropped after it.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 BENCHES = ("ingest", "dataset", "train", "abtest", "pages", "redaction", "erasure", "stream")
+EXTRA = ("scale",)  # run by name only
 
 
 def _load(name: str):
@@ -69,7 +76,20 @@ def _run_in_process(name: str, args: argparse.Namespace) -> list[dict] | None:
     if module is None:
         print(f"\n== {name} ==\nnot available yet (bench/{name}.py is missing)")
         return None
-    return module.run(args)
+    from bench.common import bench_database
+
+    load = os.getloadavg()
+    with bench_database():
+        rows = module.run(args)
+    after = os.getloadavg()
+    print(
+        f"{name} on {args.db}: load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min) "
+        f"before, {after[0]:.2f} / {after[1]:.2f} / {after[2]:.2f} after, {os.cpu_count()} CPUs"
+    )
+    for row in rows or []:
+        row.setdefault("db", args.db)
+        row.setdefault("load1 before", round(load[0], 2))
+    return rows
 
 
 def _run_in_subprocess(name: str, args: argparse.Namespace) -> list[dict] | None:
@@ -79,7 +99,9 @@ def _run_in_subprocess(name: str, args: argparse.Namespace) -> list[dict] | None
         return None
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "bench", name, "--json", str(out)] + (["--quick"] if args.quick else [])
+        cmd = [sys.executable, "-m", "bench", name, "--db", args.db, "--json", str(out)]
+        cmd += ["--quick"] if args.quick else []
+        cmd += ["--rows", str(args.rows)] if args.rows else []
         proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, env=os.environ.copy())
         if proc.returncode != 0 or not out.exists():
             print(f"bench {name} failed (exit {proc.returncode})")
@@ -93,10 +115,17 @@ def _load_spec(name: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("name", nargs="?", default="all", choices=(*BENCHES, "all"))
+    parser.add_argument("name", nargs="?", default="all", choices=(*BENCHES, *EXTRA, "all"))
+    parser.add_argument(
+        "--db", choices=("sqlite", "postgres"), default="sqlite", help="the database to benchmark on"
+    )
     parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, noisier figures)")
+    parser.add_argument(
+        "--rows", type=int, metavar="N", help="data size for pages, scale and dataset (default: each bench's)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
     args = parser.parse_args(argv)
+    os.environ["BENCH_DB"] = args.db  # read by bench.common, also in the benches' child processes
 
     results: dict[str, list[dict]] = {}
     failed = False

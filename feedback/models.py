@@ -183,3 +183,63 @@ class ErasureRecord(models.Model):
 
     def __str__(self) -> str:
         return f"erasure {self.pk} ({self.subject[:12]}…)"
+
+
+class DailyRollup(models.Model):
+    """What one assistant's model version received on one local day, summed: the figures' building block.
+
+    The overview, its charts, the retrain check and the health figures add these up instead of scanning
+    every raw row in their window (``feedback.rollups``). Rows are only ever added to, as the worker
+    counts new raw rows past ``RollupMark``; deleting old raw rows (retention) leaves the sums as they were.
+    """
+
+    assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # A plain id (0: none) rather than a foreign key: deleting a version must not merge its days into
+    # another key's, and the sums stay valid for the history.
+    model_version_id = models.BigIntegerField(default=0)
+    day = models.DateField(help_text="Local day (settings.TIME_ZONE) of the rows' created_at.")
+    interactions = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    feedback = models.BigIntegerField(default=0)
+    helpful_n = models.BigIntegerField(default=0)
+    helpful_yes = models.BigIntegerField(default=0)
+    rated = models.BigIntegerField(default=0)
+    rating_sum = models.BigIntegerField(default=0)
+    signals = models.BigIntegerField(default=0)
+    successes = models.BigIntegerField(default=0)
+    excluded = models.BigIntegerField(default=0)
+    corrections = models.BigIntegerField(default=0)
+    accuracy_n = models.BigIntegerField(default=0)
+    accuracy_sum = models.BigIntegerField(default=0)
+    helpfulness_n = models.BigIntegerField(default=0)
+    helpfulness_sum = models.BigIntegerField(default=0)
+    tone_n = models.BigIntegerField(default=0)
+    tone_sum = models.BigIntegerField(default=0)
+    relevance_n = models.BigIntegerField(default=0)
+    relevance_sum = models.BigIntegerField(default=0)
+    completeness_n = models.BigIntegerField(default=0)
+    completeness_sum = models.BigIntegerField(default=0)
+    kind_thumbs = models.BigIntegerField(default=0)
+    kind_rating = models.BigIntegerField(default=0)
+    kind_text = models.BigIntegerField(default=0)
+    kind_category = models.BigIntegerField(default=0)
+    kind_improvement = models.BigIntegerField(default=0)
+    kind_correction = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=("assistant", "day", "model_version_id"), name="daily_rollup_unique_day"
+            ),
+        ]
+
+
+class RollupMark(models.Model):
+    """How far the rollups have counted: raw rows with ids up to these are in ``DailyRollup``.
+
+    One row (pk 1). Its row lock serialises the refresh with curation edits that adjust the sums.
+    """
+
+    feedback_id = models.BigIntegerField(default=0)
+    interaction_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(null=True, blank=True)

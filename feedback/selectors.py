@@ -6,11 +6,12 @@ import datetime as dt
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Avg, Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from assistants.models import Assistant
-from feedback.models import CATEGORY_FIELDS, SIGNAL_Q, Feedback, Interaction
+from feedback import rollups
+from feedback.models import CATEGORY_FIELDS, Feedback, Interaction
 
 
 def _window(qs: QuerySet, since: datetime | None, until: datetime | None) -> QuerySet:
@@ -32,90 +33,50 @@ def feedback_stats(
 
     Rates are ``None`` (not 0) when there is nothing to divide by, so "no data" never reads as "all bad".
     ``success_rate`` is over feedback that carries a signal (helpful or rating): see ``SUCCESS_Q``.
+    Built from the daily rollups plus the raw rows they don't hold (``feedback.rollups``): the cost
+    does not grow with the window's traffic, and deleting old raw rows changes nothing.
     """
-    feedback = _window(Feedback.objects.filter(assistant=assistant), since, until)
-    agg = feedback.aggregate(
-        total=Count("id"),
-        helpful_n=Count("id", filter=Q(helpful__isnull=False)),
-        helpful_yes=Count("id", filter=Q(helpful=True)),
-        rated=Count("id", filter=Q(rating__isnull=False)),
-        avg_rating=Avg("rating"),
-        signals=Count("id", filter=SIGNAL_Q),
-        successes=Count("id", filter=SIGNAL_Q & Q(success=True)),
-        excluded=Count("id", filter=Q(excluded_from_training=True)),
-        corrections=Count("id", filter=~Q(corrected_answer="")),
-        **{f"avg_{name}": Avg(name) for name in CATEGORY_FIELDS},
-        **{f"kind_{kind}": Count("id", filter=Q(kind=kind)) for kind in Feedback.Kind.values},
-    )
-    interactions = _window(Interaction.objects.filter(assistant=assistant), since, until).aggregate(
-        total=Count("id"), errors=Count("id", filter=Q(error__isnull=False) & ~Q(error=""))
-    )
+    sums = rollups.window_sums(assistant_id=assistant.pk, since=since, until=until)
     return {
-        "total_feedback": agg["total"],
-        "helpful_rate": _ratio(agg["helpful_yes"], agg["helpful_n"]),
-        "avg_rating": agg["avg_rating"],
-        "rated_count": agg["rated"],
-        "category_ratings": {name: agg[f"avg_{name}"] for name in CATEGORY_FIELDS},
-        "success_count": agg["successes"],
-        "signal_count": agg["signals"],
-        "success_rate": _ratio(agg["successes"], agg["signals"]),
-        "total_interactions": interactions["total"],
-        "error_count": interactions["errors"],
-        "error_rate": _ratio(interactions["errors"], interactions["total"]),
-        "excluded_count": agg["excluded"],
-        "correction_count": agg["corrections"],
-        "counts_by_kind": {kind: agg[f"kind_{kind}"] for kind in Feedback.Kind.values},
+        "total_feedback": sums["feedback"],
+        "helpful_rate": _ratio(sums["helpful_yes"], sums["helpful_n"]),
+        "avg_rating": _ratio(sums["rating_sum"], sums["rated"]),
+        "rated_count": sums["rated"],
+        "category_ratings": {
+            name: _ratio(sums[f"{name}_sum"], sums[f"{name}_n"]) for name in CATEGORY_FIELDS
+        },
+        "success_count": sums["successes"],
+        "signal_count": sums["signals"],
+        "success_rate": _ratio(sums["successes"], sums["signals"]),
+        "total_interactions": sums["interactions"],
+        "error_count": sums["errors"],
+        "error_rate": _ratio(sums["errors"], sums["interactions"]),
+        "excluded_count": sums["excluded"],
+        "correction_count": sums["corrections"],
+        "counts_by_kind": {kind: sums[f"kind_{kind}"] for kind in Feedback.Kind.values},
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
     }
 
 
 def feedback_daily_series(*, assistant: Assistant, days: int = 30) -> list[dict[str, Any]]:
-    """One row per day with feedback over the last ``days`` local days: count, success, helpful, rating.
-
-    Days are numbered by CASEs over precomputed local-midnight boundaries instead of ``TruncDate``, which
-    on SQLite calls a Python function per row (~2 s for a month at a million rows).
-    """
-    today = timezone.localdate()
-    starts = [
-        timezone.make_aware(dt.datetime.combine(today - dt.timedelta(days=n), dt.time.min))
-        for n in range(days - 1, -1, -1)
-    ]
-
-    def day_number(low: int, high: int) -> Any:
-        # A binary search over the boundaries as nested CASEs: five comparisons per row instead of thirty.
-        if low == high:
-            return Value(low, output_field=IntegerField())
-        middle = (low + high + 1) // 2
-        return Case(
-            When(created_at__gte=starts[middle], then=day_number(middle, high)),
-            default=day_number(low, middle - 1),
-            output_field=IntegerField(),
-        )
-
-    rows = (
-        Feedback.objects.filter(assistant=assistant, created_at__gte=starts[0])
-        .annotate(day_number=day_number(0, days - 1))
-        .values("day_number")
-        .annotate(
-            total=Count("id"),
-            signals=Count("id", filter=SIGNAL_Q),
-            successes=Count("id", filter=SIGNAL_Q & Q(success=True)),
-            helpful_n=Count("id", filter=Q(helpful__isnull=False)),
-            helpful_yes=Count("id", filter=Q(helpful=True)),
-            avg_rating=Avg("rating"),
-        )
-        .order_by("day_number")
+    """One row per day with feedback over the last ``days`` local days: count, success, helpful, rating."""
+    first = timezone.localdate() - dt.timedelta(days=days - 1)
+    per_day = rollups.daily_sums(
+        assistant_id=assistant.pk,
+        first=first,
+        columns=("feedback", "signals", "successes", "helpful_n", "helpful_yes", "rated", "rating_sum"),
     )
     return [
         {
-            "day": (today - dt.timedelta(days=days - 1 - row["day_number"])).isoformat(),
-            "total_feedback": row["total"],
+            "day": day.isoformat(),
+            "total_feedback": row["feedback"],
             "success_rate": _ratio(row["successes"], row["signals"]),
             "helpful_rate": _ratio(row["helpful_yes"], row["helpful_n"]),
-            "avg_rating": row["avg_rating"],
+            "avg_rating": _ratio(row["rating_sum"], row["rated"]),
         }
-        for row in rows
+        for day, row in per_day.items()
+        if row["feedback"]
     ]
 
 

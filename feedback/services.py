@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import hashlib
+import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from django.utils import timezone
 from assistants.models import Assistant, ModelVersion
 from feedback.models import CATEGORY_FIELDS, CurationLog, Feedback, Interaction
 from feedback.redaction import feedback_items_redact, interaction_redact
+from feedback.rollups import rollup_adjust_feedback
 
 FEEDBACK_FIELDS = (
     "kind",
@@ -40,7 +44,7 @@ def body_hash(interaction_id: int, data: dict[str, Any]) -> str:
     primitives (str, int, float, bool, None), whose ``repr`` is canonical: cheaper than sorted JSON, which
     cost more than a quarter of a batch's CPU time.
     """
-    canonical = repr((interaction_id, *(data.get(name) for name in FEEDBACK_FIELDS)))
+    canonical = repr((interaction_id, *map(data.get, FEEDBACK_FIELDS)))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -156,7 +160,7 @@ def _feedback_values(
     *, interaction: Interaction | InteractionRef, data: dict[str, Any], key: str | None, digest: str, now
 ) -> dict[str, Any]:
     """The column values of a new feedback row: the one place that maps a validated item to a row."""
-    values = {name: data.get(name) for name in FEEDBACK_FIELDS}
+    values = dict(zip(FEEDBACK_FIELDS, map(data.get, FEEDBACK_FIELDS), strict=True))
     for text in ("comment", "suggestion", "corrected_answer"):
         values[text] = values[text] or ""
     values["kind"] = values["kind"] or infer_kind(data)
@@ -182,8 +186,13 @@ _INSERT_COLUMNS = (
 )
 
 
-def _insert_feedback(rows: list[dict[str, Any]]) -> list[int]:
-    """INSERT the rows and return their ids, in order. Call inside ``transaction.atomic()``.
+def _insert_feedback(rows: list[dict[str, Any]], *, skip_stored_keys: bool = False) -> list[int | None]:
+    """INSERT the rows in one statement and return their ids in order. Call inside ``transaction.atomic()``.
+
+    With ``skip_stored_keys`` a row whose idempotency key is already stored (or is being stored by a
+    concurrent transaction, which PostgreSQL waits for) is skipped instead of failing the statement, and
+    its id is ``None``: the caller looks the stored row up. The unique index still decides, so one key
+    never gets two rows.
 
     This is ``bulk_create`` without its per-object, per-field machinery, which cost more than the
     database work itself at ingest rates. It relies on what ``_feedback_values`` guarantees: values are
@@ -192,34 +201,88 @@ def _insert_feedback(rows: list[dict[str, Any]]) -> list[int]:
     """
     connection = connections[router.db_for_write(Feedback)]
     if not connection.features.can_return_rows_from_bulk_insert:  # SQLite < 3.35
+        if skip_stored_keys:
+            raise NotImplementedError("skipping stored keys needs INSERT … RETURNING (SQLite >= 3.35)")
         objs = Feedback.objects.bulk_create([Feedback(**row) for row in rows])
         return [obj.pk for obj in objs]
     qn = connection.ops.quote_name
     meta = Feedback._meta
     columns = ", ".join(qn(meta.get_field(name).column) for name in _INSERT_COLUMNS)
     created_at = meta.get_field("created_at")
-    placeholder = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
-    per_statement = max(1, (connection.features.max_query_params or 65535) // len(_INSERT_COLUMNS))
+    on_conflict = (
+        f" ON CONFLICT ({qn('assistant_id')}, {qn('idempotency_key')})"
+        f" WHERE {qn('idempotency_key')} IS NOT NULL DO NOTHING"
+        if skip_stored_keys
+        else ""
+    )
+    returning = f" RETURNING {qn(meta.pk.column)}, {qn('assistant_id')}, {qn('idempotency_key')}"
     prepared: dict[Any, Any] = {}  # a batch shares one timestamp: adapt it once
-    ids: list[int] = []
+
+    def when(value):
+        if value not in prepared:
+            prepared[value] = created_at.get_db_prep_save(value, connection)
+        return prepared[value]
+
+    stored: list[tuple[int, int, str | None]] = []
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            params: list[Any] = []
-            for row in chunk:
-                row_params = [row[name] for name in _INSERT_COLUMNS]
-                when = row_params[-1]
-                if when not in prepared:
-                    prepared[when] = created_at.get_db_prep_save(when, connection)
-                row_params[-1] = prepared[when]
-                params += row_params
-            cursor.execute(
-                f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES {', '.join([placeholder] * len(chunk))}"
-                f" RETURNING {qn(meta.pk.column)}",
-                params,
+        if connection.vendor == "postgresql":
+            # One statement per batch, whatever its size, with the rows as one JSON document that
+            # PostgreSQL unpacks in bulk (json_to_recordset): a short statement parsed and planned once,
+            # one parameter encoded by the json module's C code. Per-row parameters (a multi-row VALUES
+            # of 1,900 of them) or one array per column cost more to build, send and plan in the web
+            # process than the rows cost to store.
+            record = ", ".join(
+                f"{qn(meta.get_field(name).column)} {meta.get_field(name).db_type(connection)}"
+                for name in _INSERT_COLUMNS
             )
-            ids += [row[0] for row in cursor.fetchall()]
-    return ids
+            cursor.execute(
+                f"INSERT INTO {qn(meta.db_table)} ({columns}) SELECT {columns} FROM json_to_recordset(%s)"
+                f" AS r({record}){on_conflict}{returning}",
+                [json.dumps([{name: row[name] for name in _INSERT_COLUMNS} for row in rows], default=_iso)],
+            )
+            stored = cursor.fetchall()
+        else:
+            placeholder = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
+            # The library's own limit (32,766 here), not Django's conservative 999: a batch of 100 in
+            # one statement rather than two.
+            limit = (
+                connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+                if connection.vendor == "sqlite"
+                else connection.features.max_query_params or 65535
+            )
+            per_statement = max(1, limit // len(_INSERT_COLUMNS))
+            for start in range(0, len(rows), per_statement):
+                chunk = rows[start : start + per_statement]
+                params: list[Any] = []
+                for row in chunk:
+                    row_params = [row[name] for name in _INSERT_COLUMNS]
+                    row_params[-1] = when(row_params[-1])
+                    params += row_params
+                values = ", ".join([placeholder] * len(chunk))
+                cursor.execute(
+                    f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES {values}{on_conflict}{returning}",
+                    params,
+                )
+                stored += cursor.fetchall()
+    if not skip_stored_keys and len(stored) == len(rows):
+        # RETURNING's order is not promised, but ids are drawn in the order the rows are inserted.
+        return sorted(pk for pk, _, _ in stored)
+    # Rows skipped for a stored key are missing: match keyed rows by key and the others by order.
+    by_key = {(assistant_id, key): pk for pk, assistant_id, key in stored if key is not None}
+    unkeyed = iter(sorted(pk for pk, _, key in stored if key is None))
+    return [
+        by_key.get((row["assistant_id"], row["idempotency_key"]))
+        if row["idempotency_key"] is not None
+        else next(unkeyed)
+        for row in rows
+    ]
+
+
+def _iso(value: Any) -> str:
+    """JSON for the one non-JSON value a feedback row carries: its timestamp."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a feedback column value")
 
 
 # (process, SQLite database file) -> descriptor of its writers' queue. Per process, because flock
@@ -322,51 +385,50 @@ def feedback_submit_batch(
 
     Raises IdempotencyConflict listing the items whose key was used with another body.
 
-    Like ``feedback_submit``, the insert goes first: only when the unique constraint objects (a retried
-    or overlapping batch) are the stored keys looked up, and the batch is tried again replaying them.
+    One INSERT stores the batch and skips the rows whose key is already stored (a retried or overlapping
+    batch; on PostgreSQL it waits for a concurrent batch holding the same key): only then are the stored
+    rows read, to replay them or to refuse a different body, which rolls the whole batch back.
     """
     items = feedback_items_redact(items)  # for assistants that redact at ingestion
     now = timezone.now()
     digests = [_digest(interaction, data) for interaction, data, _ in items]
-    keyed = [(it.assistant_id, key) for it, _, key in items if key]
-    # A key repeated inside the batch is a conflict unless it is already stored (then both replay it):
-    # that needs the stored keys in view from the start.
-    look_up = len(set(keyed)) != len(keyed)
-    for attempt in range(3):
-        existing = _stored_by_key(keyed) if look_up else {}
-        ids: list[int | None] = []
-        rows: list[dict[str, Any]] = []
-        conflicts: list[str] = []
-        seen_in_batch: dict[tuple[int, str], int] = {}
-        for index, ((interaction, data, key), digest) in enumerate(zip(items, digests, strict=True)):
-            if key:
-                found = existing.get((interaction.assistant_id, key))
-                if found is not None:
-                    if found[1] != digest:
-                        conflicts.append(
-                            f"item {index}: idempotency key '{key}' was used with a different body"
-                        )
-                    ids.append(found[0])
-                    continue
-                first = seen_in_batch.setdefault((interaction.assistant_id, key), index)
-                if first != index:
-                    conflicts.append(f"item {index}: idempotency key '{key}' repeats item {first}")
-                    continue
-            ids.append(None)
-            rows.append(_feedback_values(interaction=interaction, data=data, key=key, digest=digest, now=now))
-        if conflicts:
-            raise IdempotencyConflict("; ".join(conflicts))
-        using = router.db_for_write(Feedback)
-        try:
-            with _writer_turn(using), transaction.atomic(using=using):
-                new_ids = iter(_insert_feedback(rows) if rows else [])
-        except IntegrityError:
-            if keyed and attempt < 2:
-                look_up = True  # stored keys (a retry, or a concurrent batch): look again and replay them
+    rows: list[dict[str, Any]] = []
+    conflicts: list[str] = []
+    first_of_key: dict[tuple[int, str], int] = {}
+    repeats: dict[int, int] = {}  # item index -> index of the earlier item with its key
+    for index, ((interaction, data, key), digest) in enumerate(zip(items, digests, strict=True)):
+        if key:
+            first = first_of_key.setdefault((interaction.assistant_id, key), index)
+            if first != index:
+                repeats[index] = first
                 continue
-            raise
-        return BatchSubmitted(ids=[pk if pk is not None else next(new_ids) for pk in ids], created=len(rows))
-    raise AssertionError("unreachable")
+        rows.append(_feedback_values(interaction=interaction, data=data, key=key, digest=digest, now=now))
+    using = router.db_for_write(Feedback)
+    with _writer_turn(using), transaction.atomic(using=using):
+        new_ids = _insert_feedback(rows, skip_stored_keys=True) if rows else []
+        inserted = iter(new_ids)
+        ids: list[int | None] = [None if index in repeats else next(inserted) for index in range(len(items))]
+        fresh = {index for index, pk in enumerate(ids) if pk is not None}  # stored by this batch
+        skipped = [(items[i][0].assistant_id, items[i][2]) for i, pk in enumerate(ids) if pk is None]
+        stored = _stored_by_key(skipped) if skipped else {}
+        for index, ((interaction, _, key), digest) in enumerate(zip(items, digests, strict=True)):
+            if index in fresh:
+                continue
+            found = stored.get((interaction.assistant_id, key))
+            if index in repeats and (found is None or repeats[index] in fresh):
+                # A key repeated inside the batch is ambiguous unless it was stored before (then both
+                # items replay it).
+                conflicts.append(f"item {index}: idempotency key '{key}' repeats item {repeats[index]}")
+            elif found is None:
+                # Skipped for a row that was gone by the time we looked: rare, and safe to send again.
+                conflicts.append(f"item {index}: idempotency key '{key}' was being stored concurrently")
+            elif found[1] != digest:
+                conflicts.append(f"item {index}: idempotency key '{key}' was used with a different body")
+            else:
+                ids[index] = found[0]
+        if conflicts:
+            raise IdempotencyConflict("; ".join(conflicts))  # rolls back what this batch inserted
+    return BatchSubmitted(ids=ids, created=len(fresh))
 
 
 def should_ask_for_feedback(*, interaction: Interaction) -> bool:
@@ -408,6 +470,7 @@ def feedback_prompt(kind: str) -> dict[str, Any]:
 
 @transaction.atomic
 def feedback_set_excluded(*, feedback: Feedback, excluded: bool, user=None) -> Feedback:
+    rollup_adjust_feedback(feedback_id=feedback.pk, excluded=excluded)
     Feedback.objects.filter(pk=feedback.pk).update(excluded_from_training=excluded)
     feedback.excluded_from_training = excluded
     CurationLog.objects.create(
@@ -420,6 +483,7 @@ def feedback_set_excluded(*, feedback: Feedback, excluded: bool, user=None) -> F
 def feedback_correct(*, feedback: Feedback, corrected_answer: str, user=None) -> Feedback:
     """A reviewer writes the answer the assistant should have given; the pipeline trains on it."""
     previous = feedback.corrected_answer
+    rollup_adjust_feedback(feedback_id=feedback.pk, corrected=bool(corrected_answer.strip()))
     feedback.corrected_answer = corrected_answer.strip()
     feedback.save(update_fields=("corrected_answer",))
     CurationLog.objects.create(

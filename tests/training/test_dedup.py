@@ -179,3 +179,44 @@ def test_it_finds_pairs_at_the_threshold_that_datasketch_defaults_miss():
     assert our_recall >= 0.95
     assert reference_recall < 0.5  # 0.33 here: the ~31 % the issue warns about
     assert our_recall > reference_recall
+
+
+def test_words_are_hashed_as_split_cuts_them_and_equal_words_hash_equal():
+    import random
+
+    from training.pipeline.dedup import _END_HASH, _TEXT_END, _hash_words, _normalised
+
+    rng = random.Random(3)
+    alphabet = [
+        "a",
+        "b",
+        "é",
+        "🙂",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\r",
+        "\x0b",
+        "\x0c",
+        ".",
+        "-",
+        "ß",
+        "\x1c",
+        "\x85",
+    ]
+    for _ in range(200):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        text = text + f" {_TEXT_END} " + text
+        buf = _normalised(text)
+        expected = buf.split()
+        hashes = _hash_words(buf)
+        assert len(hashes) == len(expected), text
+        by_word: dict[bytes, int] = {}
+        for word, h in zip(expected, hashes.tolist(), strict=True):
+            if word == _TEXT_END.encode():
+                assert h == _END_HASH
+            else:
+                assert h < 2**32 and by_word.setdefault(word, h) == h
+    words = [w for w in (_normalised("alpha beta gamma delta")).split()]
+    assert len(set(_hash_words(b" ".join(words)).tolist())) == 4

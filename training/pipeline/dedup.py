@@ -11,7 +11,8 @@ more alike than they are; with 3 a single changed word in a 60-word answer still
 
 **How it is found, at scale (≥ 20,000 examples/s, compact state for 1M examples):**
 
-1. Words are hashed once (crc32, cached), shingles are combined from word hashes with numpy, per chunk.
+1. Words are hashed with numpy, a chunk's whole text at once (a polynomial hash of their bytes, see
+   ``_hash_words``), and shingles are combined from word hashes, per chunk.
 2. MinHash signatures are computed for a whole chunk at once with a 2-universal multiply-shift family
    ``h_i(x) = ((a_i·x + b_i) mod 2^64) >> 32`` and ``np.minimum.reduceat`` (datasketch's per-object
    ``MinHash`` costs ~50 µs per example and its in-memory ``MinHashLSH`` keeps a Python dict entry per
@@ -37,7 +38,6 @@ b-bit MinHash signature (2 bytes × b·r); no text.
 from __future__ import annotations
 
 import string
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,15 +61,60 @@ _END_HASH = 1 << 40  # outside crc32's range
 _MASK32 = np.uint64(0xFFFFFFFF)
 # Odd multipliers that combine three word hashes into one order-sensitive shingle hash.
 _SHINGLE_K = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
-_WORD_CACHE_LIMIT = 500_000
 
 
-def _tokens(text: str) -> list[bytes]:
+def _normalised(text: str) -> bytes:
+    """The text lower-cased, as UTF-8, with every separator turned into a space (words: what's between)."""
     text = text.lower()
     for ch in _UNICODE_SEPARATORS:
         if ch in text:
             text = text.replace(ch, " ")
-    return text.encode().translate(_SEPARATORS).split()
+    return text.encode().translate(_SEPARATORS)
+
+
+def _tokens(text: str) -> list[bytes]:
+    return _normalised(text).split()
+
+
+# bytes.split()'s whitespace, as a lookup table over byte values.
+_SPACE = np.zeros(256, dtype=bool)
+_SPACE[list(b" \t\n\r\x0b\x0c")] = True
+_WORD_K = np.uint64(0x100000001B3)  # FNV's 64-bit prime: the base of the polynomial word hash
+_MIX = np.uint64(0xFF51AFD7ED558CCD)  # murmur3's finaliser constant
+
+
+def _hash_words(buf: bytes) -> np.ndarray:
+    """A 32-bit hash of each word of ``buf`` (as ``buf.split()`` cuts them), in order; the text-end
+    marker gets ``_END_HASH``. Vectorised over the whole chunk: hashing word by word in Python (a dict
+    lookup and crc32 each) was the largest single cost of deduplication.
+
+    Each word's hash is the polynomial sum(byte_k · K^k) mod 2^64 (computed with one reduceat), mixed
+    and folded to 32 bits: deterministic across processes and machines, unlike Python's ``hash``.
+    """
+    data = np.frombuffer(buf, dtype=np.uint8)
+    if not len(data):
+        return np.zeros(0, dtype=np.uint64)
+    word = ~_SPACE[data]
+    is_start = word.copy()
+    is_start[1:] &= ~word[:-1]
+    inside = np.flatnonzero(word)  # the word bytes, in order
+    if not len(inside):
+        return np.zeros(0, dtype=np.uint64)
+    starting = is_start[inside]
+    first_in_word = np.flatnonzero(starting)  # each word's first byte, as an index into ``inside``
+    starts = inside[first_in_word]
+    # Position of each word byte within its word: its index minus its word's start.
+    pos = inside - starts[np.cumsum(starting) - 1]
+    powers = np.cumprod(np.full(int(pos.max()) + 1, _WORD_K, dtype=np.uint64))
+    with np.errstate(over="ignore"):
+        h = np.add.reduceat(data[inside].astype(np.uint64) * powers[pos], first_in_word)
+        h ^= h >> np.uint64(33)
+        h *= _MIX
+        h ^= h >> np.uint64(33)
+    h &= _MASK32
+    lengths = np.diff(np.append(first_in_word, len(inside)))
+    h[(lengths == 1) & (data[starts] == _TEXT_END_BYTE)] = _END_HASH
+    return h
 
 
 def words(text: str) -> list[str]:
@@ -77,21 +122,7 @@ def words(text: str) -> list[str]:
     return [w.decode() for w in _tokens(text)]
 
 
-def _hash_tokens(tokens: list[bytes]) -> list[int]:
-    hashes = list(map(_word_cache.get, tokens))
-    if None in hashes:
-        if len(_word_cache) >= _WORD_CACHE_LIMIT:
-            _word_cache.clear()  # bounded memory: order numbers and names are endless
-            _word_cache[_TEXT_END_B] = _END_HASH
-        for i, h in enumerate(hashes):
-            if h is None:
-                word = tokens[i]
-                hashes[i] = _word_cache[word] = zlib.crc32(word)
-    return hashes
-
-
-_TEXT_END_B = _TEXT_END.encode()
-_word_cache: dict[bytes, int] = {_TEXT_END_B: _END_HASH}
+_TEXT_END_BYTE = ord(_TEXT_END)
 
 
 def lsh_params(threshold: float, num_perm: int = DEFAULT_NUM_PERM) -> tuple[int, int]:
@@ -125,8 +156,7 @@ def shingle_sets(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     joined = f" {_TEXT_END} ".join(texts) + f" {_TEXT_END}"
     if joined.count(_TEXT_END) != len(texts):  # a text contained the marker itself
         joined = f" {_TEXT_END} ".join(t.replace(_TEXT_END, " ") for t in texts) + f" {_TEXT_END}"
-    tokens = _tokens(joined)
-    raw = np.array(_hash_tokens(tokens), dtype=np.uint64)
+    raw = _hash_words(_normalised(joined))
     ends = np.nonzero(raw == _END_HASH)[0]
     lens = np.diff(np.concatenate([[-1], ends])) - 1
     word_pos = np.nonzero(raw != _END_HASH)[0]
@@ -250,13 +280,20 @@ class NearDuplicateFinder:
         """
         pairs = []
         seen = 0
+        # Each band's key once (they were computed three times each, as a band and as a tiebreak).
+        keys = [self._band_keys(active, band) for band in range(self.bands)]
         for band in range(self.bands):
-            key = self._band_keys(active, band)
-            nxt = self._band_keys(active, (band + 1) % self.bands)
-            nxt2 = self._band_keys(active, (band + 2) % self.bands)
-            order = np.lexsort((nxt2, nxt, key))
-            del nxt, nxt2
-            sk = key[order]
+            key = keys[band]
+            # One sort key per example: the band key's high 32 bits, then 16 bits of each of the next
+            # two bands' keys as the tiebreak. One argsort of it replaced a lexsort of three full keys.
+            # A bucket is then a run of equal 32-bit keys: a rare collision only adds candidates, which
+            # the estimate filters out.
+            nxt = keys[(band + 1) % self.bands]
+            nxt2 = keys[(band + 2) % self.bands]
+            combined = (key & ~_MASK32) | ((nxt >> np.uint64(48)) << np.uint64(16)) | (nxt2 >> np.uint64(48))
+            order = np.argsort(combined)
+            sk = combined[order] >> np.uint64(32)
+            del combined
             # Sorted keys: if position p differs from p+d it differs from p+d+1 too, so the set of
             # positions still in a bucket only shrinks as the distance d grows; cost = pairs emitted.
             idx = np.arange(max(len(sk) - 1, 0))
@@ -292,7 +329,7 @@ class NearDuplicateFinder:
         out = np.empty(len(pairs), dtype=np.float32)
         for lo in range(0, len(pairs), batch):
             p = pairs[lo : lo + batch]
-            out[lo : lo + batch] = (sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1)
+            out[lo : lo + batch] = np.count_nonzero(sig[p[:, 0]] == sig[p[:, 1]], axis=1) / sig.shape[1]
         return out
 
     def _verified(self, active: np.ndarray) -> tuple[np.ndarray, int]:
