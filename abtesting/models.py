@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -44,6 +45,12 @@ class Experiment(models.Model):
     max_duration_days = models.FloatField(default=7)
     significance_level = models.FloatField(default=0.05)
     min_improvement = models.FloatField(default=0.05, help_text="Relative.")
+    look_interval_minutes = models.PositiveIntegerField(
+        default=1440,
+        validators=[MinValueValidator(1)],
+        help_text="At most one planned look of the group-sequential test per this many minutes "
+        "(1440: daily). Copied from the retrain policy at the start.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING, db_index=True)
     decision = models.CharField(max_length=16, choices=Decision.choices, blank=True, default="")
     decision_reason = models.TextField(blank=True)
