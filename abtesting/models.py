@@ -12,6 +12,10 @@ from django.utils import timezone
 
 from assistants.models import Assistant, ModelVersion
 
+# Planned looks of a minute-scale plan at most (max duration / look interval): the design's inflation
+# factor integrates over every planned look (60 looks: about 0.5 s, cached; 720: minutes).
+MAX_PLANNED_LOOKS = 100
+
 
 def _salt() -> str:
     return secrets.token_hex(8)

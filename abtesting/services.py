@@ -40,7 +40,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from abtesting import selectors, statistics
-from abtesting.models import Experiment, ExperimentSnapshot, ExperimentUnit
+from abtesting.models import MAX_PLANNED_LOOKS, Experiment, ExperimentSnapshot, ExperimentUnit
 from abtesting.signals import experiment_concluded
 from abtesting.statistics import SRM_THRESHOLD, Analysis, ArmCounts, Look, analyse
 from assistants.models import Assistant, Deployment, ModelVersion
@@ -48,6 +48,7 @@ from assistants.services import deployment_make_live, deployment_record_stage
 
 DEFAULT_STAGES = (0.1, 0.5, 1.0)
 DAY_MINUTES = 1440  # the default look interval: one planned look a day
+
 DEFAULT_STAGE_HOURS = 48.0
 # A rollout stage without enough feedback to judge is held up to this many times its hold time, then
 # advanced anyway (low-traffic assistants must not stall forever); the Deployment note says so.
@@ -169,6 +170,12 @@ def experiment_start(
     """
     if int(look_interval_minutes) < 1:
         raise ExperimentError("look_interval_minutes must be at least 1 (one planned look per minute).")
+    looks = planned_looks(max_duration_days, int(look_interval_minutes) / DAY_MINUTES)
+    if looks > max(MAX_PLANNED_LOOKS, math.ceil(max_duration_days)):
+        raise ExperimentError(
+            f"{max_duration_days:g} days at one look per {look_interval_minutes} minutes is {looks} planned "
+            f"looks; at most {MAX_PLANNED_LOOKS}: lengthen the look interval or shorten the max duration."
+        )
     _validate(
         assistant=assistant,
         control=control,

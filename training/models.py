@@ -12,13 +12,12 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from abtesting.models import MAX_PLANNED_LOOKS
 from assistants.models import Assistant, ModelVersion
 from feedback.models import Feedback
 
 UNIT = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 RATING = [MinValueValidator(1), MaxValueValidator(5)]
-# Planned looks of an A/B test (max duration / look interval): their boundaries are computed per look.
-MAX_PLANNED_LOOKS = 100
 
 
 class EvalGrader(models.TextChoices):
@@ -261,7 +260,7 @@ class RetrainPolicy(models.Model):
         errors.update(self._data_filter_errors())
         if self.ab_look_interval_minutes and self.ab_max_duration_days:
             looks = self.ab_max_duration_days * 1440 / self.ab_look_interval_minutes
-            if looks > MAX_PLANNED_LOOKS + 1e-9:
+            if looks > max(MAX_PLANNED_LOOKS, math.ceil(self.ab_max_duration_days)) + 1e-9:
                 errors["ab_look_interval_minutes"] = (
                     f"{self.ab_max_duration_days:g} days at one look per {self.ab_look_interval_minutes} "
                     f"minutes is {math.ceil(looks)} planned looks; at most {MAX_PLANNED_LOOKS}: lengthen "
