@@ -142,8 +142,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--per-minute",
             type=float,
-            default=30.0,
-            help="--live: customers arriving per minute (default 30).",
+            default=60.0,
+            help="--live: customers arriving per minute (default 60: the A/B test decides in minutes).",
         )
         parser.add_argument(
             "--customers", type=int, default=None, help="--live: stop after this many (default: never)."
