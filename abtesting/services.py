@@ -514,8 +514,9 @@ def experiment_analyse(
 ) -> dict[str, Any]:
     """Count, analyse, store ``last_analysis`` (and the plan, and today's snapshot); return the analysis.
 
-    ``planned_look`` (the daily task): take the planned look that is due, if any (``next_look``). Without
-    it the analysis is interim (confidence sequence) for an A/B test, and the guardrail for a rollout.
+    ``planned_look`` (the every-minute task, when a look is due): take the planned look that is due, if
+    any (``next_look``). Without it the analysis is interim (confidence sequence) for an A/B test, and
+    the guardrail for a rollout.
     A stopped or concluded experiment is not re-analysed: its final analysis is returned as stored.
     ``final`` (the experiment is about to end) counts up to the newest rows: there will be no later
     refresh for rows held back by the tally's lag, and a row still uncommitted is lost either way.
