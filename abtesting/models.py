@@ -5,11 +5,16 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from assistants.models import Assistant, ModelVersion
+
+# Planned looks of a minute-scale plan at most (max duration / look interval): the design's inflation
+# factor integrates over every planned look (60 looks: about 0.5 s, cached; 720: minutes).
+MAX_PLANNED_LOOKS = 100
 
 
 def _salt() -> str:
@@ -44,6 +49,12 @@ class Experiment(models.Model):
     max_duration_days = models.FloatField(default=7)
     significance_level = models.FloatField(default=0.05)
     min_improvement = models.FloatField(default=0.05, help_text="Relative.")
+    look_interval_minutes = models.PositiveIntegerField(
+        default=1440,
+        validators=[MinValueValidator(1)],
+        help_text="At most one planned look of the group-sequential test per this many minutes "
+        "(1440: daily). Copied from the retrain policy at the start.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING, db_index=True)
     decision = models.CharField(max_length=16, choices=Decision.choices, blank=True, default="")
     decision_reason = models.TextField(blank=True)

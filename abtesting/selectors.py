@@ -356,12 +356,14 @@ def power_plan(
     significance_level: float,
     min_improvement: float,
     power: float = 0.8,
+    look_interval_minutes: int = 1440,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """What an A/B test with these settings can detect at the assistant's current traffic.
 
     The same sample-size formula as the test (pooled, per user, inflated for the group-sequential design
-    of ``ceil(max_duration_days)`` looks), fed with the last 14 days of rated traffic: the lift detectable
+    of one look per ``look_interval_minutes`` up to ``max_duration_days``), fed with the last 14 days of
+    rated traffic: the lift detectable
     with ``power`` by ``max_duration_days``, the users the plan needs for ``min_improvement``, and a
     warning when the duration cannot reach it.
     """
@@ -387,7 +389,7 @@ def power_plan(
         )
         return out
     p, unit_var = pooled
-    looks = max(1, math.ceil(max_duration_days))
+    looks = max(1, math.ceil(max_duration_days * 1440 / max(1, look_interval_minutes) - 1e-9))
     design = {
         "unit_var": unit_var,
         "split": traffic_split,

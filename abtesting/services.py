@@ -6,7 +6,8 @@ twice; the loser sees 0 rows updated and does nothing. When an experiment leaves
 ``abtesting.signals.experiment_concluded`` is sent after the commit (the training job listens).
 
 Decisions (``experiment_decide``), applied to the analysis of ``abtesting.statistics.analyse`` at a planned
-look (``next_look``: at most one a day, information fraction = users with feedback / the plan's maximum):
+look (``next_look``: at most one per look interval, ``Experiment.look_interval_minutes``, a day by default;
+information fraction = users with feedback / the plan's maximum):
 
 - ``invalid_srm``: the arms' assigned users do not match the configured split (always-valid sequential SRM
   p < 0.001, at any look). The assignment is broken, so nothing measured can be trusted: concluded
@@ -39,13 +40,15 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from abtesting import selectors, statistics
-from abtesting.models import Experiment, ExperimentSnapshot, ExperimentUnit
+from abtesting.models import MAX_PLANNED_LOOKS, Experiment, ExperimentSnapshot, ExperimentUnit
 from abtesting.signals import experiment_concluded
 from abtesting.statistics import SRM_THRESHOLD, Analysis, ArmCounts, Look, analyse
 from assistants.models import Assistant, Deployment, ModelVersion
 from assistants.services import deployment_make_live, deployment_record_stage
 
 DEFAULT_STAGES = (0.1, 0.5, 1.0)
+DAY_MINUTES = 1440  # the default look interval: one planned look a day
+
 DEFAULT_STAGE_HOURS = 48.0
 # A rollout stage without enough feedback to judge is held up to this many times its hold time, then
 # advanced anyway (low-traffic assistants must not stall forever); the Deployment note says so.
@@ -158,9 +161,21 @@ def experiment_start(
     significance_level: float = 0.05,
     min_improvement: float = 0.05,
     purpose: str = Experiment.Purpose.AB_TEST,
+    look_interval_minutes: int = DAY_MINUTES,
     now: datetime | None = None,
 ) -> Experiment:
-    """Start an A/B test; raises ``ExperimentBusy`` if one already runs for the assistant (DB constraint)."""
+    """Start an A/B test; raises ``ExperimentBusy`` if one already runs for the assistant (DB constraint).
+
+    ``look_interval_minutes``: the planned looks' cadence (one per interval, ``next_look``).
+    """
+    if int(look_interval_minutes) < 1:
+        raise ExperimentError("look_interval_minutes must be at least 1 (one planned look per minute).")
+    looks = planned_looks(max_duration_days, int(look_interval_minutes) / DAY_MINUTES)
+    if looks > max(MAX_PLANNED_LOOKS, math.ceil(max_duration_days)):
+        raise ExperimentError(
+            f"{max_duration_days:g} days at one look per {look_interval_minutes} minutes is {looks} planned "
+            f"looks; at most {MAX_PLANNED_LOOKS}: lengthen the look interval or shorten the max duration."
+        )
     _validate(
         assistant=assistant,
         control=control,
@@ -187,6 +202,7 @@ def experiment_start(
         max_duration_days=max_duration_days,
         significance_level=significance_level,
         min_improvement=min_improvement,
+        look_interval_minutes=int(look_interval_minutes),
         started_at=now,
     )
 
@@ -284,11 +300,23 @@ def _units_upsert(experiment_id: int, totals: list[tuple[str, str, int, int, int
         cursor.executemany(sql, [(experiment_id, *row) for row in totals])
 
 
+def planned_looks(max_duration_days: float, look_interval_days: float = 1.0) -> int:
+    """How many looks the plan has: one per look interval up to the maximum duration."""
+    return max(1, math.ceil(max_duration_days / look_interval_days - 1e-9))
+
+
+def looks_due(elapsed_days: float, max_duration_days: float, look_interval_days: float = 1.0) -> int:
+    """The number of planned looks whose interval has elapsed (look ``k`` from interval ``k`` on)."""
+    planned = planned_looks(max_duration_days, look_interval_days)
+    return min(planned, math.floor(elapsed_days / look_interval_days + 1e-9))
+
+
 def next_look(
     plan: dict[str, Any],
     *,
     elapsed_days: float,
     max_duration_days: float,
+    look_interval_days: float = 1.0,
     control: ArmCounts,
     variant: ArmCounts,
     split: float,
@@ -296,22 +324,24 @@ def next_look(
     min_improvement: float,
     power: float = 0.8,
 ) -> tuple[Look, dict[str, Any]]:
-    """The planned look the daily task takes now, and the plan with it recorded (pure; the task stores it).
+    """The planned look the task takes now, and the plan with it recorded (pure; the task stores it).
 
-    At most one look per whole day elapsed (look ``k`` from day ``k``; the final look once
-    ``max_duration_days`` has passed), and only when there is new information. Its fraction is the units
+    At most one look per whole look interval elapsed (``look_interval_days``, a day by default: look ``k``
+    from interval ``k`` on; the final look once ``max_duration_days`` has passed), and only when there is
+    new information. The interval sets only the cadence: the boundaries follow the information fractions,
+    which are by data. Its fraction is the units
     with feedback / the planned maximum; the maximum is fixed at the first look from the *pooled* rate and
     per-unit variance (blinded: it does not depend on the difference between the arms), for
     ``min_improvement`` with ``power``, inflated for the group-sequential design. The final look (by time,
     or once the maximum is reached) has fraction 1: it spends the alpha left. When no look is due the
     result is ``Look(index=0)``: an interim analysis, decided by nothing.
     """
-    planned = max(1, math.ceil(max_duration_days))
+    planned = planned_looks(max_duration_days, look_interval_days)
     fractions = [float(t) for t in plan.get("fractions", [])]
     not_a_look = Look(0, planned, tuple(fractions), False)
     taken = len(fractions)
     final_due = elapsed_days >= max_duration_days
-    due = min(planned, math.floor(elapsed_days))
+    due = looks_due(elapsed_days, max_duration_days, look_interval_days)
     if taken >= planned or (taken >= due and not final_due) or (fractions and fractions[-1] >= 1.0):
         # Beyond the plan (all alpha spent, e.g. the final look lacked min_sample_size): interim only.
         return not_a_look, plan
@@ -343,6 +373,29 @@ def next_look(
     return Look(taken + 1, planned, tuple(new["fractions"]), final), new
 
 
+def look_interval_days(experiment: Experiment) -> float:
+    return max(1, experiment.look_interval_minutes or DAY_MINUTES) / DAY_MINUTES
+
+
+def look_due(experiment: Experiment, now: datetime | None = None) -> bool:
+    """Whether a running A/B test has a planned look to take (its interval elapsed, or its final look).
+
+    Cheap (no counting): the every-minute task analyses only the experiments for which this holds. A look
+    that could not be taken (no new information yet) stays due and is tried again on the next run.
+    """
+    if not experiment.is_running or experiment.purpose != Experiment.Purpose.AB_TEST:
+        return False
+    now = now or timezone.now()
+    elapsed = max(0.0, (now - experiment.started_at).total_seconds() / 86400)
+    if elapsed >= experiment.max_duration_days:
+        return True  # the final look, or the deadline's decision
+    fractions = (experiment.plan or {}).get("fractions", [])
+    interval = look_interval_days(experiment)
+    if fractions and float(fractions[-1]) >= 1.0:
+        return False  # the plan is spent: only the deadline decides now
+    return len(fractions) < looks_due(elapsed, experiment.max_duration_days, interval)
+
+
 def _look(experiment: Experiment, now: datetime, control: ArmCounts, variant: ArmCounts, planned_look: bool):
     """(look, plan after it, elapsed days). A rollout stage is judged by the confidence sequence alone."""
     plan = experiment.plan or {}
@@ -350,13 +403,15 @@ def _look(experiment: Experiment, now: datetime, control: ArmCounts, variant: Ar
         since = experiment.stage_started_at or experiment.started_at
         return Look(), plan, max(0.0, (now - since).total_seconds() / 86400)
     elapsed = max(0.0, (now - experiment.started_at).total_seconds() / 86400)
-    planned = max(1, math.ceil(experiment.max_duration_days))
+    interval = look_interval_days(experiment)
+    planned = planned_looks(experiment.max_duration_days, interval)
     if not planned_look:
         return Look(0, planned, tuple(plan.get("fractions", ())), False), plan, elapsed
     look, plan = next_look(
         plan,
         elapsed_days=elapsed,
         max_duration_days=experiment.max_duration_days,
+        look_interval_days=interval,
         control=control,
         variant=variant,
         split=experiment.traffic_split,
@@ -459,8 +514,9 @@ def experiment_analyse(
 ) -> dict[str, Any]:
     """Count, analyse, store ``last_analysis`` (and the plan, and today's snapshot); return the analysis.
 
-    ``planned_look`` (the daily task): take the planned look that is due, if any (``next_look``). Without
-    it the analysis is interim (confidence sequence) for an A/B test, and the guardrail for a rollout.
+    ``planned_look`` (the every-minute task, when a look is due): take the planned look that is due, if
+    any (``next_look``). Without it the analysis is interim (confidence sequence) for an A/B test, and
+    the guardrail for a rollout.
     A stopped or concluded experiment is not re-analysed: its final analysis is returned as stored.
     ``final`` (the experiment is about to end) counts up to the newest rows: there will be no later
     refresh for rows held back by the tally's lag, and a row still uncommitted is lost either way.

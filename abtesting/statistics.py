@@ -19,7 +19,8 @@ reduces to the usual binomial one.
 
 Decisions: a group-sequential test at planned looks
 ---------------------------------------------------
-The daily task takes at most one planned look per day. At look ``k`` the information fraction is
+The task takes at most one planned look per look interval (a day by default; the policy sets it). At
+look ``k`` the information fraction is
 ``t_k`` = units with feedback so far / the planned maximum (fixed at the first look from the required
 sample size, see :func:`required_units`), and the final look (``max_duration_days`` reached, or
 ``t_k >= 1``) uses ``t = 1``: it spends whatever alpha is left. The boundaries ``c_k`` for the pooled z

@@ -4,9 +4,11 @@ Schedules (created by migration 0003; ``ensure_schedules`` recreates or repairs 
 
 - ``refresh_tallies`` hourly: adds the last hour's interactions and feedback to each running experiment's
   counts, so the daily analysis never aggregates more than an hour of rows.
-- ``analyse_running`` daily: at most one planned look per day per A/B test (``services.next_look``: the
-  boundaries follow the information actually gathered, so a late or missed run costs nothing), then the
-  decision.
+- ``analyse_running`` every minute: analyses only the A/B tests with a planned look due
+  (``services.look_due``: the experiment's look interval, ``look_interval_minutes`` copied from the retrain
+  policy, a day by default, has elapsed since its previous look), takes that look (``services.next_look``:
+  the boundaries follow the information actually gathered, so a late or missed run costs nothing), then
+  the decision. With nothing due a run is one query.
 - ``advance_rollouts`` hourly: rollout guardrails (confidence sequence, valid at any number of looks) and
   stage changes.
 """
@@ -14,6 +16,7 @@ Schedules (created by migration 0003; ``ensure_schedules`` recreates or repairs 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from abtesting import services
 from abtesting.models import Experiment
@@ -22,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 SCHEDULES = {
     "abtesting.refresh_tallies": ("abtesting.tasks.refresh_tallies", "H"),
-    "abtesting.analyse_running": ("abtesting.tasks.analyse_running", "D"),
+    "abtesting.analyse_running": ("abtesting.tasks.analyse_running", "I"),
     "abtesting.advance_rollouts": ("abtesting.tasks.advance_rollouts", "H"),
 }
 
@@ -44,10 +47,15 @@ def experiment_check(experiment_id: int) -> str:
     return experiment.status
 
 
-def analyse_running() -> int:
-    """Analyse and decide every running A/B test; one failing experiment does not stop the others."""
+def analyse_running(now: datetime | None = None) -> int:
+    """Analyse and decide every running A/B test with a planned look due; one failing experiment does not
+    stop the others. Returns how many were analysed."""
     done = 0
-    for pk in _running(Experiment.Purpose.AB_TEST):
+    running = Experiment.objects.filter(
+        status=Experiment.Status.RUNNING, purpose=Experiment.Purpose.AB_TEST
+    ).only("pk", "status", "purpose", "plan", "started_at", "max_duration_days", "look_interval_minutes")
+    due = [e.pk for e in running if services.look_due(e, now)]
+    for pk in due:
         try:
             experiment_check(pk)
             done += 1
@@ -92,15 +100,15 @@ def ensure_schedules() -> list[str]:
 
     names = []
     for name, (func, schedule_type) in SCHEDULES.items():
+        minutes = 1 if schedule_type == Schedule.MINUTES else None
         schedule, created = Schedule.objects.get_or_create(
-            name=name, defaults={"func": func, "schedule_type": schedule_type, "repeats": -1}
+            name=name,
+            defaults={"func": func, "schedule_type": schedule_type, "minutes": minutes, "repeats": -1},
         )
-        if not created and (schedule.func, schedule.schedule_type, schedule.repeats) != (
-            func,
-            schedule_type,
-            -1,
-        ):
-            schedule.func, schedule.schedule_type, schedule.repeats = func, schedule_type, -1
-            schedule.save(update_fields=("func", "schedule_type", "repeats"))
+        wanted = (func, schedule_type, minutes, -1)
+        current = (schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats)
+        if not created and current != wanted:
+            schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats = wanted
+            schedule.save(update_fields=("func", "schedule_type", "minutes", "repeats"))
         names.append(name)
     return names

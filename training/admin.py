@@ -65,6 +65,7 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
                     "ab_traffic_split",
                     "ab_min_sample_size",
                     "ab_max_duration_days",
+                    "ab_look_interval_minutes",
                     "ab_significance_level",
                     "ab_min_improvement",
                     "ab_power_plan",
@@ -157,11 +158,12 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
             max_duration_days=obj.ab_max_duration_days,
             significance_level=obj.ab_significance_level,
             min_improvement=obj.ab_min_improvement,
+            look_interval_minutes=obj.ab_look_interval_minutes,
         )
         if plan["detectable_lift"] is None:
             return plan["warning"]
         text = (
-            f"Detectable lift with 80 % power in {obj.ab_max_duration_days} days: "
+            f"Detectable lift with 80 % power in {obj.ab_max_duration_days:g} days: "
             f"{plan['detectable_lift']:+.1%} ({plan['units_per_day']:.0f} users with feedback a day, "
             f"success rate {plan['success_rate']:.1%}). The minimum improvement needs "
             f"{plan['required_units']:,} users."

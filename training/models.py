@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -11,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from abtesting.models import MAX_PLANNED_LOOKS
 from assistants.models import Assistant, ModelVersion
 from feedback.models import Feedback
 
@@ -36,6 +38,7 @@ class RetrainPolicy(models.Model):
     """Everything the seed's orchestrator config holds, per assistant, tuned by admins."""
 
     class Schedule(models.TextChoices):
+        EVERY_MINUTE = "minutely", "every minute"
         HOURLY = "hourly"
         DAILY = "daily"
         WEEKLY = "weekly"
@@ -173,8 +176,18 @@ class RetrainPolicy(models.Model):
     ab_min_sample_size = models.PositiveIntegerField(
         default=100, help_text="Interactions with feedback per arm before deciding."
     )
-    ab_max_duration_days = models.PositiveIntegerField(
-        default=7, help_text="Days before the test concludes anyway."
+    ab_max_duration_days = models.FloatField(
+        default=7,
+        validators=[MinValueValidator(0.001)],
+        help_text="Days before the test concludes anyway (fractions allowed: 0.05 is 72 minutes).",
+    )
+    ab_look_interval_minutes = models.PositiveIntegerField(
+        default=1440,
+        validators=[MinValueValidator(1)],
+        verbose_name="A/B look interval (minutes)",
+        help_text="At most one planned look of the group-sequential test per this many minutes (1440: daily; "
+        "a few minutes for a demo). Only the cadence: the boundaries follow the data gathered. The test "
+        f"has max duration / interval planned looks, at most {MAX_PLANNED_LOOKS}.",
     )
     ab_significance_level = models.FloatField(default=0.05, help_text="α, in (0, 1).")
     ab_min_improvement = models.FloatField(
@@ -245,6 +258,14 @@ class RetrainPolicy(models.Model):
             if not stages or stages != sorted(stages) or stages[-1] != 1.0 or stages[0] <= 0:
                 errors["rollout_stages"] = "Stages must increase and end at 1.0, e.g. 0.1,0.5,1.0."
         errors.update(self._data_filter_errors())
+        if self.ab_look_interval_minutes and self.ab_max_duration_days:
+            looks = self.ab_max_duration_days * 1440 / self.ab_look_interval_minutes
+            if looks > max(MAX_PLANNED_LOOKS, math.ceil(self.ab_max_duration_days)) + 1e-9:
+                errors["ab_look_interval_minutes"] = (
+                    f"{self.ab_max_duration_days:g} days at one look per {self.ab_look_interval_minutes} "
+                    f"minutes is {math.ceil(looks)} planned looks; at most {MAX_PLANNED_LOOKS}: lengthen "
+                    "the interval or shorten the max duration."
+                )
         if self.max_feedback_count < self.min_feedback_count:
             errors["max_feedback_count"] = "Must be at least min_feedback_count."
         # The worker kills a task after TRAINING_TASK_TIMEOUT; a job allowed longer would die unreported.

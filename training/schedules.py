@@ -21,6 +21,7 @@ WATCHDOG_NAME = "training.watchdog"
 WATCHDOG_HALF_NAME = "training.watchdog.half"
 
 _TYPES = {
+    RetrainPolicy.Schedule.EVERY_MINUTE: Schedule.MINUTES,
     RetrainPolicy.Schedule.HOURLY: Schedule.HOURLY,
     RetrainPolicy.Schedule.DAILY: Schedule.DAILY,
     RetrainPolicy.Schedule.WEEKLY: Schedule.WEEKLY,
@@ -35,12 +36,15 @@ def schedule_name(assistant_id: int) -> str:
 def next_run_at(policy: RetrainPolicy, *, now: dt.datetime | None = None) -> dt.datetime:
     """The next time the policy's check should run, at ``schedule_time`` in the configured TIME_ZONE.
 
-    Hourly runs at the minute of ``schedule_time`` every hour; the others at ``schedule_time`` on the next
+    Every minute: from the next whole minute. Hourly runs at the minute of ``schedule_time`` every hour;
+    the others at ``schedule_time`` on the next
     day it has not yet passed (then every day, week or month from there, as django-q2 repeats them).
     """
     tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
     local_now = (now or timezone.now()).astimezone(tz)
     at = policy.schedule_time
+    if policy.schedule == RetrainPolicy.Schedule.EVERY_MINUTE:
+        return local_now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
     if policy.schedule == RetrainPolicy.Schedule.HOURLY:
         candidate = local_now.replace(minute=at.minute, second=0, microsecond=0)
         if candidate <= local_now:
@@ -63,6 +67,7 @@ def policy_schedule_sync(*, policy: RetrainPolicy) -> Schedule | None:
         "func": CHECK_FUNC,
         "args": repr((policy.assistant_id,)),
         "schedule_type": _TYPES[policy.schedule],
+        "minutes": 1 if policy.schedule == RetrainPolicy.Schedule.EVERY_MINUTE else None,
         "repeats": -1,
         "next_run": next_run_at(policy),
     }

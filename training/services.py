@@ -741,6 +741,7 @@ def _stage_testing(job: TrainingJob) -> bool:
                 max_duration_days=policy.ab_max_duration_days,
                 significance_level=policy.ab_significance_level,
                 min_improvement=policy.ab_min_improvement,
+                look_interval_minutes=policy.ab_look_interval_minutes,
                 purpose="ab_test",
             )
         except ab.ExperimentBusy as exc:

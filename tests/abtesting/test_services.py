@@ -168,6 +168,60 @@ def test_the_plan_is_fixed_once_from_the_pooled_rate():
     assert after.index == 0 and same == plan
 
 
+def test_a_minute_scale_interval_allows_one_planned_look_per_interval():
+    """Two looks in the same 2-minute interval take one planned look; after the interval, the next."""
+    minute = 1 / 1440
+    base = {
+        "max_duration_days": 60 * minute,
+        "look_interval_days": 2 * minute,
+        "split": 0.5,
+        "alpha": 0.05,
+        "min_improvement": 0.2,
+    }
+    c, v = ArmCounts.one_per_unit(40, 40, 28), ArmCounts.one_per_unit(40, 40, 30)
+    early, plan = services.next_look({}, elapsed_days=1.5 * minute, control=c, variant=v, **base)
+    assert early.index == 0 and plan == {}  # the first interval has not passed yet
+    first, plan = services.next_look(plan, elapsed_days=2.1 * minute, control=c, variant=v, **base)
+    assert (first.index, first.planned) == (1, 30)
+    c2, v2 = ArmCounts.one_per_unit(60, 60, 40), ArmCounts.one_per_unit(60, 60, 45)
+    again, same = services.next_look(plan, elapsed_days=3.9 * minute, control=c2, variant=v2, **base)
+    assert again.index == 0 and same == plan  # same interval, new data: still interim
+    second, plan = services.next_look(plan, elapsed_days=4.0 * minute, control=c2, variant=v2, **base)
+    assert second.index == 2 and len(plan["fractions"]) == 2
+    # The fractions are by data, not by time: 120 units of the same plan's maximum.
+    assert plan["fractions"][1] == pytest.approx(120 / plan["units_max"])
+
+
+def test_the_every_minute_task_takes_a_look_only_when_the_interval_has_elapsed(assistant, versions):
+    from abtesting import tasks
+
+    experiment = start(
+        assistant, versions, min_sample_size=5, look_interval_minutes=2, max_duration_days=60 / 1440
+    )
+    assert experiment.look_interval_minutes == 2
+    populate(experiment, "control", assigned=40, with_feedback=40, successes=20)
+    populate(experiment, "variant", assigned=40, with_feedback=40, successes=22)
+    minutes = lambda m: experiment.started_at + timedelta(minutes=m)  # noqa: E731
+    assert not services.look_due(experiment, minutes(1.5))
+    assert tasks.analyse_running(now=minutes(1.5)) == 0  # nothing due: nothing counted or analysed
+    assert services.look_due(experiment, minutes(2.5))
+    analysis = services.experiment_analyse(experiment=experiment, now=minutes(2.5), planned_look=True)
+    assert analysis["sequential"]["look"] == 1
+    assert not services.look_due(experiment, minutes(3.9))  # one planned look per interval
+    populate(experiment, "control", assigned=20, with_feedback=20, successes=10)
+    populate(experiment, "variant", assigned=20, with_feedback=20, successes=11)
+    again = services.experiment_analyse(experiment=experiment, now=minutes(3.9), planned_look=True)
+    assert again["interim"] and len(experiment.plan["fractions"]) == 1
+    assert services.look_due(experiment, minutes(4.1))
+    second = services.experiment_analyse(experiment=experiment, now=minutes(4.1), planned_look=True)
+    assert second["sequential"]["look"] == 2 and len(experiment.plan["fractions"]) == 2
+
+
+def test_a_look_interval_below_a_minute_is_refused(assistant, versions):
+    with pytest.raises(services.ExperimentError, match="look_interval_minutes"):
+        start(assistant, versions, look_interval_minutes=0)
+
+
 # ---------------------------------------------------------------- decide
 
 

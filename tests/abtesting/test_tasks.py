@@ -24,14 +24,20 @@ def versions(assistant):
 def test_the_schedules_exist_and_ensure_schedules_repairs_them_without_duplicates(db):
     assert Schedule.objects.filter(name__startswith="abtesting.").count() == 3  # made by the migration
     Schedule.objects.filter(name="abtesting.refresh_tallies").delete()
-    Schedule.objects.filter(name="abtesting.analyse_running").update(schedule_type=Schedule.MINUTES)
+    every_minute = Schedule.objects.get(name="abtesting.analyse_running")  # the data migration's
+    assert (every_minute.schedule_type, every_minute.minutes) == (Schedule.MINUTES, 1)
+    daily = {"schedule_type": Schedule.DAILY, "minutes": None}
+    Schedule.objects.filter(name="abtesting.analyse_running").update(**daily)
     tasks.ensure_schedules()
     tasks.ensure_schedules()
-    rows = {s.name: (s.func, s.schedule_type) for s in Schedule.objects.filter(name__startswith="abtesting.")}
+    rows = {
+        s.name: (s.func, s.schedule_type, s.minutes)
+        for s in Schedule.objects.filter(name__startswith="abtesting.")
+    }
     assert rows == {
-        "abtesting.refresh_tallies": ("abtesting.tasks.refresh_tallies", Schedule.HOURLY),
-        "abtesting.analyse_running": ("abtesting.tasks.analyse_running", Schedule.DAILY),
-        "abtesting.advance_rollouts": ("abtesting.tasks.advance_rollouts", Schedule.HOURLY),
+        "abtesting.refresh_tallies": ("abtesting.tasks.refresh_tallies", Schedule.HOURLY, None),
+        "abtesting.analyse_running": ("abtesting.tasks.analyse_running", Schedule.MINUTES, 1),
+        "abtesting.advance_rollouts": ("abtesting.tasks.advance_rollouts", Schedule.HOURLY, None),
     }
 
 

@@ -90,7 +90,12 @@ def test_feedback_to_live_through_an_ab_test(assistant, live_v1, alice, django_c
     from abtesting.models import Experiment
     from abtesting.signals import experiment_concluded
 
-    policy_update(policy=policy_ensure(assistant=assistant), auto_deploy_threshold=1.0)
+    policy_update(
+        policy=policy_ensure(assistant=assistant),
+        auto_deploy_threshold=1.0,
+        ab_look_interval_minutes=5,
+        ab_max_duration_days=0.25,
+    )
     _customers(assistant, 150, seed=3)
     job = _trigger(assistant, django_capture_on_commit_callbacks)
     assert job.status == S.TESTING, job.error
@@ -100,6 +105,8 @@ def test_feedback_to_live_through_an_ab_test(assistant, live_v1, alice, django_c
         job.new_model_version,
         "running",
     )
+    # The policy's look cadence and horizon are copied onto the experiment.
+    assert (experiment.look_interval_minutes, experiment.max_duration_days) == (5, 0.25)
 
     # The experiment concludes (as abtesting's analysis would decide): the job reacts to the signal.
     results = {

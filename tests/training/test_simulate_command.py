@@ -168,3 +168,36 @@ def test_the_demo_plays_only_where_the_demo_is_the_one_assistant():
     assert demo_only()
     assistant_create(slug="acme", name="Acme support")
     assert not demo_only()
+
+
+def test_the_live_demo_policy_has_minute_scale_checks_and_looks():
+    from django_q.models import Schedule
+
+    from abtesting.services import planned_looks
+    from training.demo import DEMO_POLICY, demo_policy_live
+    from training.schedules import schedule_name
+
+    demo = demo_ensure()
+    assert demo.policy.ab_look_interval_minutes == 1440  # daily until the history is written
+    policy = demo_policy_live(assistant=demo)
+    assert (policy.schedule, policy.ab_look_interval_minutes) == ("minutely", 2)
+    assert policy.ab_max_duration_days * 1440 == pytest.approx(72)
+    assert planned_looks(policy.ab_max_duration_days, 2 / 1440) == 36
+    assert policy.require_approval and policy.auto_deploy_threshold == DEMO_POLICY["auto_deploy_threshold"]
+    schedule = Schedule.objects.get(name=schedule_name(demo.pk))
+    assert (schedule.schedule_type, schedule.minutes) == (Schedule.MINUTES, 1)
+    assert demo_policy_live(assistant=demo).pk == policy.pk  # idempotent
+
+
+def test_a_policy_with_too_many_planned_looks_is_refused():
+    from django.core.exceptions import ValidationError
+
+    from training.services import policy_update
+
+    demo = demo_ensure()
+    with pytest.raises(ValidationError, match="planned looks"):
+        policy_update(policy=demo.policy, ab_look_interval_minutes=1, ab_max_duration_days=1)
+    with pytest.raises(ValidationError):
+        policy_update(policy=demo.policy, ab_look_interval_minutes=0)
+    # A daily plan keeps working however long it runs.
+    assert policy_update(policy=demo.policy, ab_look_interval_minutes=1440, ab_max_duration_days=120)

@@ -24,7 +24,7 @@ from assistants.backends import BackendError, answer
 from assistants.models import Assistant
 from feedback.models import Interaction
 from feedback.services import feedback_submit, interaction_log
-from training.demo import DEMO_SLUG, demo_only
+from training.demo import DEMO_SLUG, demo_only, demo_policy_live
 from training.demo_data import customer_questions
 from training.demo_loop import (
     HISTORY_DAYS,
@@ -142,8 +142,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--per-minute",
             type=float,
-            default=30.0,
-            help="--live: customers arriving per minute (default 30).",
+            default=60.0,
+            help="--live: customers arriving per minute (default 60: the A/B test decides in minutes).",
         )
         parser.add_argument(
             "--customers", type=int, default=None, help="--live: stop after this many (default: never)."
@@ -222,6 +222,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Demo: history written ({totals['interactions']} interactions, "
                 f"{totals['feedback']} feedback, {totals['corrections']} corrections)."
+            )
+            policy = demo_policy_live(assistant=demo)
+            self.stdout.write(
+                f"Demo: the retrain check now runs every minute; A/B tests take a planned look every "
+                f"{policy.ab_look_interval_minutes} minutes (see DEMO_POLICY in training/demo.py)."
             )
         try:
             wait_for_server(url.rstrip("/"))

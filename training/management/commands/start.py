@@ -39,6 +39,7 @@ def port_problem(host: str, port: int) -> str | None:
             return exc.strerror or str(exc)
     return None
 
+
 # Both children stop well within this: qcluster within 10 s (training/management/commands/qcluster.py),
 # gunicorn within its --graceful-timeout. One that does not is killed, and the exit code says so.
 STOP_TIMEOUT = 12
