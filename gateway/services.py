@@ -80,26 +80,20 @@ def new_request_id() -> str:
     return f"gw-{uuid.uuid4().hex}"
 
 
-def chat_completion_create(
-    *, assistant: Assistant, messages: list[dict[str, Any]], user_ref: str = "", request_id: str = ""
-) -> Completion:
-    """Answer ``messages`` with the version routing picks for ``user_ref`` and log the interaction.
+def _existing(assistant: Assistant, request_id: str) -> Interaction | None:
+    """The interaction already logged under the client's request id (a retry), if any."""
+    return (
+        Interaction.objects.filter(assistant=assistant, request_id=request_id)
+        .select_related("model_version")
+        .first()
+    )
 
-    A repeated ``request_id`` (a client retry) returns the logged interaction instead of answering
-    again, so a retry never produces a second, different answer or a duplicate row.
-    """
+
+def _routed(
+    *, assistant: Assistant, request_id: str, messages: list[dict[str, Any]], user_ref: str
+) -> tuple[Any, dict[str, Any]]:
+    """The version that answers this user (live, or an A/B arm) and what the interaction log needs."""
     from abtesting.routing import route  # gateway sits above abtesting
-
-    if request_id:
-        existing = (
-            Interaction.objects.filter(assistant=assistant, request_id=request_id)
-            .select_related("model_version")
-            .first()
-        )
-        if existing is not None:
-            return _replay(existing, messages)
-    else:
-        request_id = new_request_id()
 
     picked = route(assistant=assistant, user_ref=user_ref)
     version = picked.model_version
@@ -119,18 +113,43 @@ def chat_completion_create(
         experiment_id=picked.experiment_id,
         arm=picked.arm or "",
     )
+    return version, log
+
+
+def _backend_failed(log: dict[str, Any], exc: BackendError) -> GatewayError:
+    """A backend that failed before answering: logged as an errored interaction, answered as a 502."""
+    message = str(exc)
+    logged = _log(**log, response="", latency_ms=None, error=message[:ERROR_MAX_LENGTH])
+    return GatewayError(
+        f"The model backend failed: {message}",
+        status=502,
+        type="api_error",
+        code="backend_error",
+        interaction=logged,
+    )
+
+
+def chat_completion_create(
+    *, assistant: Assistant, messages: list[dict[str, Any]], user_ref: str = "", request_id: str = ""
+) -> Completion:
+    """Answer ``messages`` with the version routing picks for ``user_ref`` and log the interaction.
+
+    A repeated ``request_id`` (a client retry) returns the logged interaction instead of answering
+    again, so a retry never produces a second, different answer or a duplicate row.
+    """
+
+    if request_id:
+        existing = _existing(assistant, request_id)
+        if existing is not None:
+            return _replay(existing, messages)
+    else:
+        request_id = new_request_id()
+
+    version, log = _routed(assistant=assistant, request_id=request_id, messages=messages, user_ref=user_ref)
     try:
         result = answer(version=version, messages=messages)
     except BackendError as exc:
-        message = str(exc)
-        logged = _log(**log, response="", latency_ms=None, error=message[:ERROR_MAX_LENGTH])
-        raise GatewayError(
-            f"The model backend failed: {message}",
-            status=502,
-            type="api_error",
-            code="backend_error",
-            interaction=logged,
-        ) from exc
+        raise _backend_failed(log, exc) from exc
     logged = _log(**log, response=result.text, latency_ms=result.latency_ms, error=None)
     return Completion(logged, version, result.text, result.usage or estimated_usage(messages, result.text))
 
@@ -146,15 +165,10 @@ def chat_completion_stream(
     can go out in the first chunk, and completed when the stream ends: the text, latency to the first
     token and in total, or the error that broke it off.
     """
-    from abtesting.routing import route  # gateway sits above abtesting
 
     started = time.perf_counter()
     if request_id:
-        existing = (
-            Interaction.objects.filter(assistant=assistant, request_id=request_id)
-            .select_related("model_version")
-            .first()
-        )
+        existing = _existing(assistant, request_id)
         if existing is not None:
             replay = _replay(existing, messages)
             end = StreamEnd("stop", replay.usage)
@@ -164,36 +178,11 @@ def chat_completion_stream(
     else:
         request_id = new_request_id()
 
-    picked = route(assistant=assistant, user_ref=user_ref)
-    version = picked.model_version
-    if version is None:
-        raise GatewayError(
-            f"Assistant '{assistant.slug}' has no live model version yet: train and deploy one first.",
-            status=404,
-            code="model_not_found",
-            param="model",
-        )
-    log = dict(
-        assistant=assistant,
-        request_id=request_id,
-        messages=messages,
-        user_ref=user_ref,
-        model_version=version,
-        experiment_id=picked.experiment_id,
-        arm=picked.arm or "",
-    )
+    version, log = _routed(assistant=assistant, request_id=request_id, messages=messages, user_ref=user_ref)
     try:
         stream = answer_stream(version=version, messages=messages)
     except BackendError as exc:
-        message = str(exc)
-        logged = _log(**log, response="", latency_ms=None, error=message[:ERROR_MAX_LENGTH])
-        raise GatewayError(
-            f"The model backend failed: {message}",
-            status=502,
-            type="api_error",
-            code="backend_error",
-            interaction=logged,
-        ) from exc
+        raise _backend_failed(log, exc) from exc
     try:
         interaction = _log(**log, response="", latency_ms=None, error=None)
     except GatewayError:
