@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,17 +117,19 @@ def fuzzy(candidate: str, reference: str) -> float:
 _METRIC_FUNCS = {"token_f1": answer_quality, "rouge_l": rouge_l, "bleu": bleu, "fuzzy_match": fuzzy}
 
 
-class Grader:
+class Grader(ABC):
     name: str
     kind: str  # string_check | text_similarity | score_model | label_model
     needs_judge = False
     needs_embeddings = False
 
+    @abstractmethod
     def spec(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The grader's definition in OpenAI's evaluation shape."""
 
+    @abstractmethod
     def grade_many(self, items: Sequence[Item], judge: Judge | None) -> list[Grade]:
-        raise NotImplementedError
+        """One grade per item, in order."""
 
 
 class StringCheck(Grader):
