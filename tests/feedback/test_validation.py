@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from feedback.api import FeedbackItemSerializer, validate_feedback_item
+from feedback.validation import FeedbackItemSerializer, validate_feedback_item
 
 VALUES = [
     None,
