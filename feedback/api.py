@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from django.db import connections, router
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from assistants import selectors as assistants_selectors
 from assistants.auth import (
     IngestScope,
     ReadScope,
@@ -23,9 +23,9 @@ from assistants.auth import (
     refuse_publishable_correction,
     request_key,
 )
-from assistants.models import ApiKey, Assistant, ModelVersion
+from assistants.models import ApiKey
 from assistants.schema import ErrorSerializer
-from assistants.serializers import JsonInputSerializer
+from assistants.serializers import JsonInputSerializer, QueryChoiceField, QuerySerializer, QueryTextField
 from assistants.throttling import publishable_origin_charge, publishable_user_charge
 from feedback import selectors, services
 from feedback.models import CATEGORY_FIELDS, Feedback, Interaction, is_success
@@ -120,7 +120,7 @@ class InteractionLogApi(APIView):
         assistant = assistant_for_key(request, v.get("assistant"))
         version = None
         if v.get("model_version"):
-            version = ModelVersion.objects.filter(assistant=assistant, name=v["model_version"]).first()
+            version = assistants_selectors.version_get(assistant=assistant, name=v["model_version"])
             if version is None:
                 # Like an unknown interaction in feedback: the body names something that is not there.
                 raise exceptions.NotFound(
@@ -155,11 +155,7 @@ class InteractionGetApi(APIView):
     @extend_schema(responses={200: InteractionOutputSerializer})
     def get(self, request: Request, pk: int) -> Response:
         key = request_key(request)
-        interaction = (
-            Interaction.objects.select_related("assistant", "model_version").filter(pk=pk).first()
-            if pk <= MAX_ID
-            else None
-        )
+        interaction = selectors.interaction_with_assistant_get(interaction_id=pk) if pk <= MAX_ID else None
         if interaction is None or not key.allows_assistant(interaction.assistant):
             # The same answer for another assistant's interaction: a key learns nothing beyond its own.
             raise exceptions.NotFound(f"No interaction {pk} for this key.")
@@ -206,11 +202,11 @@ def _publishable_key(request: Request) -> ApiKey | None:
     return key if key.is_publishable else None
 
 
-def _token_matches(ref: services.InteractionRef | None, token: str | None) -> bool:
+def _token_matches(ref: selectors.InteractionRef | None, token: str | None) -> bool:
     return ref is not None and feedback_token_valid(ref.pk, token)
 
 
-def _charge_customers(key: ApiKey, refs: list[services.InteractionRef]) -> None:
+def _charge_customers(key: ApiKey, refs: list[selectors.InteractionRef]) -> None:
     """The per-customer limit: the interaction's user ref, or the interaction itself when it has none."""
     users = selectors.interaction_user_refs(ids={r.pk for r in refs})
     customers: dict[str, int] = {}
@@ -242,14 +238,14 @@ class FeedbackSubmitApi(APIView):
         key = _idempotency_header(request) or v.get("idempotency_key")
         slug = v.get("assistant")
         assistant_id = assistant_id_for_key(request, slug)
-        interaction = _resolve_interactions([v], {slug: assistant_id})[0]
+        interaction = selectors.interaction_refs(items=[v], assistant_ids={slug: assistant_id})[0]
         if publishable is not None:
             if not _token_matches(interaction, v.get("feedback_token")):
                 raise exceptions.NotFound(NO_MATCH)
             _charge_customers(publishable, [interaction])
         if interaction is None:
             ref = v.get("interaction_id") or v.get("request_id")
-            name = slug or Assistant.objects.filter(pk=assistant_id).values_list("slug", flat=True).first()
+            name = slug or assistants_selectors.assistant_slug_get(assistant_id=assistant_id)
             raise exceptions.NotFound(
                 f"No interaction '{ref}' for assistant '{name}': log it with POST /api/v1/interactions first."
             )
@@ -290,7 +286,7 @@ class FeedbackBatchApi(APIView):
                 raise exceptions.ValidationError({"items": tokenless})
             publishable_origin_charge(request, publishable, cost=len(items))
         assistant_ids = _resolve_assistant_ids(request, {item.get("assistant") for item in items})
-        interactions = _resolve_interactions(items, assistant_ids)
+        interactions = selectors.interaction_refs(items=items, assistant_ids=assistant_ids)
         if publishable is not None:
             # Named by index only as "no match": an unknown id and a known one with a wrong token read
             # the same, so the batch's answer tells nothing about which ids exist.
@@ -365,50 +361,8 @@ def _index_errors(errors) -> dict:
     return errors
 
 
-def _resolve_interactions(
-    items: list[dict], assistant_ids: dict[str | None, int]
-) -> list[services.InteractionRef | None]:
-    """Look up every referenced interaction in two queries per assistant, not one per item."""
-    by_id: dict[tuple[int, int], services.InteractionRef] = {}
-    by_request: dict[tuple[int, str], services.InteractionRef] = {}
-    for assistant_id in set(assistant_ids.values()):
-        mine = [it for it in items if assistant_ids[it.get("assistant")] == assistant_id]
-        ids = {it["interaction_id"] for it in mine if "interaction_id" in it}
-        refs = {it["request_id"] for it in mine if "request_id" in it}
-        for pk, _ in _interaction_ids(assistant_id, "id", ids):
-            by_id[(assistant_id, pk)] = services.InteractionRef(pk, assistant_id)
-        for request_id, pk in _interaction_ids(assistant_id, "request_id", refs):
-            by_request[(assistant_id, request_id)] = services.InteractionRef(pk, assistant_id)
-    resolved: list[services.InteractionRef | None] = []
-    for item in items:
-        assistant_id = assistant_ids[item.get("assistant")]
-        if "interaction_id" in item:
-            resolved.append(by_id.get((assistant_id, item["interaction_id"])))
-        else:
-            resolved.append(by_request.get((assistant_id, item["request_id"])))
-    return resolved
-
-
-def _interaction_ids(assistant_id: int, column: str, values: set) -> list[tuple]:
-    """``(value, id)`` of the assistant's interactions whose ``column`` is one of ``values``.
-
-    Plain SQL because building this one-line query with the ORM cost more CPU than everything else
-    the single-feedback endpoint does (it was a third of the request); ``column`` is ours, not input.
-    """
-    if not values:
-        return []
-    connection = connections[router.db_for_read(Interaction)]
-    qn = connection.ops.quote_name
-    sql = (
-        f"SELECT {qn(column)}, {qn('id')} FROM {qn(Interaction._meta.db_table)} "
-        f"WHERE {qn('assistant_id')} = %s AND {qn(column)} IN ({', '.join(['%s'] * len(values))})"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [assistant_id, *values])
-        return cursor.fetchall()
-
-
-def _parse_when(value: str | None, field: str) -> datetime | None:
+def _parse_when(value: str) -> datetime | None:
+    """A date (midnight) or an ISO 8601 datetime, aware in the current time zone; blank: no bound."""
     if not value:
         return None
     try:
@@ -421,14 +375,14 @@ def _parse_when(value: str | None, field: str) -> datetime | None:
     except ValueError:
         parsed = None
     if parsed is None:
-        raise exceptions.ValidationError({field: [f"'{value}' is not a date or ISO 8601 datetime."]})
+        raise serializers.ValidationError(f"'{value}' is not a date or ISO 8601 datetime.")
     parsed = parsed if parsed.tzinfo else make_aware(parsed)
     try:
-        # SQLite stores UTC: 0001-01-01T00:00+14:00 is before year 1 there (an OverflowError, a 500).
+        # SQLite stores UTC: 0001-01-01T00:00+14:00 is before year 1 there (an OverflowError).
         parsed.astimezone(UTC)
     except OverflowError:
-        raise exceptions.ValidationError(
-            {field: [f"'{value}' is out of range: use a datetime between years 1 and 9999 in UTC."]}
+        raise serializers.ValidationError(
+            f"'{value}' is out of range: use a datetime between years 1 and 9999 in UTC."
         ) from None
     return parsed
 
@@ -464,25 +418,39 @@ class FeedbackStatsSerializer(serializers.Serializer):
 class AssistantStatsApi(APIView):
     permission_classes = [ReadScope]
 
+    class FilterSerializer(QuerySerializer):
+        since = QueryTextField(help_text="ISO date or datetime, inclusive")
+        until = QueryTextField(help_text="ISO date or datetime, exclusive")
+
+        def validate_since(self, value: str) -> datetime | None:
+            return _parse_when(value)
+
+        def validate_until(self, value: str) -> datetime | None:
+            return _parse_when(value)
+
     class OutputSerializer(FeedbackStatsSerializer):
         assistant = serializers.CharField()
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("since", str, description="ISO date or datetime, inclusive"),
-            OpenApiParameter("until", str, description="ISO date or datetime, exclusive"),
-        ],
-        responses={200: OutputSerializer},
-    )
+    @extend_schema(parameters=[FilterSerializer], responses={200: OutputSerializer})
     def get(self, request: Request, slug: str) -> Response:
         assistant = assistant_for_key(request, slug)
-        since = _parse_when(request.query_params.get("since"), "since")
-        until = _parse_when(request.query_params.get("until"), "until")
-        stats = selectors.feedback_stats(assistant=assistant, since=since, until=until)
+        f = self.FilterSerializer.parse(request)
+        stats = selectors.feedback_stats(assistant=assistant, since=f.get("since"), until=f.get("until"))
         return Response(self.OutputSerializer({"assistant": assistant.slug, **stats}).data)
 
 
-_DIGITS_RE = re.compile(r"^[0-9]{1,19}\Z")
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": MAX_ID})
+class InteractionIdField(serializers.IntegerField):
+    """An interaction id as a query parameter: ASCII digits only, up to the largest id."""
+
+    default_error_messages = {"invalid": f"Must be a whole number from 0 to {MAX_ID}."}
+    # Not int() alone, which also takes " 7", "+7" and "7_0", nor str.isdigit(), which takes "²".
+    DIGITS = re.compile(r"^[0-9]{1,19}\Z")
+
+    def to_internal_value(self, data) -> int:
+        if not (isinstance(data, str) and self.DIGITS.match(data) and int(data) <= MAX_ID):
+            self.fail("invalid")
+        return int(data)
 
 
 class FeedbackPromptSerializer(serializers.Serializer):
@@ -505,68 +473,54 @@ class FeedbackPromptApi(APIView):
         )
         prompt = FeedbackPromptSerializer(allow_null=True, help_text="The question; null when not to ask.")
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "assistant", str, description="Assistant slug (optional for keys bound to one)."
-            ),
-            OpenApiParameter("kind", str, enum=Feedback.Kind.values, description="Default: thumbs."),
-            OpenApiParameter(
-                "interaction_id",
-                {"type": "integer", "minimum": 0, "maximum": MAX_ID},
-                description="Or request_id.",
-            ),
-            OpenApiParameter("request_id", str),
-            OpenApiParameter(
-                "feedback_token",
-                str,
-                description="The interaction's feedback token; required with a publishable (browser) key "
-                "when asking about an interaction.",
-            ),
-        ],
-        responses={200: OutputSerializer},
-    )
+    class FilterSerializer(QuerySerializer):
+        assistant = QueryTextField(help_text="Assistant slug (optional for keys bound to one).")
+        kind = QueryChoiceField(
+            choices=sorted(map(str, services.FEEDBACK_PROMPTS)),
+            help_text="Default: thumbs.",
+            error_messages={
+                "invalid_choice": "Unknown feedback kind '{input}': use one of "
+                f"{', '.join(services.FEEDBACK_PROMPTS)}."
+            },
+        )
+        interaction_id = InteractionIdField(required=False, help_text="Or request_id.")
+        request_id = QueryTextField()
+        feedback_token = QueryTextField(
+            help_text="The interaction's feedback token; required with a publishable (browser) key "
+            "when asking about an interaction."
+        )
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: OutputSerializer})
     def get(self, request: Request) -> Response:
-        assistant = assistant_for_key(request, request.query_params.get("assistant"))
-        kind = request.query_params.get("kind", Feedback.Kind.THUMBS)
-        try:
-            prompt = services.feedback_prompt(kind)
-        except ValueError as exc:
-            raise exceptions.ValidationError({"kind": [str(exc)]}) from None
-        interaction_id = request.query_params.get("interaction_id")
-        request_id = request.query_params.get("request_id")
+        f = self.FilterSerializer.parse(request)
+        assistant = assistant_for_key(request, f.get("assistant"))
+        prompt = services.feedback_prompt(f.get("kind", Feedback.Kind.THUMBS))
+        interaction_id = f.get("interaction_id")
+        request_id = f.get("request_id")
         if interaction_id is None and not request_id:
             # Without an interaction we can only say what to ask, not whether to ask.
             return Response(
                 self.OutputSerializer({"assistant": assistant.slug, "ask": None, "prompt": prompt}).data
             )
-        # Not str.isdigit(): it accepts "²" and other digits int() refuses.
-        if interaction_id is not None and not (
-            _DIGITS_RE.match(interaction_id) and int(interaction_id) <= MAX_ID
-        ):
-            raise exceptions.ValidationError(
-                {"interaction_id": [f"Must be a whole number from 0 to {MAX_ID}."]}
-            )
         # Asking claims the interaction (never asked twice), so a copied publishable key must not be able
         # to claim interactions it has not seen: it needs the token, as for sending feedback.
         publishable = _publishable_key(request)
-        token = request.query_params.get("feedback_token")
+        token = f.get("feedback_token")
         if publishable is not None:
             if not token:
                 raise exceptions.ValidationError({"feedback_token": [TOKEN_REQUIRED]})
             publishable_origin_charge(request, publishable, cost=1)
         interaction = selectors.interaction_get(
-            assistant=assistant,
-            interaction_id=int(interaction_id) if interaction_id is not None else None,
-            request_id=request_id,
+            assistant=assistant, interaction_id=interaction_id, request_id=request_id
         )
         if publishable is not None:
             if interaction is None or not feedback_token_valid(interaction.pk, token):
                 raise exceptions.NotFound(NO_MATCH)
-            _charge_customers(publishable, [services.InteractionRef(interaction.pk, assistant.pk)])
+            _charge_customers(publishable, [selectors.InteractionRef(interaction.pk, assistant.pk)])
         if interaction is None:
             raise exceptions.NotFound(
-                f"No interaction '{interaction_id or request_id}' for '{assistant.slug}'."
+                f"No interaction '{request_id if interaction_id is None else interaction_id}' "
+                f"for '{assistant.slug}'."
             )
         interaction.assistant = assistant
         ask = services.should_ask_for_feedback(interaction=interaction)
