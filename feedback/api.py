@@ -1,4 +1,10 @@
-"""REST endpoints for apps and widgets: log interactions, send feedback, read stats (thin: services act)."""
+"""REST endpoints for apps and widgets: log interactions, send feedback, read stats (thin: services act).
+
+Six endpoints of one ingest surface with the request checks they share (a publishable key's feedback
+token and per-customer charge, a batch's errors by index), kept in one module because those checks are
+the API's own. What a feedback item must be is ``feedback.validation``; reads are ``feedback.selectors``;
+the answers' shapes ``feedback.serializers``.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +34,14 @@ from assistants.schema import ErrorSerializer
 from assistants.serializers import JsonInputSerializer, QueryChoiceField, QuerySerializer, QueryTextField
 from assistants.throttling import publishable_origin_charge, publishable_user_charge
 from feedback import selectors, services
-from feedback.models import CATEGORY_FIELDS, Feedback, Interaction, is_success
-from feedback.tokens import feedback_token, feedback_token_valid
+from feedback.models import Feedback
+from feedback.serializers import (
+    FeedbackOutputSerializer,
+    FeedbackPromptSerializer,
+    FeedbackStatsSerializer,
+    InteractionOutputSerializer,
+)
+from feedback.tokens import feedback_token_valid
 from feedback.validation import MAX_ID, MAX_IDEMPOTENCY_KEY, FeedbackItemSerializer, validate_feedback_item
 
 MAX_BATCH = 1000
@@ -52,23 +64,6 @@ CONFLICT_IDEMPOTENCY = OpenApiResponse(
 class MessageSerializer(JsonInputSerializer):
     role = serializers.ChoiceField(choices=["system", "user", "assistant", "tool", "developer"])
     content = serializers.CharField(allow_blank=True, trim_whitespace=False)
-
-
-class InteractionOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    assistant = serializers.CharField(source="assistant.slug")
-    request_id = serializers.CharField()
-    model_version = serializers.CharField(source="model_version.name", default=None)
-    experiment = serializers.IntegerField(source="experiment_id", allow_null=True)
-    arm = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    feedback_token = serializers.SerializerMethodField(
-        help_text="Give it to the page that shows the answer: feedback sent with a publishable (browser) "
-        "key must carry it (the widget's data-feedback-token)."
-    )
-
-    def get_feedback_token(self, obj: Interaction) -> str:
-        return feedback_token(obj.pk)
 
 
 class InteractionLogApi(APIView):
@@ -160,20 +155,6 @@ class InteractionGetApi(APIView):
             # The same answer for another assistant's interaction: a key learns nothing beyond its own.
             raise exceptions.NotFound(f"No interaction {pk} for this key.")
         return Response(InteractionOutputSerializer(interaction).data)
-
-
-class FeedbackOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    interaction_id = serializers.IntegerField()
-    kind = serializers.CharField()
-    helpful = serializers.BooleanField(allow_null=True)
-    rating = serializers.IntegerField(allow_null=True)
-    success = serializers.SerializerMethodField()
-    idempotency_key = serializers.CharField(allow_null=True)
-    created_at = serializers.DateTimeField()
-
-    def get_success(self, obj: Feedback) -> bool:
-        return is_success(helpful=obj.helpful, rating=obj.rating)
 
 
 # Bound once and reused: instantiating a serializer deep-copies its fields, which costs more than the
@@ -387,34 +368,6 @@ def _parse_when(value: str) -> datetime | None:
     return parsed
 
 
-CategoryRatingsSerializer = type(
-    "CategoryRatingsSerializer",
-    (serializers.Serializer,),
-    {name: serializers.FloatField(allow_null=True) for name in CATEGORY_FIELDS},
-)
-
-
-class FeedbackStatsSerializer(serializers.Serializer):
-    """``feedback.selectors.feedback_stats``: rates are null, not 0, when there is nothing to divide by."""
-
-    total_feedback = serializers.IntegerField()
-    helpful_rate = serializers.FloatField(allow_null=True)
-    avg_rating = serializers.FloatField(allow_null=True)
-    rated_count = serializers.IntegerField()
-    category_ratings = CategoryRatingsSerializer()
-    success_count = serializers.IntegerField()
-    signal_count = serializers.IntegerField()
-    success_rate = serializers.FloatField(allow_null=True)
-    total_interactions = serializers.IntegerField()
-    error_count = serializers.IntegerField()
-    error_rate = serializers.FloatField(allow_null=True)
-    excluded_count = serializers.IntegerField()
-    correction_count = serializers.IntegerField()
-    counts_by_kind = serializers.DictField(child=serializers.IntegerField())
-    since = serializers.CharField(allow_null=True)
-    until = serializers.CharField(allow_null=True)
-
-
 class AssistantStatsApi(APIView):
     permission_classes = [ReadScope]
 
@@ -451,16 +404,6 @@ class InteractionIdField(serializers.IntegerField):
         if not (isinstance(data, str) and self.DIGITS.match(data) and int(data) <= MAX_ID):
             self.fail("invalid")
         return int(data)
-
-
-class FeedbackPromptSerializer(serializers.Serializer):
-    """What to ask (``feedback.services.FEEDBACK_PROMPTS``)."""
-
-    kind = serializers.ChoiceField(choices=Feedback.Kind.choices)
-    question = serializers.CharField()
-    options = serializers.ListField(child=serializers.CharField(), required=False)
-    scale = serializers.ListField(child=serializers.IntegerField(), required=False)
-    categories = serializers.ListField(child=serializers.CharField(), required=False)
 
 
 class FeedbackPromptApi(APIView):

@@ -12,7 +12,7 @@ from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_k
 from assistants.models import Assistant
 from assistants.schema import ErrorSerializer
 from assistants.serializers import JsonInputSerializer
-from feedback.api import FeedbackStatsSerializer
+from feedback.serializers import FeedbackStatsSerializer
 from training import selectors, services
 from training.api_datasets import DatasetOptionsField
 from training.models import TrainingJob
