@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
@@ -100,17 +99,11 @@ class ExperimentListApi(APIView):
         filters.is_valid(raise_exception=True)
         f = filters.validated_data
         key = request_key(request)
-        qs: QuerySet[Experiment]
         if f.get("assistant"):
-            qs = selectors.experiment_list(
-                assistant=assistant_for_key(request, f["assistant"]), status=f.get("status")
-            )
-        elif key.assistant_id is not None:
-            qs = selectors.experiment_list(assistant=key.assistant, status=f.get("status"))
+            assistant = assistant_for_key(request, f["assistant"])
         else:
-            qs = selectors.experiment_list(status=f.get("status"))
-        if f.get("purpose"):
-            qs = qs.filter(purpose=f["purpose"])
+            assistant = key.assistant if key.assistant_id is not None else None
+        qs = selectors.experiment_list(assistant=assistant, status=f.get("status"), purpose=f.get("purpose"))
         return Response({"results": ExperimentSummarySerializer(qs[:MAX_LIST], many=True).data})
 
 

@@ -302,7 +302,11 @@ def max_ids() -> tuple[int, int]:
 
 
 def experiment_list(
-    *, assistant: Assistant | None = None, assistant_ids: list[int] | None = None, status: str | None = None
+    *,
+    assistant: Assistant | None = None,
+    assistant_ids: list[int] | None = None,
+    status: str | None = None,
+    purpose: str | None = None,
 ) -> QuerySet[Experiment]:
     qs = Experiment.objects.select_related("assistant", "control", "variant", "stopped_by")
     if assistant is not None:
@@ -311,6 +315,8 @@ def experiment_list(
         qs = qs.filter(assistant_id__in=assistant_ids)
     if status:
         qs = qs.filter(status=status)
+    if purpose:
+        qs = qs.filter(purpose=purpose)
     return qs.order_by("-started_at", "-id")
 
 

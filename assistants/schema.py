@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular import openapi
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer
 from rest_framework import serializers
 
@@ -18,6 +18,13 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "An API key from `manage.py create_api_key` (scopes: ingest, read, manage).",
         }
+
+
+class QueryChoiceFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = "assistants.serializers.QueryChoiceField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "string", "enum": self.target.choices}
 
 
 # A query parameter validated by a SlugField (DRF's pattern).

@@ -13,6 +13,10 @@ def assistant_list() -> QuerySet[Assistant]:
     return Assistant.objects.select_related("live_version").order_by("slug")
 
 
+def assistant_slug_get(*, assistant_id: int) -> str | None:
+    return Assistant.objects.filter(pk=assistant_id).values_list("slug", flat=True).first()
+
+
 def deployment_history(*, assistant: Assistant) -> QuerySet[Deployment]:
     return Deployment.objects.filter(assistant=assistant).select_related(
         "version", "previous_version", "user"
@@ -32,6 +36,10 @@ def live_version_at(*, assistant: Assistant, when: datetime) -> ModelVersion | N
 
 def version_list(*, assistant: Assistant) -> QuerySet[ModelVersion]:
     return ModelVersion.objects.filter(assistant=assistant).select_related("base_version")
+
+
+def version_get(*, assistant: Assistant, name: str) -> ModelVersion | None:
+    return ModelVersion.objects.filter(assistant=assistant, name=name).first()
 
 
 def rollback_target(*, assistant: Assistant) -> ModelVersion | None:

@@ -12,7 +12,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("feedback.api_urls")),
-    path("api/v1/", include("assistants.api_urls")),
     path("api/v1/", include("abtesting.api_urls")),
     path("api/v1/", include("training.api_urls")),
     path("api/v1/", include("gateway.api_urls")),

@@ -1,20 +1,25 @@
-"""REST endpoints for apps and widgets: log interactions, send feedback, read stats (thin: services act)."""
+"""REST endpoints for apps and widgets: log interactions, send feedback, read stats (thin: services act).
+
+Six endpoints of one ingest surface with the request checks they share (a publishable key's feedback
+token and per-customer charge, a batch's errors by index), kept in one module because those checks are
+the API's own. What a feedback item must be is ``feedback.validation``; reads are ``feedback.selectors``;
+the answers' shapes ``feedback.serializers``.
+"""
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, datetime
 
-from django.db import connections, router
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from assistants import selectors as assistants_selectors
 from assistants.auth import (
     IngestScope,
     ReadScope,
@@ -24,19 +29,23 @@ from assistants.auth import (
     refuse_publishable_correction,
     request_key,
 )
-from assistants.models import ApiKey, Assistant, ModelVersion
+from assistants.models import ApiKey
 from assistants.schema import ErrorSerializer
-from assistants.serializers import JsonInputSerializer
+from assistants.serializers import JsonInputSerializer, QueryChoiceField, QuerySerializer, QueryTextField
 from assistants.throttling import publishable_origin_charge, publishable_user_charge
 from feedback import selectors, services
-from feedback.models import CATEGORY_FIELDS, Feedback, Interaction, is_success
-from feedback.tokens import MAX_TOKEN_LENGTH, feedback_token, feedback_token_valid
+from feedback.models import Feedback
+from feedback.serializers import (
+    FeedbackOutputSerializer,
+    FeedbackPromptSerializer,
+    FeedbackStatsSerializer,
+    InteractionOutputSerializer,
+)
+from feedback.tokens import feedback_token_valid
+from feedback.validation import MAX_ID, MAX_IDEMPOTENCY_KEY, FeedbackItemSerializer, validate_feedback_item
 
 MAX_BATCH = 1000
-MAX_IDEMPOTENCY_KEY = 200  # Feedback.idempotency_key's max_length
-# The largest values the columns hold; a larger number would be a 500 (overflow) on PostgreSQL.
-MAX_ID = 2**63 - 1  # bigint primary keys
-MAX_INT = 2**31 - 1  # integer columns
+MAX_INT = 2**31 - 1  # integer columns: a larger number would overflow on PostgreSQL
 
 
 class Conflict(exceptions.APIException):
@@ -55,23 +64,6 @@ CONFLICT_IDEMPOTENCY = OpenApiResponse(
 class MessageSerializer(JsonInputSerializer):
     role = serializers.ChoiceField(choices=["system", "user", "assistant", "tool", "developer"])
     content = serializers.CharField(allow_blank=True, trim_whitespace=False)
-
-
-class InteractionOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    assistant = serializers.CharField(source="assistant.slug")
-    request_id = serializers.CharField()
-    model_version = serializers.CharField(source="model_version.name", default=None)
-    experiment = serializers.IntegerField(source="experiment_id", allow_null=True)
-    arm = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    feedback_token = serializers.SerializerMethodField(
-        help_text="Give it to the page that shows the answer: feedback sent with a publishable (browser) "
-        "key must carry it (the widget's data-feedback-token)."
-    )
-
-    def get_feedback_token(self, obj: Interaction) -> str:
-        return feedback_token(obj.pk)
 
 
 class InteractionLogApi(APIView):
@@ -123,7 +115,7 @@ class InteractionLogApi(APIView):
         assistant = assistant_for_key(request, v.get("assistant"))
         version = None
         if v.get("model_version"):
-            version = ModelVersion.objects.filter(assistant=assistant, name=v["model_version"]).first()
+            version = assistants_selectors.version_get(assistant=assistant, name=v["model_version"])
             if version is None:
                 # Like an unknown interaction in feedback: the body names something that is not there.
                 raise exceptions.NotFound(
@@ -158,262 +150,11 @@ class InteractionGetApi(APIView):
     @extend_schema(responses={200: InteractionOutputSerializer})
     def get(self, request: Request, pk: int) -> Response:
         key = request_key(request)
-        interaction = (
-            Interaction.objects.select_related("assistant", "model_version").filter(pk=pk).first()
-            if pk <= MAX_ID
-            else None
-        )
+        interaction = selectors.interaction_with_assistant_get(interaction_id=pk) if pk <= MAX_ID else None
         if interaction is None or not key.allows_assistant(interaction.assistant):
             # The same answer for another assistant's interaction: a key learns nothing beyond its own.
             raise exceptions.NotFound(f"No interaction {pk} for this key.")
         return Response(InteractionOutputSerializer(interaction).data)
-
-
-def _signal(name: str) -> dict:
-    """JSON Schema for "``name`` carries a signal": present, not null, and (text) not blank."""
-    kind = (
-        {"type": "string", "pattern": r"\S"}
-        if name in _TEXT_SIGNALS
-        else {"type": _SIGNAL_TYPES.get(name, "integer")}
-    )
-    return {"required": [name], "properties": {name: kind}}
-
-
-_TEXT_SIGNALS = ("comment", "suggestion", "corrected_answer")
-_SIGNAL_TYPES = {"helpful": "boolean"}
-
-
-class FeedbackItemSerializer(JsonInputSerializer):
-    """One feedback item. Refer to the interaction by ``interaction_id`` or by your ``request_id``.
-
-    Send exactly one of ``interaction_id`` and ``request_id``, at least one signal (``helpful``,
-    ``rating``, a category rating, or a non-blank ``comment``, ``suggestion`` or ``corrected_answer``),
-    and with an explicit ``kind`` the field that kind carries.
-    """
-
-    assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
-    interaction_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
-    request_id = serializers.CharField(required=False, max_length=200)
-    kind = serializers.ChoiceField(choices=Feedback.Kind.choices, required=False)
-    helpful = serializers.BooleanField(required=False, allow_null=True, default=None)
-    rating = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
-    accuracy = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
-    helpfulness = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
-    tone = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
-    relevance = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
-    completeness = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
-    comment = serializers.CharField(required=False, allow_blank=True, max_length=10000)
-    suggestion = serializers.CharField(required=False, allow_blank=True, max_length=10000)
-    corrected_answer = serializers.CharField(required=False, allow_blank=True, max_length=20000)
-    confidence = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
-    idempotency_key = serializers.CharField(required=False, max_length=MAX_IDEMPOTENCY_KEY)
-    feedback_token = serializers.CharField(
-        required=False,
-        max_length=MAX_TOKEN_LENGTH,
-        help_text="The interaction's feedback token (from the interactions API or the chat gateway); "
-        "required with a publishable (browser) key.",
-    )
-
-    # Which field each explicit kind must carry.
-    KIND_NEEDS = {
-        Feedback.Kind.THUMBS: ("helpful",),
-        Feedback.Kind.RATING: ("rating",),
-        Feedback.Kind.CATEGORY: CATEGORY_FIELDS,
-        Feedback.Kind.TEXT: ("comment",),
-        Feedback.Kind.IMPROVEMENT: ("suggestion",),
-        Feedback.Kind.CORRECTION: ("corrected_answer",),
-    }
-
-    def validate(self, attrs):
-        return check_feedback_item(attrs)
-
-
-# check_feedback_item's rules, stated in the schema so clients (and the contract test) know them.
-FeedbackItemSerializer.openapi_body_required = True
-FeedbackItemSerializer.openapi_rules = {
-    "oneOf": [{"required": ["interaction_id"]}, {"required": ["request_id"]}],
-    "allOf": [
-        {"anyOf": [_signal(name) for name in ("helpful", "rating", *CATEGORY_FIELDS, *_TEXT_SIGNALS)]},
-        *(
-            {
-                "anyOf": [
-                    {"properties": {"kind": {"enum": [k for k in Feedback.Kind.values if k != kind]}}},
-                    *(_signal(name) for name in needs),
-                ]
-            }
-            for kind, needs in FeedbackItemSerializer.KIND_NEEDS.items()
-        ),
-    ],
-}
-
-
-def check_feedback_item(attrs: dict) -> dict:
-    """The rules across fields of one feedback item (the per-field rules are the serializer's fields)."""
-    if ("interaction_id" in attrs) == ("request_id" in attrs):
-        raise serializers.ValidationError(
-            {"interaction_id": ["Send exactly one of `interaction_id` or `request_id`."]}
-        )
-    if not any(attrs.get(name) not in (None, "") for name in _SIGNALS):
-        raise serializers.ValidationError(
-            {"non_field_errors": [f"Feedback carries nothing: send at least one of {', '.join(_SIGNALS)}."]}
-        )
-    kind = attrs.get("kind")
-    if kind and not any(
-        attrs.get(name) not in (None, "") for name in FeedbackItemSerializer.KIND_NEEDS[kind]
-    ):
-        needed = " or ".join(f"`{n}`" for n in FeedbackItemSerializer.KIND_NEEDS[kind])
-        raise serializers.ValidationError({"kind": [f"Feedback of kind '{kind}' needs {needed}."]})
-    return attrs
-
-
-_SIGNALS = ("helpful", "rating", *CATEGORY_FIELDS, "comment", "suggestion", "corrected_answer")
-
-# --- Fast validation of feedback items -------------------------------------------------------------
-# Instantiating a DRF serializer deep-copies its fields, and running 17 fields' validators costs more
-# than storing the row: for a batch of 100 items it was most of the request. The fast path below is
-# compiled from FeedbackItemSerializer's own field declarations, so the serializer stays THE definition
-# of the rules: it only accepts values that the field would certainly accept unchanged (plain JSON types,
-# in range), and hands anything else -- every error included -- to the serializer, so messages and
-# coercions ("5" -> 5, "true" -> True) are exactly DRF's.
-
-_SLOW = object()  # "not sure: ask the serializer"
-_EMPTY = serializers.empty
-
-
-def _null_or_slow(field: serializers.Field):
-    return None if field.allow_null else _SLOW
-
-
-def _compile_field(field: serializers.Field):
-    if isinstance(field, serializers.BooleanField):
-
-        def check(v):
-            if v is True or v is False:
-                return v
-            return _null_or_slow(field) if v is None else _SLOW
-
-    elif isinstance(field, serializers.IntegerField):
-        low, high = field.min_value, field.max_value
-
-        def check(v):
-            if type(v) is int and (low is None or v >= low) and (high is None or v <= high):
-                return v
-            return _null_or_slow(field) if v is None else _SLOW
-
-    elif isinstance(field, serializers.FloatField):
-        low, high = field.min_value, field.max_value
-
-        def check(v):
-            if type(v) is float or type(v) is int:
-                try:
-                    f = float(v)
-                except OverflowError:
-                    return _SLOW
-                if math.isfinite(f) and (low is None or f >= low) and (high is None or f <= high):
-                    return f
-                return _SLOW
-            return _null_or_slow(field) if v is None else _SLOW
-
-    elif isinstance(field, serializers.ChoiceField):
-        choices = field.choice_strings_to_values
-
-        def check(v):
-            if type(v) is str and v in choices:
-                return choices[v]
-            return _null_or_slow(field) if v is None else _SLOW
-
-    elif type(field) in (serializers.CharField, serializers.SlugField):
-        slug = isinstance(field, serializers.SlugField)
-        trim, blank, longest, shortest = (
-            field.trim_whitespace,
-            field.allow_blank,
-            field.max_length,
-            field.min_length,
-        )
-
-        def check(v):
-            if type(v) is not str:
-                return _null_or_slow(field) if v is None else _SLOW
-            if "\x00" in v:
-                return _SLOW
-            try:
-                v.encode()  # lone surrogates (from JSON escapes) are refused by the field
-            except UnicodeEncodeError:
-                return _SLOW
-            s = v.strip() if trim else v
-            if s == "" or v == "":
-                return "" if blank else _SLOW
-            if (longest is not None and len(s) > longest) or (shortest is not None and len(s) < shortest):
-                return _SLOW
-            if slug and not _SLUG_RE.match(s):
-                return _SLOW
-            return s
-
-    else:
-        return None  # a field kind the fast path doesn't know: always ask the serializer
-    return check
-
-
-_SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+\Z")
-
-
-def _compile(serializer_class: type[serializers.Serializer]):
-    fields = serializer_class().fields
-    checks = {name: _compile_field(field) for name, field in fields.items() if not field.read_only}
-    defaults = {name: f.default for name, f in fields.items() if f.default is not _EMPTY}
-    # A field kind the fast path doesn't know, or a computed default: always ask the serializer.
-    unknown = any(check is None for check in checks.values()) or any(map(callable, defaults.values()))
-    required = [name for name, f in fields.items() if f.required]
-
-    def fast(data) -> dict | None:
-        if unknown or type(data) is not dict:
-            return None
-        attrs = dict(defaults)
-        for name, raw in data.items():
-            check = checks.get(name)
-            if check is None:
-                continue  # not an input field: the serializer ignores it too
-            value = check(raw)
-            if value is _SLOW:
-                return None
-            attrs[name] = value
-        for name in required:
-            if name not in attrs:
-                return None
-        try:
-            return check_feedback_item(attrs)
-        except serializers.ValidationError:
-            return None
-
-    return fast
-
-
-def validate_feedback_item(data) -> tuple[dict | None, dict | None]:
-    """``(validated item, None)`` or ``(None, errors)``, exactly as FeedbackItemSerializer would answer."""
-    attrs = _fast_feedback_item(data)
-    if attrs is not None:
-        return attrs, None
-    item = FeedbackItemSerializer(data=data)
-    if item.is_valid():
-        return item.validated_data, None
-    return None, item.errors
-
-
-_fast_feedback_item = _compile(FeedbackItemSerializer)
-
-
-class FeedbackOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    interaction_id = serializers.IntegerField()
-    kind = serializers.CharField()
-    helpful = serializers.BooleanField(allow_null=True)
-    rating = serializers.IntegerField(allow_null=True)
-    success = serializers.SerializerMethodField()
-    idempotency_key = serializers.CharField(allow_null=True)
-    created_at = serializers.DateTimeField()
-
-    def get_success(self, obj: Feedback) -> bool:
-        return is_success(helpful=obj.helpful, rating=obj.rating)
 
 
 # Bound once and reused: instantiating a serializer deep-copies its fields, which costs more than the
@@ -442,11 +183,11 @@ def _publishable_key(request: Request) -> ApiKey | None:
     return key if key.is_publishable else None
 
 
-def _token_matches(ref: services.InteractionRef | None, token: str | None) -> bool:
+def _token_matches(ref: selectors.InteractionRef | None, token: str | None) -> bool:
     return ref is not None and feedback_token_valid(ref.pk, token)
 
 
-def _charge_customers(key: ApiKey, refs: list[services.InteractionRef]) -> None:
+def _charge_customers(key: ApiKey, refs: list[selectors.InteractionRef]) -> None:
     """The per-customer limit: the interaction's user ref, or the interaction itself when it has none."""
     users = selectors.interaction_user_refs(ids={r.pk for r in refs})
     customers: dict[str, int] = {}
@@ -478,14 +219,14 @@ class FeedbackSubmitApi(APIView):
         key = _idempotency_header(request) or v.get("idempotency_key")
         slug = v.get("assistant")
         assistant_id = assistant_id_for_key(request, slug)
-        interaction = _resolve_interactions([v], {slug: assistant_id})[0]
+        interaction = selectors.interaction_refs(items=[v], assistant_ids={slug: assistant_id})[0]
         if publishable is not None:
             if not _token_matches(interaction, v.get("feedback_token")):
                 raise exceptions.NotFound(NO_MATCH)
             _charge_customers(publishable, [interaction])
         if interaction is None:
             ref = v.get("interaction_id") or v.get("request_id")
-            name = slug or Assistant.objects.filter(pk=assistant_id).values_list("slug", flat=True).first()
+            name = slug or assistants_selectors.assistant_slug_get(assistant_id=assistant_id)
             raise exceptions.NotFound(
                 f"No interaction '{ref}' for assistant '{name}': log it with POST /api/v1/interactions first."
             )
@@ -526,7 +267,7 @@ class FeedbackBatchApi(APIView):
                 raise exceptions.ValidationError({"items": tokenless})
             publishable_origin_charge(request, publishable, cost=len(items))
         assistant_ids = _resolve_assistant_ids(request, {item.get("assistant") for item in items})
-        interactions = _resolve_interactions(items, assistant_ids)
+        interactions = selectors.interaction_refs(items=items, assistant_ids=assistant_ids)
         if publishable is not None:
             # Named by index only as "no match": an unknown id and a known one with a wrong token read
             # the same, so the batch's answer tells nothing about which ids exist.
@@ -601,50 +342,8 @@ def _index_errors(errors) -> dict:
     return errors
 
 
-def _resolve_interactions(
-    items: list[dict], assistant_ids: dict[str | None, int]
-) -> list[services.InteractionRef | None]:
-    """Look up every referenced interaction in two queries per assistant, not one per item."""
-    by_id: dict[tuple[int, int], services.InteractionRef] = {}
-    by_request: dict[tuple[int, str], services.InteractionRef] = {}
-    for assistant_id in set(assistant_ids.values()):
-        mine = [it for it in items if assistant_ids[it.get("assistant")] == assistant_id]
-        ids = {it["interaction_id"] for it in mine if "interaction_id" in it}
-        refs = {it["request_id"] for it in mine if "request_id" in it}
-        for pk, _ in _interaction_ids(assistant_id, "id", ids):
-            by_id[(assistant_id, pk)] = services.InteractionRef(pk, assistant_id)
-        for request_id, pk in _interaction_ids(assistant_id, "request_id", refs):
-            by_request[(assistant_id, request_id)] = services.InteractionRef(pk, assistant_id)
-    resolved: list[services.InteractionRef | None] = []
-    for item in items:
-        assistant_id = assistant_ids[item.get("assistant")]
-        if "interaction_id" in item:
-            resolved.append(by_id.get((assistant_id, item["interaction_id"])))
-        else:
-            resolved.append(by_request.get((assistant_id, item["request_id"])))
-    return resolved
-
-
-def _interaction_ids(assistant_id: int, column: str, values: set) -> list[tuple]:
-    """``(value, id)`` of the assistant's interactions whose ``column`` is one of ``values``.
-
-    Plain SQL because building this one-line query with the ORM cost more CPU than everything else
-    the single-feedback endpoint does (it was a third of the request); ``column`` is ours, not input.
-    """
-    if not values:
-        return []
-    connection = connections[router.db_for_read(Interaction)]
-    qn = connection.ops.quote_name
-    sql = (
-        f"SELECT {qn(column)}, {qn('id')} FROM {qn(Interaction._meta.db_table)} "
-        f"WHERE {qn('assistant_id')} = %s AND {qn(column)} IN ({', '.join(['%s'] * len(values))})"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [assistant_id, *values])
-        return cursor.fetchall()
-
-
-def _parse_when(value: str | None, field: str) -> datetime | None:
+def _parse_when(value: str) -> datetime | None:
+    """A date (midnight) or an ISO 8601 datetime, aware in the current time zone; blank: no bound."""
     if not value:
         return None
     try:
@@ -657,78 +356,54 @@ def _parse_when(value: str | None, field: str) -> datetime | None:
     except ValueError:
         parsed = None
     if parsed is None:
-        raise exceptions.ValidationError({field: [f"'{value}' is not a date or ISO 8601 datetime."]})
+        raise serializers.ValidationError(f"'{value}' is not a date or ISO 8601 datetime.")
     parsed = parsed if parsed.tzinfo else make_aware(parsed)
     try:
-        # SQLite stores UTC: 0001-01-01T00:00+14:00 is before year 1 there (an OverflowError, a 500).
+        # SQLite stores UTC: 0001-01-01T00:00+14:00 is before year 1 there (an OverflowError).
         parsed.astimezone(UTC)
     except OverflowError:
-        raise exceptions.ValidationError(
-            {field: [f"'{value}' is out of range: use a datetime between years 1 and 9999 in UTC."]}
+        raise serializers.ValidationError(
+            f"'{value}' is out of range: use a datetime between years 1 and 9999 in UTC."
         ) from None
     return parsed
-
-
-CategoryRatingsSerializer = type(
-    "CategoryRatingsSerializer",
-    (serializers.Serializer,),
-    {name: serializers.FloatField(allow_null=True) for name in CATEGORY_FIELDS},
-)
-
-
-class FeedbackStatsSerializer(serializers.Serializer):
-    """``feedback.selectors.feedback_stats``: rates are null, not 0, when there is nothing to divide by."""
-
-    total_feedback = serializers.IntegerField()
-    helpful_rate = serializers.FloatField(allow_null=True)
-    avg_rating = serializers.FloatField(allow_null=True)
-    rated_count = serializers.IntegerField()
-    category_ratings = CategoryRatingsSerializer()
-    success_count = serializers.IntegerField()
-    signal_count = serializers.IntegerField()
-    success_rate = serializers.FloatField(allow_null=True)
-    total_interactions = serializers.IntegerField()
-    error_count = serializers.IntegerField()
-    error_rate = serializers.FloatField(allow_null=True)
-    excluded_count = serializers.IntegerField()
-    correction_count = serializers.IntegerField()
-    counts_by_kind = serializers.DictField(child=serializers.IntegerField())
-    since = serializers.CharField(allow_null=True)
-    until = serializers.CharField(allow_null=True)
 
 
 class AssistantStatsApi(APIView):
     permission_classes = [ReadScope]
 
+    class FilterSerializer(QuerySerializer):
+        since = QueryTextField(help_text="ISO date or datetime, inclusive")
+        until = QueryTextField(help_text="ISO date or datetime, exclusive")
+
+        def validate_since(self, value: str) -> datetime | None:
+            return _parse_when(value)
+
+        def validate_until(self, value: str) -> datetime | None:
+            return _parse_when(value)
+
     class OutputSerializer(FeedbackStatsSerializer):
         assistant = serializers.CharField()
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("since", str, description="ISO date or datetime, inclusive"),
-            OpenApiParameter("until", str, description="ISO date or datetime, exclusive"),
-        ],
-        responses={200: OutputSerializer},
-    )
+    @extend_schema(parameters=[FilterSerializer], responses={200: OutputSerializer})
     def get(self, request: Request, slug: str) -> Response:
         assistant = assistant_for_key(request, slug)
-        since = _parse_when(request.query_params.get("since"), "since")
-        until = _parse_when(request.query_params.get("until"), "until")
-        stats = selectors.feedback_stats(assistant=assistant, since=since, until=until)
+        f = self.FilterSerializer.parse(request)
+        stats = selectors.feedback_stats(assistant=assistant, since=f.get("since"), until=f.get("until"))
         return Response(self.OutputSerializer({"assistant": assistant.slug, **stats}).data)
 
 
-_DIGITS_RE = re.compile(r"^[0-9]{1,19}\Z")
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": MAX_ID})
+class InteractionIdField(serializers.IntegerField):
+    """An interaction id as a query parameter: ASCII digits only, up to the largest id."""
 
+    default_error_messages = {"invalid": f"Must be a whole number from 0 to {MAX_ID}."}
+    # Not int() alone, which also takes " 7", "+7" and "7_0", nor str.isdigit(), which takes "²".
+    DIGITS = re.compile(r"^[0-9]{1,19}\Z")
 
-class FeedbackPromptSerializer(serializers.Serializer):
-    """What to ask (``feedback.services.FEEDBACK_PROMPTS``)."""
-
-    kind = serializers.ChoiceField(choices=Feedback.Kind.choices)
-    question = serializers.CharField()
-    options = serializers.ListField(child=serializers.CharField(), required=False)
-    scale = serializers.ListField(child=serializers.IntegerField(), required=False)
-    categories = serializers.ListField(child=serializers.CharField(), required=False)
+    def to_internal_value(self, data) -> int:
+        if not (isinstance(data, str) and self.DIGITS.match(data) and int(data) <= MAX_ID):
+            self.fail("invalid")
+        return int(data)
 
 
 class FeedbackPromptApi(APIView):
@@ -741,68 +416,54 @@ class FeedbackPromptApi(APIView):
         )
         prompt = FeedbackPromptSerializer(allow_null=True, help_text="The question; null when not to ask.")
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "assistant", str, description="Assistant slug (optional for keys bound to one)."
-            ),
-            OpenApiParameter("kind", str, enum=Feedback.Kind.values, description="Default: thumbs."),
-            OpenApiParameter(
-                "interaction_id",
-                {"type": "integer", "minimum": 0, "maximum": MAX_ID},
-                description="Or request_id.",
-            ),
-            OpenApiParameter("request_id", str),
-            OpenApiParameter(
-                "feedback_token",
-                str,
-                description="The interaction's feedback token; required with a publishable (browser) key "
-                "when asking about an interaction.",
-            ),
-        ],
-        responses={200: OutputSerializer},
-    )
+    class FilterSerializer(QuerySerializer):
+        assistant = QueryTextField(help_text="Assistant slug (optional for keys bound to one).")
+        kind = QueryChoiceField(
+            choices=sorted(map(str, services.FEEDBACK_PROMPTS)),
+            help_text="Default: thumbs.",
+            error_messages={
+                "invalid_choice": "Unknown feedback kind '{input}': use one of "
+                f"{', '.join(services.FEEDBACK_PROMPTS)}."
+            },
+        )
+        interaction_id = InteractionIdField(required=False, help_text="Or request_id.")
+        request_id = QueryTextField()
+        feedback_token = QueryTextField(
+            help_text="The interaction's feedback token; required with a publishable (browser) key "
+            "when asking about an interaction."
+        )
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: OutputSerializer})
     def get(self, request: Request) -> Response:
-        assistant = assistant_for_key(request, request.query_params.get("assistant"))
-        kind = request.query_params.get("kind", Feedback.Kind.THUMBS)
-        try:
-            prompt = services.feedback_prompt(kind)
-        except ValueError as exc:
-            raise exceptions.ValidationError({"kind": [str(exc)]}) from None
-        interaction_id = request.query_params.get("interaction_id")
-        request_id = request.query_params.get("request_id")
+        f = self.FilterSerializer.parse(request)
+        assistant = assistant_for_key(request, f.get("assistant"))
+        prompt = services.feedback_prompt(f.get("kind", Feedback.Kind.THUMBS))
+        interaction_id = f.get("interaction_id")
+        request_id = f.get("request_id")
         if interaction_id is None and not request_id:
             # Without an interaction we can only say what to ask, not whether to ask.
             return Response(
                 self.OutputSerializer({"assistant": assistant.slug, "ask": None, "prompt": prompt}).data
             )
-        # Not str.isdigit(): it accepts "²" and other digits int() refuses.
-        if interaction_id is not None and not (
-            _DIGITS_RE.match(interaction_id) and int(interaction_id) <= MAX_ID
-        ):
-            raise exceptions.ValidationError(
-                {"interaction_id": [f"Must be a whole number from 0 to {MAX_ID}."]}
-            )
         # Asking claims the interaction (never asked twice), so a copied publishable key must not be able
         # to claim interactions it has not seen: it needs the token, as for sending feedback.
         publishable = _publishable_key(request)
-        token = request.query_params.get("feedback_token")
+        token = f.get("feedback_token")
         if publishable is not None:
             if not token:
                 raise exceptions.ValidationError({"feedback_token": [TOKEN_REQUIRED]})
             publishable_origin_charge(request, publishable, cost=1)
         interaction = selectors.interaction_get(
-            assistant=assistant,
-            interaction_id=int(interaction_id) if interaction_id is not None else None,
-            request_id=request_id,
+            assistant=assistant, interaction_id=interaction_id, request_id=request_id
         )
         if publishable is not None:
             if interaction is None or not feedback_token_valid(interaction.pk, token):
                 raise exceptions.NotFound(NO_MATCH)
-            _charge_customers(publishable, [services.InteractionRef(interaction.pk, assistant.pk)])
+            _charge_customers(publishable, [selectors.InteractionRef(interaction.pk, assistant.pk)])
         if interaction is None:
             raise exceptions.NotFound(
-                f"No interaction '{interaction_id or request_id}' for '{assistant.slug}'."
+                f"No interaction '{request_id if interaction_id is None else interaction_id}' "
+                f"for '{assistant.slug}'."
             )
         interaction.assistant = assistant
         ask = services.should_ask_for_feedback(interaction=interaction)

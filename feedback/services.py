@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
@@ -20,6 +20,7 @@ from assistants.models import Assistant, ModelVersion
 from feedback.models import CATEGORY_FIELDS, CurationLog, Feedback, Interaction
 from feedback.redaction import feedback_items_redact, interaction_redact
 from feedback.rollups import rollup_adjust_feedback
+from feedback.selectors import InteractionRef
 
 FEEDBACK_FIELDS = (
     "kind",
@@ -143,13 +144,6 @@ class BatchSubmitted:
 
     ids: list[int]
     created: int
-
-
-class InteractionRef(NamedTuple):
-    """All that storing feedback needs of an interaction; the ingest path loads no more of it."""
-
-    pk: int
-    assistant_id: int
 
 
 def _digest(interaction: Interaction | InteractionRef, data: dict[str, Any]) -> str:

@@ -64,7 +64,7 @@ class RouteGetApi(APIView):
 
     permission_classes = [ServerIngestScope]
 
-    class InputSerializer(serializers.Serializer):
+    class FilterSerializer(serializers.Serializer):
         assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
         user = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
@@ -89,7 +89,7 @@ class RouteGetApi(APIView):
     def get(self, request: Request) -> Response:
         from abtesting.routing import route  # gateway sits above abtesting
 
-        params = self.InputSerializer(data=request.query_params)
+        params = self.FilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         assistant = assistant_for_key(request, params.validated_data.get("assistant"))
         picked = route(assistant=assistant, user_ref=params.validated_data["user"])
@@ -311,7 +311,7 @@ class ChatCompletionCreateApi(APIView):
                         "request_id": {"type": "string", "minLength": 1, "maxLength": 200, "nullable": True}
                     }
                 },
-            }
+            },
         }
 
         model = serializers.SlugField(help_text="The assistant's slug.")

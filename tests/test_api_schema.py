@@ -4,6 +4,9 @@ from io import StringIO
 
 from django.core.management import call_command
 
+from feedback.models import Feedback
+from training.models import TrainingJob
+
 
 def test_the_schema_renders_and_lists_the_api(client, db):
     response = client.get("/api/schema/")
@@ -64,3 +67,19 @@ def test_what_the_api_returns_is_what_the_schema_says(client, db):
     assert set(download) == {"application/jsonl", "application/json"}
     for path in ("/api/v1/jobs", "/api/v1/jobs/{job_id}/approve", "/api/v1/assistants/{slug}/rollback"):
         assert "409" in schema["paths"][path]["post"]["responses"], path
+
+
+def test_query_parameters_are_documented_by_each_filter_serializer(client, db):
+    paths = _schema(client)["paths"]
+    status = next(p for p in paths["/api/v1/jobs"]["get"]["parameters"] if p["name"] == "status")
+    # A plain enum (blank listed: it means any), with no list of labels and no minLength added.
+    assert status == {
+        "in": "query",
+        "name": "status",
+        "schema": {"type": "string", "enum": ["", *sorted(TrainingJob.Status.values)]},
+        "description": "Empty: any.",
+    }
+    prompt = {p["name"]: p for p in paths["/api/v1/feedback-prompt"]["get"]["parameters"]}
+    assert prompt["interaction_id"]["schema"] == {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+    assert prompt["kind"]["schema"]["enum"] == sorted(Feedback.Kind.values)
+    assert not any(p.get("required") for p in prompt.values())

@@ -6,20 +6,22 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key
-from assistants.serializers import JsonInputSerializer
+from assistants.serializers import JsonInputSerializer, QueryChoiceField, QuerySerializer, QueryTextField
+from training import selectors
 from training.models import TrainingDataset
 from training.pipeline import FORMATS, dataset_build
 from training.pipeline.erasure import dataset_ready
 from training.pipeline.storage import iter_json_array
 
 MAX_LIST = 200
+LIMIT_HELP = f"Use a number from 1 to {MAX_LIST}."
 
 
 class DatasetOutputSerializer(serializers.Serializer):
@@ -80,7 +82,7 @@ class DatasetOptionsField(serializers.DictField):
 
 
 def _dataset_for_key(request: Request, pk: int) -> TrainingDataset:
-    dataset = TrainingDataset.objects.select_related("assistant").filter(pk=pk).first()
+    dataset = selectors.dataset_get(dataset_id=pk)
     # A key bound to another assistant gets the same 404 as a missing id: no probing of other tenants.
     if dataset is None or not request_key(request).allows_assistant(dataset.assistant):
         raise exceptions.NotFound(f"No dataset {pk}.")
@@ -128,24 +130,29 @@ class DatasetCreateApi(APIView):
 class DatasetListApi(APIView):
     permission_classes = [ReadScope]
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("assistant", str, required=False),
-            OpenApiParameter("limit", int, required=False, description=f"At most {MAX_LIST}, default 50."),
-        ],
-        responses={200: DatasetOutputSerializer(many=True)},
-    )
+    class FilterSerializer(QuerySerializer):
+        assistant = QueryTextField()
+        # A number out of the range is brought into it, not refused.
+        limit = serializers.IntegerField(
+            required=False,
+            help_text=f"At most {MAX_LIST}, default 50.",
+            error_messages={"invalid": LIMIT_HELP, "max_string_length": LIMIT_HELP},
+        )
+
+        def validate_limit(self, value: int) -> int:
+            return min(max(value, 1), MAX_LIST)
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: DatasetOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        key = request_key(request)
-        qs = TrainingDataset.objects.select_related("assistant")
-        slug = request.query_params.get("assistant")
-        if slug or key.assistant_id is not None:
-            qs = qs.filter(assistant=assistant_for_key(request, slug))
-        try:
-            limit = min(max(int(request.query_params.get("limit", 50)), 1), MAX_LIST)
-        except ValueError:
-            raise exceptions.ValidationError({"limit": [f"Use a number from 1 to {MAX_LIST}."]}) from None
-        return Response(DatasetOutputSerializer(qs[:limit], many=True).data)
+        f = self.FilterSerializer.parse(request)
+        slug = f.get("assistant")
+        assistant = (
+            assistant_for_key(request, slug)
+            if slug or request_key(request).assistant_id is not None
+            else None
+        )
+        datasets = selectors.dataset_list(assistant=assistant)[: f.get("limit", 50)]
+        return Response(DatasetOutputSerializer(datasets, many=True).data)
 
 
 class DatasetCollectionApi(DatasetListApi, DatasetCreateApi):
@@ -167,11 +174,25 @@ class DatasetDetailApi(APIView):
 class DatasetDownloadApi(APIView):
     permission_classes = [ReadScope]
 
+    class FilterSerializer(QuerySerializer):
+        split = QueryChoiceField(
+            choices=["train", "validation"],
+            error_messages={"invalid_choice": "Use split=train or split=validation."},
+        )
+
+        def get_fields(self):
+            fields = super().get_fields()
+            # `as` is a Python keyword: the field is named here rather than declared in the class body.
+            fields["as"] = QueryChoiceField(
+                choices=["json", "jsonl"],
+                error_messages={
+                    "invalid_choice": "Use as=jsonl (one example a line) or as=json (one array)."
+                },
+            )
+            return fields
+
     @extend_schema(
-        parameters=[
-            OpenApiParameter("split", str, enum=["train", "validation"], required=False),
-            OpenApiParameter("as", str, enum=["jsonl", "json"], required=False),
-        ],
+        parameters=[FilterSerializer],
         responses={
             (200, "application/jsonl"): OpenApiResponse(
                 OpenApiTypes.BINARY, description="as=jsonl: one a line."
@@ -182,16 +203,11 @@ class DatasetDownloadApi(APIView):
         },
     )
     def get(self, request: Request, pk: int):
+        dataset = _dataset_for_key(request, pk)
+        f = self.FilterSerializer.parse(request)
+        split, as_ = f.get("split", "train"), f.get("as", "jsonl")
         # A dataset an erasure marked is rebuilt without the erased customers before it is served.
-        dataset = dataset_ready(_dataset_for_key(request, pk))
-        split = request.query_params.get("split", "train")
-        as_ = request.query_params.get("as", "jsonl")
-        if split not in ("train", "validation"):
-            raise exceptions.ValidationError({"split": ["Use split=train or split=validation."]})
-        if as_ not in ("jsonl", "json"):
-            raise exceptions.ValidationError(
-                {"as": ["Use as=jsonl (one example a line) or as=json (one array)."]}
-            )
+        dataset = dataset_ready(dataset)
         path = dataset.train_file if split == "train" else dataset.validation_file
         if not path:
             raise exceptions.NotFound(

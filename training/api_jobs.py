@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key, require_user_permission
-from assistants.models import Assistant
 from assistants.schema import ErrorSerializer
-from assistants.serializers import JsonInputSerializer
-from feedback.api import FeedbackStatsSerializer
+from assistants.serializers import JsonInputSerializer, QueryChoiceField, QuerySerializer, QueryTextField
+from feedback.serializers import FeedbackStatsSerializer
 from training import selectors, services
 from training.api_datasets import DatasetOptionsField
 from training.models import TrainingJob
@@ -108,29 +107,25 @@ class JobListCreateApi(APIView):
         )
         dataset_options = DatasetOptionsField(required=False, help_text="Data-filter overrides for this run.")
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("assistant", str),
-            OpenApiParameter("status", str, enum=[*TrainingJob.Status.values, ""], description="Empty: any."),
-        ],
-        responses={200: JobSerializer(many=True)},
-    )
+    class FilterSerializer(QuerySerializer):
+        assistant = QueryTextField()
+        status = QueryChoiceField(
+            choices=["", *sorted(TrainingJob.Status.values)],
+            help_text="Empty: any.",
+            error_messages={
+                "invalid_choice": "Unknown status '{input}': use one of "
+                f"{', '.join(TrainingJob.Status.values)}."
+            },
+        )
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: JobSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        slug = request.query_params.get("assistant")
-        key = request_key(request)
-        job_status = request.query_params.get("status")
-        if job_status and job_status not in TrainingJob.Status.values:
-            raise exceptions.ValidationError(
-                {
-                    "status": [
-                        f"Unknown status '{job_status}': use one of {', '.join(TrainingJob.Status.values)}."
-                    ]
-                }
-            )
-        if slug or key.assistant_id:
-            jobs = selectors.job_list(assistant=assistant_for_key(request, slug), status=job_status)
+        f = self.FilterSerializer.parse(request)
+        slug = f.get("assistant")
+        if slug or request_key(request).assistant_id:
+            jobs = selectors.job_list(assistant=assistant_for_key(request, slug), status=f.get("status"))
         else:
-            jobs = selectors.job_list(status=job_status)
+            jobs = selectors.job_list(status=f.get("status"))
         return Response(JobSerializer(jobs[:MAX_LIST], many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: JobDetailSerializer, 409: CONFLICT_ACTIVE})
@@ -303,8 +298,11 @@ class HealthAllSerializer(serializers.Serializer):
 class HealthApi(APIView):
     permission_classes = [ReadScope]
 
+    class FilterSerializer(QuerySerializer):
+        assistant = QueryTextField()
+
     @extend_schema(
-        parameters=[OpenApiParameter("assistant", str)],
+        parameters=[FilterSerializer],
         responses={
             200: PolymorphicProxySerializer(
                 component_name="Health",
@@ -315,15 +313,11 @@ class HealthApi(APIView):
         description="One assistant's block with `?assistant=` or a key bound to one; else every assistant's.",
     )
     def get(self, request: Request) -> Response:
-        slug = request.query_params.get("assistant")
-        key = request_key(request)
-        if slug or key.assistant_id:
-            assistants = [assistant_for_key(request, slug)]
-        else:
-            assistants = list(Assistant.objects.select_related("live_version", "policy"))
-        blocks = [selectors.training_loop_health(assistant=a) for a in assistants]
-        if len(blocks) == 1 and (slug or key.assistant_id):
-            return Response(HealthOneSerializer({"status": "ok", **blocks[0]}).data)
+        slug = self.FilterSerializer.parse(request).get("assistant")
+        if slug or request_key(request).assistant_id:
+            block = selectors.training_loop_health(assistant=assistant_for_key(request, slug))
+            return Response(HealthOneSerializer({"status": "ok", **block}).data)
+        blocks = selectors.training_loop_health_all()
         return Response(HealthAllSerializer({"status": "ok", "assistants": blocks}).data)
 
 

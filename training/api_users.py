@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from assistants.auth import ManageScope, assistant_for_key, request_key, require_user_permission
+from assistants.serializers import QuerySerializer, QueryTextField
 from training.erasure import ERASE_PERM, customer_erase
 
 
@@ -39,22 +40,17 @@ class UserEraseApi(APIView):
         record = RecordSerializer(allow_null=True)
         previous = RecordSerializer(allow_null=True, help_text="The latest earlier erasure of this customer.")
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "assistant",
-                str,
-                required=False,
-                description="Erase in this assistant only. Default: the key's assistant, or every assistant "
-                "for a key bound to none.",
-            )
-        ],
-        responses={200: OutputSerializer},
-    )
+    class FilterSerializer(QuerySerializer):
+        assistant = QueryTextField(
+            help_text="Erase in this assistant only. Default: the key's assistant, or every assistant "
+            "for a key bound to none."
+        )
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: OutputSerializer})
     def delete(self, request: Request, user_ref: str) -> Response:
         # Erasure cannot be undone: a person answers for it, as for approvals.
         require_user_permission(request, ERASE_PERM)
-        slug = request.query_params.get("assistant")
+        slug = self.FilterSerializer.parse(request).get("assistant")
         if slug or request_key(request).assistant_id is not None:
             assistants = [assistant_for_key(request, slug)]
         else:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from assistants.models import Assistant, Deployment
 from feedback.rollups import local_midnight
 from feedback.selectors import feedback_daily_series, feedback_stats
-from training.models import EvaluationPrompt, RetrainPolicy, TrainingJob
+from training.models import EvaluationPrompt, RetrainPolicy, TrainingDataset, TrainingJob
 from training.policy import retrain_metrics
 from training.services import ACTIVE_STATUSES
 
@@ -137,3 +137,26 @@ def latest_calibration(*, assistant_id: int) -> tuple[TrainingJob | None, dict |
         .first()
     )
     return (job, job.evaluation["calibration"]) if job is not None else (None, None)
+
+
+# --- Reads of the REST API (training/api_*.py) ------------------------------------------------------
+
+
+def dataset_list(*, assistant: Assistant | None = None) -> QuerySet[TrainingDataset]:
+    """Datasets, newest first (the model's order), of one assistant or of all."""
+    qs = TrainingDataset.objects.select_related("assistant")
+    if assistant is not None:
+        qs = qs.filter(assistant=assistant)
+    return qs
+
+
+def dataset_get(*, dataset_id: int) -> TrainingDataset | None:
+    return TrainingDataset.objects.select_related("assistant").filter(pk=dataset_id).first()
+
+
+def training_loop_health_all() -> list[dict[str, Any]]:
+    """``training_loop_health`` of every assistant."""
+    return [
+        training_loop_health(assistant=assistant)
+        for assistant in Assistant.objects.select_related("live_version", "policy")
+    ]

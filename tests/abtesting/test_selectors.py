@@ -218,6 +218,19 @@ def test_it_lists_experiments_by_assistant_and_status(experiment, other_assistan
     assert set(selectors.experiment_list()) == {experiment, other}
 
 
+def test_it_lists_experiments_by_purpose(experiment):
+    rollout = Experiment.objects.create(
+        assistant=experiment.assistant,
+        control=experiment.control,
+        variant=experiment.variant,
+        purpose=Experiment.Purpose.ROLLOUT,
+        status=Experiment.Status.STOPPED,
+    )
+    assert list(selectors.experiment_list(purpose="rollout")) == [rollout]
+    assert list(selectors.experiment_list(purpose="ab_test")) == [experiment]
+    assert list(selectors.experiment_list(purpose="", status="")) == [rollout, experiment]
+
+
 def test_the_history_has_one_point_per_day(experiment):
     start = experiment.started_at
     for hours in (1, 5, 25):

@@ -48,3 +48,28 @@ def test_an_interaction_id_that_is_not_a_plain_number_is_400(ingest, assistant):
         response = ingest.get(URL, {"assistant": "shop", "interaction_id": value})
         assert response.status_code == 400, value
         assert "whole number" in response.json()["errors"]["interaction_id"][0]
+
+
+def test_an_empty_kind_or_interaction_id_is_400_not_the_default(ingest, assistant):
+    kind = ingest.get(URL, {"assistant": "shop", "kind": ""})
+    assert kind.status_code == 400
+    assert kind.json()["errors"] == {
+        "kind": [
+            "Unknown feedback kind '': use one of thumbs, rating, category, text, improvement, correction."
+        ]
+    }
+    interaction = ingest.get(URL, {"assistant": "shop", "interaction_id": ""})
+    assert interaction.status_code == 400
+    assert interaction.json()["errors"] == {
+        "interaction_id": ["Must be a whole number from 0 to 9223372036854775807."]
+    }
+
+
+def test_without_a_kind_it_asks_thumbs(ingest, assistant):
+    response = ingest.get(URL, {"assistant": "shop"})
+    assert response.status_code == 200
+    assert response.json() == {
+        "assistant": "shop",
+        "ask": None,
+        "prompt": {"kind": "thumbs", "question": "Was this response helpful?", "options": ["👍", "👎"]},
+    }

@@ -82,3 +82,17 @@ def test_a_datetime_outside_the_utc_range_is_a_400(reader, assistant, query):
     response = reader.get(f"{URL}?{query}")
     assert response.status_code == 400
     assert "out of range" in str(response.json()["errors"])
+
+
+def test_blank_bounds_are_no_bounds(reader, feedback_rows):
+    stats = reader.get(URL, {"since": "", "until": ""}).json()
+    assert (stats["total_feedback"], stats["since"], stats["until"]) == (3, None, None)
+
+
+def test_each_bad_bound_is_named(reader, assistant):
+    response = reader.get(URL, {"since": "yesterday", "until": "2024-02-30"})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "since": ["'yesterday' is not a date or ISO 8601 datetime."],
+        "until": ["'2024-02-30' is not a date or ISO 8601 datetime."],
+    }

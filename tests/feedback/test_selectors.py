@@ -5,7 +5,12 @@ from datetime import timedelta
 from django.utils import timezone
 
 from feedback.models import Feedback
-from feedback.selectors import feedback_daily_series
+from feedback.selectors import (
+    InteractionRef,
+    feedback_daily_series,
+    interaction_refs,
+    interaction_with_assistant_get,
+)
 from feedback.services import interaction_log
 
 
@@ -34,3 +39,35 @@ def test_the_daily_series_buckets_by_local_day(assistant, django_assert_max_num_
     first, last = series
     assert (first["total_feedback"], first["success_rate"], first["avg_rating"]) == (2, 0.5, 3.5)
     assert (last["total_feedback"], last["success_rate"], last["helpful_rate"]) == (1, 1.0, 1.0)
+
+
+def test_interaction_refs_resolve_each_item_in_order(assistant, other_assistant, django_assert_num_queries):
+    mine = [_feedback(assistant, i, timezone.now(), rating=5).interaction for i in (1, 2)]
+    theirs = interaction_log(
+        assistant=other_assistant, request_id="r1", messages=[{"role": "user", "content": "q"}], response="a"
+    ).interaction
+    items = [
+        {"request_id": "r2"},
+        {"interaction_id": mine[0].pk},
+        {"interaction_id": theirs.pk},  # another assistant's: not found for this one
+        {"request_id": "ghost"},
+        {"assistant": "bank", "request_id": "r1"},
+    ]
+    # One query per assistant and kind of reference: shop's ids and request ids, bank's request ids.
+    with django_assert_num_queries(3):
+        refs = interaction_refs(items=items, assistant_ids={None: assistant.pk, "bank": other_assistant.pk})
+    assert refs == [
+        InteractionRef(mine[1].pk, assistant.pk),
+        InteractionRef(mine[0].pk, assistant.pk),
+        None,
+        None,
+        InteractionRef(theirs.pk, other_assistant.pk),
+    ]
+
+
+def test_interaction_with_assistant_get_loads_what_the_api_shows(assistant, django_assert_num_queries):
+    logged = _feedback(assistant, 1, timezone.now(), rating=5).interaction
+    with django_assert_num_queries(1):
+        interaction = interaction_with_assistant_get(interaction_id=logged.pk)
+        assert (interaction.assistant.slug, interaction.model_version) == ("shop", None)
+    assert interaction_with_assistant_get(interaction_id=logged.pk + 1) is None

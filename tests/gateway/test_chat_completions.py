@@ -18,7 +18,7 @@ from assistants import backends
 from assistants.backends.local import LocalRetrievalModel
 from assistants.models import ApiKey
 from assistants.services import api_key_create, deployment_make_live, model_version_create
-from feedback.models import Interaction
+from feedback.models import Feedback, Interaction
 
 URL = "/v1/chat/completions"
 FAQ = {
@@ -192,6 +192,11 @@ def test_the_interaction_id_is_good_for_feedback(ingest, live):
     )
 
     assert response.status_code == 201, response.json()
+    feedback = response.json()
+    assert feedback["interaction_id"] == body["interaction_id"]
+    assert (feedback["kind"], feedback["helpful"], feedback["success"]) == ("thumbs", True, True)
+    stored = Feedback.objects.get(pk=feedback["id"])
+    assert stored.interaction.response == body["choices"][0]["message"]["content"]
 
 
 @pytest.mark.django_db

@@ -99,6 +99,20 @@ def test_it_lists_and_reads_datasets(reader, assistant, other_assistant, feedbac
     assert detail.status_code == 200 and detail.json()["stats"]["sourceCount"] == 40
 
 
+def test_the_list_limit_is_brought_into_range(reader, assistant, feedback_rows):
+    newest = [dataset_build(assistant=assistant).pk for _ in range(3)][::-1]
+    assert [d["id"] for d in reader.get("/api/v1/datasets?limit=2").json()] == newest[:2]
+    assert [d["id"] for d in reader.get("/api/v1/datasets?limit=0").json()] == newest[:1]
+    assert [d["id"] for d in reader.get("/api/v1/datasets?limit=1000").json()] == newest
+
+
+@pytest.mark.parametrize("limit", ["", "many", "2.5"])
+def test_a_limit_that_is_not_a_number_is_400(reader, assistant, limit):
+    response = reader.get("/api/v1/datasets", {"limit": limit})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"limit": ["Use a number from 1 to 200."]}
+
+
 def test_a_key_bound_to_another_assistant_sees_404(assistant, other_assistant, feedback_rows):
     dataset = dataset_build(assistant=assistant)
     _, raw = api_key_create(scope=ApiKey.Scope.READ, assistant=other_assistant)
@@ -131,8 +145,12 @@ def test_it_streams_both_splits_as_jsonl_and_json(reader, assistant, feedback_ro
 
 def test_download_rejects_bad_parameters_and_missing_splits(reader, assistant, feedback_rows):
     dataset = dataset_build(assistant=assistant, options={"validation_share": 0})
-    assert reader.get(f"/api/v1/datasets/{dataset.pk}/download?split=test").status_code == 400
-    assert reader.get(f"/api/v1/datasets/{dataset.pk}/download?as=csv").status_code == 400
+    split = reader.get(f"/api/v1/datasets/{dataset.pk}/download?split=test")
+    assert split.status_code == 400
+    assert split.json()["errors"] == {"split": ["Use split=train or split=validation."]}
+    as_ = reader.get(f"/api/v1/datasets/{dataset.pk}/download?as=")
+    assert as_.status_code == 400
+    assert as_.json()["errors"] == {"as": ["Use as=jsonl (one example a line) or as=json (one array)."]}
     missing = reader.get(f"/api/v1/datasets/{dataset.pk}/download?split=validation")
     assert missing.status_code == 404 and "no validation split" in missing.json()["detail"]
 

@@ -77,8 +77,14 @@ def test_bad_input_is_a_400(alice_manager, assistant):
         "/api/v1/jobs", {"assistant": "shop", "skip_ab_test": "maybe"}, format="json"
     )
     assert response.status_code == 400
-    assert "skip_ab_test" in response.json()["errors"]
-    assert alice_manager.post("/api/v1/jobs", {"assistant": "nope"}, format="json").status_code == 404
+    assert response.json() == {
+        "detail": "Invalid input: see `errors` for what to fix.",
+        "errors": {"skip_ab_test": ["Must be true or false (a JSON boolean)."]},
+    }
+    unknown = alice_manager.post("/api/v1/jobs", {"assistant": "nope"}, format="json")
+    assert unknown.status_code == 404
+    assert "nope" in unknown.json()["detail"]
+    assert not TrainingJob.objects.exists()
 
 
 def test_starting_needs_a_key_acting_for_a_user_who_may_start_jobs(manager, assistant, bob):
@@ -122,7 +128,13 @@ def test_it_lists_and_filters_jobs(reader, assistant, other_assistant):
     assert [j["status"] for j in reader.get("/api/v1/jobs?assistant=shop&status=training").json()] == [
         "training"
     ]
-    assert reader.get("/api/v1/jobs?status=bogus").status_code == 400
+    assert len(reader.get("/api/v1/jobs?status=").json()) == 3  # empty: any status
+    bogus = reader.get("/api/v1/jobs?status=bogus")
+    assert bogus.status_code == 400
+    assert bogus.json()["errors"]["status"] == [
+        "Unknown status 'bogus': use one of pending, preparing, training, evaluating, testing, "
+        "awaiting_approval, deploying, deployed, rejected, failed, cancelled."
+    ]
 
 
 def test_a_key_bound_to_another_assistant_sees_none_of_its_jobs(assistant, other_assistant):

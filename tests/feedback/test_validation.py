@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from feedback.api import FeedbackItemSerializer, validate_feedback_item
+from feedback.validation import FeedbackItemSerializer, validate_feedback_item
 
 VALUES = [
     None,
@@ -86,3 +86,33 @@ def test_it_agrees_with_the_serializer_on_random_items():
 def test_it_agrees_on_things_that_are_not_objects():
     for data in ([1, 2], "x", None, 3):
         assert validate_feedback_item(data)[1] == _serializer(data)[1]
+
+
+def test_a_good_item_comes_back_with_the_fields_defaults():
+    attrs, errors = validate_feedback_item({"interaction_id": 7, "rating": 4, "comment": "  ok "})
+    assert errors is None
+    assert attrs == {"interaction_id": 7, "rating": 4, "comment": "ok", "helpful": None}
+
+
+def test_each_rule_across_fields_says_what_to_send():
+    assert validate_feedback_item({"helpful": True})[1] == {
+        "interaction_id": ["Send exactly one of `interaction_id` or `request_id`."]
+    }
+    assert validate_feedback_item({"interaction_id": 1, "comment": " "})[1] == {
+        "non_field_errors": [
+            "Feedback carries nothing: send at least one of helpful, rating, accuracy, helpfulness, tone, "
+            "relevance, completeness, comment, suggestion, corrected_answer."
+        ]
+    }
+    assert validate_feedback_item({"request_id": "r1", "kind": "rating", "helpful": True})[1] == {
+        "kind": ["Feedback of kind 'rating' needs `rating`."]
+    }
+
+
+def test_values_are_taken_only_in_their_json_type():
+    attrs, errors = validate_feedback_item({"interaction_id": "3", "rating": "5"})
+    assert attrs is None
+    assert errors == {
+        "interaction_id": ["Must be a whole number (a JSON number without a fraction)."],
+        "rating": ["Must be a whole number (a JSON number without a fraction)."],
+    }
