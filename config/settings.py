@@ -341,6 +341,9 @@ if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", SITE_URL):
 
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+# Seconds per provider request (for a stream: per wait for its next piece); the gateway's stream lease
+# is derived from it (gateway/services.py).
+OPENAI_TIMEOUT = env_int("OPENAI_TIMEOUT", 30)
 
 # Training jobs may run this long inside a worker; django-q2's task timeout must exceed the longest
 # policy training_timeout, and retry must exceed timeout (django-q2 requirement).
