@@ -327,9 +327,12 @@
     if (config.ask !== "auto") return render(container, requestId, token);
     var query = "?assistant=" + encodeURIComponent(config.assistant) +
       "&request_id=" + encodeURIComponent(requestId) + "&feedback_token=" + encodeURIComponent(token);
-    api("/api/v1/feedback-prompt" + query).then(function (answer) {
-      if (answer.ask) render(container, requestId, token, answer.prompt.question);
-    });
+    api("/api/v1/feedback-prompt" + query).then(
+      function (answer) {
+        if (answer.ask) render(container, requestId, token, answer.prompt.question);
+      },
+      function () {} // the server could not say whether to ask: not asking is the quiet default
+    );
   }
 
   function scan() {
