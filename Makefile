@@ -1,6 +1,8 @@
 # Two commands on a fresh machine: `make run` and `make test`.
 PYTHON ?= python3
 PORT ?= 8000
+# Exported so the settings' default SITE_URL (the links in notifications) names the port served on.
+export PORT
 VENV := .venv
 PY := $(VENV)/bin/python
 HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)

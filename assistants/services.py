@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from assistants.models import ApiKey, Assistant, Deployment, ModelVersion
 from assistants.selectors import rollback_target
@@ -183,3 +185,28 @@ def api_key_create(
 
 def api_key_revoke(*, key: ApiKey) -> None:
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def api_key_publishable_derived(
+    *, purpose: str, assistant: Assistant, allowed_origins: list[str], name: str = ""
+) -> tuple[ApiKey, str]:
+    """A publishable ingest key that a page of our own can show on every visit without storing it.
+
+    The raw key is an HMAC of ``purpose`` and the assistant under SECRET_KEY (as unguessable as a random
+    key to anyone without the secret); its row is made on first use. Such a key sits in the page anyway,
+    and a publishable key only sends feedback that carries an interaction's feedback token. A revoked
+    key stays revoked (the row is found, not made again); a new SECRET_KEY derives a new key.
+    """
+    mac = salted_hmac(f"trainloop.apikey.{purpose}", str(assistant.pk), algorithm="sha256").digest()
+    raw = f"tl_in_{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    key, _ = ApiKey.objects.get_or_create(
+        hashed_key=ApiKey.hash(raw),
+        defaults=dict(
+            name=name or purpose,
+            prefix=raw[:10],
+            scope=ApiKey.Scope.INGEST,
+            assistant=assistant,
+            allowed_origins=[origin_normalise(origin) for origin in allowed_origins],
+        ),
+    )
+    return key, raw

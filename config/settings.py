@@ -333,13 +333,17 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: set one of them to False.")
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "trainloop@localhost")
-# Links in emails and webhooks are absolute: where reviewers reach this site.
-SITE_URL = (env_str("SITE_URL") or "http://127.0.0.1:8000").rstrip("/")
+# Links in emails and webhooks are absolute: where reviewers reach this site. Unset, the address `start`
+# serves on (`make run PORT=8001` exports PORT to it and to its worker, which sends the notifications).
+SITE_URL = (env_str("SITE_URL") or f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")
 if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", SITE_URL):
     raise ImproperlyConfigured(f"SITE_URL={SITE_URL!r} is not a URL: write e.g. https://loop.example.com")
 
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+# Seconds per provider request (for a stream: per wait for its next piece); the gateway's stream lease
+# is derived from it (gateway/services.py).
+OPENAI_TIMEOUT = env_int("OPENAI_TIMEOUT", 30)
 
 # Training jobs may run this long inside a worker; django-q2's task timeout must exceed the longest
 # policy training_timeout, and retry must exceed timeout (django-q2 requirement).

@@ -21,6 +21,7 @@ urlpatterns = [
     path("", include("feedback.urls")),
     path("", include("abtesting.urls")),
     path("", include("training.urls")),
+    path("", include("gateway.page_urls")),
 ]
 
 handler404 = "config.errors.not_found"

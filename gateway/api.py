@@ -435,6 +435,8 @@ class ChatCompletionCreateApi(APIView):
             )
             if exc.interaction is not None:
                 _identified(response, exc.interaction)
+            if exc.retry_after is not None:
+                response["Retry-After"] = str(exc.retry_after)
             if exc.status >= 500:
                 # The backend already retried; OpenAI SDKs honour this header, so one chat request
                 # does not turn into three failed calls and three logged interactions.

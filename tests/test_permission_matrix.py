@@ -129,6 +129,9 @@ MATRIX: dict[str, dict[str, int]] = {
     "GET experiments/": VIEW_PAGE,
     "GET experiments/<int:pk>/": VIEW_PAGE,
     "POST experiments/<int:pk>/stop/": REVIEWER_ACTION,
+    "GET widget/demo/": VIEW_PAGE,
+    # Any dashboard user may ask the demo assistant (here there is none): back to the page.
+    "POST widget/demo/": page(viewer=302, reviewer=302, staff=302),
 }
 
 # Django admin's own URLs (one per model and action) check is_staff and model permissions themselves;

@@ -31,6 +31,12 @@ class ProviderNotConfigured(BackendError):
     """No API key: the openai backend cannot be used until one is set."""
 
 
+def request_timeout() -> float:
+    """Seconds the provider has for each HTTP attempt (``OPENAI_TIMEOUT``): for a stream, each wait for
+    its next piece."""
+    return float(getattr(settings, "OPENAI_TIMEOUT", DEFAULT_TIMEOUT))
+
+
 def client(*, max_retries: int | None = None, timeout: float | None = None) -> openai.OpenAI:
     """An ``openai.OpenAI`` for the configured provider (raises ``ProviderNotConfigured`` without a key)."""
     api_key = getattr(settings, "OPENAI_API_KEY", "") or ""
@@ -38,7 +44,7 @@ def client(*, max_retries: int | None = None, timeout: float | None = None) -> o
         raise ProviderNotConfigured(MISSING_KEY)
     base_url = getattr(settings, "OPENAI_BASE_URL", "") or ""
     retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
-    seconds = float(getattr(settings, "OPENAI_TIMEOUT", DEFAULT_TIMEOUT) if timeout is None else timeout)
+    seconds = request_timeout() if timeout is None else float(timeout)
     config = (base_url, api_key, retries, seconds)
     with _clients_lock:
         cached = _clients.get(config)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from assistants.services import api_key_create, deployment_make_live, model_version_create
+from assistants.models import ApiKey
+from assistants.services import (
+    api_key_create,
+    api_key_publishable_derived,
+    api_key_revoke,
+    deployment_make_live,
+    model_version_create,
+)
 from feedback.models import Feedback
 from feedback.services import interaction_log
 from feedback.tokens import feedback_token
@@ -129,3 +136,40 @@ def test_origins_are_stored_as_browsers_send_them(assistant, typed, stored):
 def test_it_refuses_values_that_are_not_origins(assistant, typed):
     with pytest.raises(ValueError, match="is not a browser origin: write it as scheme://host"):
         api_key_create(scope="ingest", allowed_origins=[typed])
+
+
+def test_a_derived_key_is_the_same_on_every_call_and_made_once(assistant, other_assistant):
+    first, raw = api_key_publishable_derived(
+        purpose="widget-demo", assistant=assistant, allowed_origins=[SHOP]
+    )
+    again, raw_again = api_key_publishable_derived(
+        purpose="widget-demo", assistant=assistant, allowed_origins=[SHOP]
+    )
+    _, other = api_key_publishable_derived(
+        purpose="widget-demo", assistant=other_assistant, allowed_origins=[SHOP]
+    )
+    _, elsewhere = api_key_publishable_derived(
+        purpose="another-page", assistant=assistant, allowed_origins=[SHOP]
+    )
+
+    assert raw == raw_again and first == again and ApiKey.objects.count() == 3
+    assert len({raw, other, elsewhere}) == 3
+    assert raw.startswith("tl_in_") and len(raw) == len(api_key_create(scope="ingest")[1])
+    assert first.is_publishable and first.scope == "ingest" and first.assistant == assistant
+    assert first.allowed_origins == [SHOP]
+
+
+def test_a_derived_key_changes_with_the_secret_key_and_stays_revoked(assistant, settings):
+    key, raw = api_key_publishable_derived(purpose="widget-demo", assistant=assistant, allowed_origins=[SHOP])
+    api_key_revoke(key=key)
+
+    again, raw_again = api_key_publishable_derived(
+        purpose="widget-demo", assistant=assistant, allowed_origins=[SHOP]
+    )
+    settings.SECRET_KEY = "another-secret-key-" + "x" * 40
+    _, rotated = api_key_publishable_derived(
+        purpose="widget-demo", assistant=assistant, allowed_origins=[SHOP]
+    )
+
+    assert raw_again == raw and not again.is_active
+    assert rotated != raw

@@ -7,12 +7,14 @@ import importlib.util
 import json
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import openai
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from assistants import backends
 from assistants.backends.local import LocalRetrievalModel
@@ -282,14 +284,135 @@ def test_a_repeated_request_id_streams_the_logged_answer_again(ingest, live):
     assert again == first
 
 
+# -- a stream whose process died: the lease -----------------------------------------------------------
+
+
+def _abandoned(assistant, request_id: str, text: str, *, age_seconds: float) -> Interaction:
+    """What a process that died mid-stream leaves: the interaction logged when its stream opened, never
+    completed, begun ``age_seconds`` ago."""
+    assistant.refresh_from_db()  # its live version
+    logged = interaction_log(
+        assistant=assistant, request_id=request_id, messages=_ask(text)["messages"], response=""
+    ).interaction
+    began = timezone.now() - timedelta(seconds=age_seconds)
+    Interaction.objects.filter(pk=logged.pk).update(created_at=began)
+    return logged
+
+
 @pytest.mark.django_db
-def test_a_request_id_still_streaming_is_refused_with_409(ingest, assistant, live):
-    interaction_log(assistant=assistant, request_id="r-1", messages=_ask("hi")["messages"], response="")
+def test_a_request_id_still_streaming_is_refused_with_409_and_when_to_retry(
+    ingest, assistant, live, settings
+):
+    settings.OPENAI_TIMEOUT = 1  # the lease: 10 timeouts for the answer + 2 = 12 s
+    _abandoned(assistant, "r-1", "hi", age_seconds=4)
 
     response = ingest.post(URL, _ask("hi", stream=True, metadata={"request_id": "r-1"}), format="json")
 
     assert response.status_code == 409
-    assert response.json()["error"]["code"] == "request_in_progress"
+    error = response.json()["error"]
+    assert error["code"] == "request_in_progress"
+    assert 7 <= int(response["Retry-After"]) <= 8
+    assert f"in {response['Retry-After']} s" in error["message"]
+    assert "is still being answered" in error["message"] and "Retry after" in error["message"]
+    assert Interaction.objects.get().response == ""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_retry_after_the_lease_answers_the_abandoned_interaction_once(
+    ingest, assistant, live, settings, stream
+):
+    settings.OPENAI_TIMEOUT = 1
+    abandoned = _abandoned(assistant, "r-2", "where is my order", age_seconds=13)
+
+    body = _ask("where is my order", stream=stream, metadata={"request_id": "r-2"})
+    response = ingest.post(URL, body, format="json")
+
+    assert response.status_code == 200
+    if stream:
+        events = _events(response)
+        assert events[-1] == "[DONE]"
+        text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e["choices"])
+        assert {e["interaction_id"] for e in events[:-1]} == {abandoned.pk}
+    else:
+        text = response.json()["choices"][0]["message"]["content"]
+        assert response.json()["interaction_id"] == abandoned.pk
+    assert text == ANSWER
+    interaction = Interaction.objects.get()  # the same row, answered: stored once
+    assert interaction.pk == abandoned.pk and interaction.response == ANSWER
+    assert interaction.error is None and interaction.latency_ms is not None
+    assert interaction.model_version == live
+    assert timezone.now() - interaction.created_at < timedelta(seconds=5)  # its retry's start
+    # Another retry now replays the answer.
+    again = ingest.post(URL, _ask("where is my order", metadata={"request_id": "r-2"}), format="json")
+    assert again.json()["choices"][0]["message"]["content"] == ANSWER
+    assert Interaction.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_of_two_retries_after_the_lease_one_answers_and_the_other_waits_for_its_new_lease(
+    ingest, assistant, live, settings
+):
+    settings.OPENAI_TIMEOUT = 1
+    _abandoned(assistant, "r-3", "where is my order", age_seconds=60)
+
+    first = chat_completion_stream(
+        assistant=assistant, messages=_ask("where is my order")["messages"], request_id="r-3"
+    )
+    second = ingest.post(URL, _ask("where is my order", metadata={"request_id": "r-3"}), format="json")
+    events = list(first.events)
+
+    assert second.status_code == 409
+    assert 11 <= int(second["Retry-After"]) <= 12  # the whole lease of the first retry
+    assert "".join(e for e in events if isinstance(e, str)) == ANSWER
+    assert Interaction.objects.get().response == ANSWER
+
+
+@pytest.mark.django_db
+def test_a_retry_after_the_lease_whose_backend_fails_is_logged_on_the_same_row(
+    ingest, assistant, fake_provider, settings
+):
+    version = model_version_create(
+        assistant=assistant, name="shop-ft", backend="openai", provider_model="ft:x"
+    )
+    deployment_make_live(version=version, reason="initial")
+    settings.OPENAI_TIMEOUT = 1
+    abandoned = _abandoned(assistant, "r-4", "hi", age_seconds=13)
+
+    response = ingest.post(URL, _ask("hi", metadata={"request_id": "r-4"}), format="json")
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "backend_error"
+    assert response["x-interaction-id"] == str(abandoned.pk)
+    interaction = Interaction.objects.get()
+    assert "404" in interaction.error and interaction.response == ""
+
+
+@pytest.mark.django_db
+def test_an_abandoned_stream_whose_version_was_deleted_is_a_404_once_its_lease_is_over(
+    ingest, assistant, live, settings
+):
+    settings.OPENAI_TIMEOUT = 1
+    _abandoned(assistant, "r-5", "hi", age_seconds=13)
+    Interaction.objects.update(model_version=None)
+
+    response = ingest.post(URL, _ask("hi", metadata={"request_id": "r-5"}), format="json")
+
+    assert response.status_code == 404
+    assert "logged without a model version" in response.json()["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_a_stream_is_cut_off_at_its_deadline_so_it_never_outlives_its_lease(ingest, live, settings):
+    settings.OPENAI_TIMEOUT = 1e-9  # a deadline no answer can meet
+
+    events = _events(ingest.post(URL, _ask("where is my order", stream=True), format="json"))
+
+    assert "[DONE]" not in events
+    error = events[-1]["error"]
+    assert error["code"] == "backend_error" and "took longer than" in error["message"]
+    interaction = Interaction.objects.get()
+    assert "took longer than" in interaction.error and interaction.latency_ms is not None
 
 
 @pytest.mark.django_db
