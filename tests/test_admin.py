@@ -11,7 +11,7 @@ from assistants.services import api_key_create, deployment_make_live, model_vers
 from feedback.services import feedback_set_excluded, feedback_submit, interaction_log
 from training import services
 
-OUR_APPS = {"assistants", "feedback", "abtesting", "training"}
+OUR_APPS = {"assistants", "feedback", "abtesting", "training", "notifications"}
 
 
 def our_model_admins():
