@@ -9,7 +9,7 @@ The unit is the user
 Routing randomises *users* (a request without a user reference is its own unit), and a returning
 customer's interactions are correlated: one who is well served tends to be well served again. Testing
 per interaction treats those interactions as independent and understates the variance (at a within-user
-correlation of 0.3 a per-interaction test said "better/worse" in 20 % of A/A runs in issue 11's audit).
+correlation of 0.3 a per-interaction test says "better/worse" in about 20 % of A/A runs; docs/PERFORMANCE.md).
 So every figure is computed per randomised unit: for each unit ``u`` of an arm, ``n_u`` rated interactions
 and ``s_u`` successes; the rate is the ratio estimator ``r = sum(s_u) / sum(n_u)`` and its variance is the
 delta method's ``sum((s_u - r n_u)^2) / (sum n_u)^2`` (as GrowthBook and Eppo do when the analysis unit

@@ -37,12 +37,6 @@ _key_cache_lock = threading.Lock()
 _KEY_CACHE_MAX = 10_000
 
 
-def api_key_cache_clear() -> None:
-    """Forget cached keys in this process (tests that revoke a key they have already used call this)."""
-    with _key_cache_lock:
-        _key_cache.clear()
-
-
 def _lookup_key(hashed: str) -> ApiKey | None:
     ttl = float(getattr(settings, "API_KEY_CACHE_SECONDS", DEFAULT_KEY_CACHE_SECONDS))
     now = time.monotonic()

@@ -67,7 +67,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "axes",
-    # Our apps, lowest layer first (see DESIGN.md: imports only point down).
+    # Our apps, lowest layer first (docs/ARCHITECTURE.md: imports only point down).
     "assistants",
     "feedback",
     "abtesting",

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from assistants.admin import ReadOnlyAdmin
 from notifications import services
 from notifications.models import Event, EventType, NotificationSettings, WebhookDelivery, WebhookEndpoint
 from notifications.schedules import digest_schedules_sync
@@ -88,16 +89,6 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         messages.success(
             request, f"Test event queued for {queryset.count()} endpoint(s): see each one's delivery log."
         )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Audit rows: looked at, never edited by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WebhookDelivery)

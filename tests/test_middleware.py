@@ -64,7 +64,7 @@ def test_json_requests_are_left_to_the_api(client):
     ],
 )
 def test_a_nul_in_a_query_parameter_is_a_json_400_on_the_api(url, manager):
-    # PostgreSQL refused the NUL in the query with a DataError (a 500); SQLite answered as if absent.
+    # PostgreSQL refuses NUL in a query (a DataError) and SQLite ignores it: both answer alike.
     response = manager.get(url)
     assert response.status_code == 400
     name = url.split("=%00")[0].rsplit("&", 1)[-1].rsplit("?", 1)[-1]

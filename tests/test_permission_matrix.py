@@ -18,7 +18,6 @@ from django.contrib.auth.models import Group, User
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from abtesting.services import experiment_start
-from assistants.auth import api_key_cache_clear
 from assistants.models import ApiKey
 from assistants.services import api_key_create, api_key_revoke, assistant_create
 from feedback.tokens import feedback_token
@@ -188,7 +187,6 @@ def world(db, monkeypatch):
 
     revoked, revoked_raw = api_key_create(scope=ApiKey.Scope.MANAGE, assistant=shop, user=reviewer)
     api_key_revoke(key=revoked)
-    api_key_cache_clear()
     keys = {
         "ingest": api_key_create(scope=ApiKey.Scope.INGEST, assistant=shop)[1],
         "read": api_key_create(scope=ApiKey.Scope.READ, assistant=shop)[1],

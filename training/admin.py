@@ -4,12 +4,14 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 
 from abtesting import selectors as ab_selectors
+from assistants.admin import ReadOnlyAdmin
 from assistants.models import Assistant
 from feedback.admin import InteractionAdmin
 from feedback.models import ErasureRecord, Interaction
+from training import services
 from training.erasure import ERASE_PERM, customer_erase
 from training.models import EvaluationPrompt, JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
-from training.schedules import policy_schedule_delete, policy_schedule_sync
+from training.schedules import policy_schedule_delete
 
 
 @admin.register(RetrainPolicy)
@@ -170,10 +172,15 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
         )
         return f"⚠ {plan['warning']} {text}" if plan["warning"] else text
 
+    def get_readonly_fields(self, request, obj=None):
+        # A saved policy stays with its assistant: its schedule is named after the assistant, so moving
+        # the policy would leave that schedule checking the old one.
+        return (*self.readonly_fields, "assistant") if obj is not None else self.readonly_fields
+
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        # The django-q2 schedule follows the policy: created/updated on save, removed when disabled.
-        policy_schedule_sync(policy=obj)
+        # The form has validated the values and set them on obj; the service saves them as the API and
+        # commands do, and keeps the django-q2 schedule in step (removed when disabled).
+        services.policy_update(policy=obj, **{name: form.cleaned_data[name] for name in form.changed_data})
 
     def delete_model(self, request, obj):
         assistant_id = obj.assistant_id
@@ -197,9 +204,12 @@ class JobEventInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
 
 @admin.register(TrainingJob)
-class TrainingJobAdmin(admin.ModelAdmin):
+class TrainingJobAdmin(ReadOnlyAdmin):
     """Read-only: jobs change only through the state machine (dashboard, API, workers)."""
 
     list_display = ("id", "assistant", "trigger", "status", "new_model_version", "created_at", "finished_at")
@@ -208,40 +218,22 @@ class TrainingJobAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     inlines = (JobEventInline,)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(TrainingDataset)
-class TrainingDatasetAdmin(admin.ModelAdmin):
+class TrainingDatasetAdmin(ReadOnlyAdmin):
     list_display = ("id", "assistant", "format", "train_count", "validation_count", "created_at")
     list_filter = ("assistant", "format")
     exclude = ("feedback",)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(EvaluationPrompt)
-class EvaluationPromptAdmin(admin.ModelAdmin):
+class EvaluationPromptAdmin(ReadOnlyAdmin):
     """Read-only: each prompt of a job's offline evaluation (the job page lists them too)."""
 
     list_display = ("job", "position", "question", "candidate_passed", "live_passed", "pairwise", "differs")
     list_filter = ("differs", "candidate_passed", "live_passed", "reference_is_correction")
     search_fields = ("question", "reference", "candidate_answer", "live_answer")
     list_select_related = ("job",)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class InteractionEraseAdmin(InteractionAdmin):

@@ -169,12 +169,19 @@ class RetrainPolicy(models.Model):
     )
 
     # A/B testing.
-    ab_enabled = models.BooleanField(default=True, verbose_name="A/B test enabled")
+    ab_enabled = models.BooleanField(
+        default=True,
+        verbose_name="A/B test enabled",
+        help_text="After offline evaluation, test a new version against the live one on live traffic; "
+        "the test's result decides. Off: the offline evaluation decides.",
+    )
     ab_traffic_split = models.FloatField(
         default=0.5, help_text="Share of traffic to the new version, in (0, 1)."
     )
     ab_min_sample_size = models.PositiveIntegerField(
-        default=100, help_text="Interactions with feedback per arm before deciding."
+        default=100,
+        help_text="Users with feedback per arm before deciding (users are the unit of the test: each "
+        "user stays in one arm, however many answers they rate).",
     )
     ab_max_duration_days = models.FloatField(
         default=7,
@@ -195,21 +202,56 @@ class RetrainPolicy(models.Model):
     )
 
     # Progressive rollout after approval (seed: 10% → 50% → 100%).
-    rollout_enabled = models.BooleanField(default=False)
+    rollout_enabled = models.BooleanField(
+        default=False,
+        help_text="Deploy a new version in stages (below) instead of all at once; in any stage where it "
+        "does significantly worse than the version live before, it is rolled back.",
+    )
     rollout_stages = models.CharField(
         max_length=100, default="0.1,0.5,1.0", help_text="Traffic shares, comma-separated."
     )
     rollout_stage_hours = models.FloatField(default=48.0, help_text="Hours each stage is held.")
 
     # Data filters for the training-data pipeline.
-    min_rating = models.PositiveSmallIntegerField(default=4, validators=RATING)
-    require_helpful = models.BooleanField(default=True)
-    min_confidence = models.FloatField(default=0.7, validators=UNIT)
-    include_negative = models.BooleanField(default=False)
-    deduplicate = models.BooleanField(default=True)
-    similarity_threshold = models.FloatField(default=0.9, validators=UNIT)
-    max_examples = models.PositiveIntegerField(default=10000)
-    validation_share = models.FloatField(default=0.1, validators=UNIT)
+    min_rating = models.PositiveSmallIntegerField(
+        default=4,
+        validators=RATING,
+        help_text="Answers rated below this (1–5) are left out; a rating at least this counts as positive "
+        "when the customer gave no thumbs-up.",
+    )
+    require_helpful = models.BooleanField(
+        default=True, help_text="Leave out answers the customer marked as not helpful (thumbs-down)."
+    )
+    min_confidence = models.FloatField(
+        default=0.7,
+        validators=UNIT,
+        help_text="Leave out feedback whose confidence (0–1) is below this; feedback without a confidence "
+        "(a person's) is kept.",
+    )
+    include_negative = models.BooleanField(
+        default=False,
+        help_text="Keep answers whatever their rating or thumbs (excluded feedback stays out). Answers with "
+        "a corrected answer are always kept: the correction is trained on, not the original.",
+    )
+    deduplicate = models.BooleanField(
+        default=True,
+        help_text="Keep one example of each group of near-duplicates (the best rated, then newest).",
+    )
+    similarity_threshold = models.FloatField(
+        default=0.9,
+        validators=UNIT,
+        help_text="Two examples are near-duplicates at this Jaccard similarity of their word 3-shingles "
+        "(question and answer), in (0, 1].",
+    )
+    max_examples = models.PositiveIntegerField(
+        default=10000, help_text="Examples per dataset at most, newest first (0: no limit)."
+    )
+    validation_share = models.FloatField(
+        default=0.1,
+        validators=UNIT,
+        help_text="Share of examples held out for offline evaluation, in [0, 1); an interaction stays in "
+        "the same split when the dataset is rebuilt.",
+    )
     system_prompt = models.TextField(blank=True, help_text="Empty: the assistant's system prompt.")
 
     # Redaction of personal data before a dataset leaves the product (training/pipeline/redact.py).
@@ -242,7 +284,7 @@ class RetrainPolicy(models.Model):
         verbose_name_plural = "retrain policies"
 
     def __str__(self) -> str:
-        return f"policy for {self.assistant_id}"
+        return f"Retrain policy for {self.assistant.name}"
 
     def clean(self) -> None:
         errors = {}

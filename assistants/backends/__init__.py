@@ -99,18 +99,11 @@ def estimated_usage(messages: Sequence[dict[str, Any]], reply: str) -> dict[str,
 
 _cache: OrderedDict[tuple[int, str], LocalRetrievalModel] = OrderedDict()
 _cache_lock = threading.Lock()
-_cache_stats = {"hits": 0, "misses": 0}
 
 
 def clear_model_cache() -> None:
     with _cache_lock:
         _cache.clear()
-        _cache_stats.update(hits=0, misses=0)
-
-
-def model_cache_stats() -> dict[str, int]:
-    with _cache_lock:
-        return {**_cache_stats, "size": len(_cache)}
 
 
 def load_local_model(version: ModelVersion) -> LocalRetrievalModel:
@@ -128,9 +121,7 @@ def load_local_model(version: ModelVersion) -> LocalRetrievalModel:
         model = _cache.get(key)
         if model is not None:
             _cache.move_to_end(key)
-            _cache_stats["hits"] += 1
             return model
-        _cache_stats["misses"] += 1
     # Load outside the lock: two first requests may both load, which is cheaper than serialising all
     # requests behind one slow read.
     try:

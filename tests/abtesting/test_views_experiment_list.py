@@ -85,7 +85,7 @@ def test_it_rejects_post(client, bob):
 
 @pytest.mark.parametrize("page", ["9" * 25, str(2**63)])
 def test_a_page_beyond_what_the_database_can_count_is_page_one(client, bob, experiments, page):
-    # The OFFSET overflowed the database's bigint: a 500 on SQLite and PostgreSQL.
+    # Such an OFFSET would overflow the database's bigint (SQLite and PostgreSQL alike).
     client.force_login(bob)
     response = client.get(URL, {"page": page})
     assert response.status_code == 200 and b"shop-v1" in response.content

@@ -67,7 +67,7 @@ def test_it_rejects_get(client, alice, url):
 
 
 def test_a_reason_with_a_nul_byte_is_refused(client, alice, experiment, url):
-    # PostgreSQL refuses NUL in text: saving it was a 500 (SQLite stored it).
+    # PostgreSQL refuses NUL in text and SQLite would store it: both answer alike, saying what to fix.
     client.force_login(alice)
     response = client.post(url, {"reason": "wrong\x00language"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 400 and b"reason contains a NUL character" in response.content

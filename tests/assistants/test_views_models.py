@@ -94,7 +94,7 @@ def test_it_rejects_post(client, bob):
 
 
 def test_the_last_day_west_of_utc_is_not_a_500(client, bob, history, settings):
-    # The end of 9999-12-31 in New York is past the last UTC datetime: the conversion overflowed.
+    # The end of 9999-12-31 in New York is past the last UTC datetime: the conversion would overflow.
     settings.TIME_ZONE = "America/New_York"
     client.force_login(bob)
     response = client.get(URL, {"assistant": "shop", "at": "9999-12-31"})

@@ -89,7 +89,7 @@ def test_it_refuses_a_form_without_the_live_version(client, alice, assistant, ve
 
 @pytest.mark.parametrize("field", ["note", "from_version"])
 def test_a_nul_byte_is_refused(client, alice, assistant, versions, url, field):
-    # PostgreSQL refuses NUL in text: querying or saving it was a 500 (SQLite stored the note).
+    # PostgreSQL refuses NUL in a query or a row and SQLite would store it: both answer alike.
     client.force_login(alice)
     data = {"from_version": "shop-v2", "note": "v2 breaks refunds"}
     data[field] += "\x00"

@@ -36,8 +36,8 @@ def pytest_collection_modifyitems(items):
 
 # The live server runs in another thread, so test data must be committed (transaction=True). The flush
 # after each such test drops the roles a data migration made; ``_roles`` below makes them again.
-# (serialized_rollback restored them too, but failed with a duplicate content type whenever another
-# transactional test had flushed first: its post_migrate recreates the content types the restore loads.)
+# (Not serialized_rollback: it fails with a duplicate content type whenever another transactional test
+# has flushed first, because that flush's post_migrate recreates the content types the restore loads.)
 LIVE_DB = pytest.mark.django_db(transaction=True)
 _ROLES = importlib.import_module("training.migrations.0002_roles")
 

@@ -78,7 +78,7 @@ def test_an_impossible_date_is_400(reader, assistant, value):
 
 @pytest.mark.parametrize("query", ["since=0001-01-01T00:00:00%2B14:00", "until=9999-12-31T23:59:59-14:00"])
 def test_a_datetime_outside_the_utc_range_is_a_400(reader, assistant, query):
-    # SQLite stores UTC: converting these overflowed (OverflowError, a 500).
+    # SQLite stores UTC, and these lie outside what a UTC datetime can hold.
     response = reader.get(f"{URL}?{query}")
     assert response.status_code == 400
     assert "out of range" in str(response.json()["errors"])

@@ -60,7 +60,7 @@ def test_it_rejects_get(client, alice, url):
 
 
 def test_an_answer_with_a_nul_byte_is_refused(client, alice, feedback, url):
-    # PostgreSQL refuses NUL in text: saving it was a 500 (SQLite stored it).
+    # PostgreSQL refuses NUL in text and SQLite would store it: both answer alike, saying what to fix.
     client.force_login(alice)
     response = client.post(url, {"corrected_answer": "Refunds\x00 take 5 days."}, HTTP_HX_REQUEST="true")
     assert response.status_code == 400 and b"corrected_answer contains a NUL character" in response.content

@@ -48,7 +48,7 @@ def test_it_never_redirects_off_site(client, alice, url):
 
 @pytest.mark.parametrize("target", ["x", "feedback"])
 def test_a_next_that_is_not_a_path_goes_back_to_the_explorer(client, alice, url, target):
-    # redirect() read a "next" without a "/" as a URL name to reverse: NoReverseMatch, a 500.
+    # redirect() reads a "next" without a "/" as a URL name to reverse: only a path is followed.
     client.force_login(alice)
     response = client.post(url, {"excluded": "1", "next": target})
     assert response.status_code == 302 and response["Location"] == reverse("feedback-explorer")

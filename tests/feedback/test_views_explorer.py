@@ -144,7 +144,7 @@ def test_extreme_filter_values_are_never_a_500(client, bob, rows, query):
 
 
 def test_since_the_first_day_east_of_utc_is_not_a_500(client, bob, rows, settings):
-    # Midnight of 0001-01-01 in Tokyo is in year 0 in UTC: the database conversion overflowed.
+    # Midnight of 0001-01-01 in Tokyo is in year 0 in UTC: the database conversion would overflow.
     settings.TIME_ZONE = "Asia/Tokyo"
     client.force_login(bob)
     response = client.get(URL, {"assistant": "shop", "since": "0001-01-01"})

@@ -13,7 +13,7 @@ from django.utils import timezone
 from feedback.models import Feedback, Interaction
 from training.models import DatasetExample, RetrainPolicy
 from training.pipeline import DatasetInvalid, DatasetOptions, dataset_build, dataset_require_valid
-from training.pipeline.validate import preflight_lines
+from training.pipeline.validate import DEFAULT_CONTEXT_LIMIT, check_chat
 
 T0 = timezone.now() - timedelta(days=1)
 NO_DEDUP = {"deduplicate": False, "validation_share": 0.0}
@@ -64,8 +64,7 @@ def test_it_builds_a_valid_chat_dataset_from_good_feedback(assistant):
             {"role": "assistant", "content": "Answer number 0: your order 0 ships soon."},
         ]
     }
-    with default_storage.open(ds.train_file, "rb") as f:
-        assert preflight_lines(f) == []
+    assert [check_chat(row, DEFAULT_CONTEXT_LIMIT)[0] for row in rows] == [None] * 12  # the upload's checks
     import hashlib
 
     with default_storage.open(ds.train_file, "rb") as f:

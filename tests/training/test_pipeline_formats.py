@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from feedback.models import Feedback, Interaction
 from training.pipeline import dataset_build
-from training.pipeline.validate import preflight_lines
+from training.pipeline.validate import DEFAULT_CONTEXT_LIMIT, check_preference
 
 T0 = timezone.now() - timedelta(days=1)
 OPTS = {"deduplicate": False, "validation_share": 0.0}
@@ -107,8 +107,7 @@ def test_preference_pairs_come_from_corrections_of_poor_answers(assistant):
         "non_preferred_output": [{"role": "assistant", "content": "Sorry, no idea about 0."}],
     }
     assert ds.stats["filteredByReason"] == {"no_correction": 1, "original_not_poor": 1}
-    with default_storage.open(ds.train_file, "rb") as f:
-        assert preflight_lines(f, format="preference") == []
+    assert [check_preference(row, DEFAULT_CONTEXT_LIMIT)[0] for row in rows] == [None] * 10
 
 
 def test_chat_metadata_stays_out_of_the_uploaded_file(assistant):

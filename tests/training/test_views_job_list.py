@@ -88,7 +88,7 @@ def test_htmx_history_restore_gets_the_full_page(client, bob, jobs):
 
 @pytest.mark.parametrize("page", ["9" * 25, str(2**63)])
 def test_a_page_beyond_what_the_database_can_count_is_page_one(client, bob, jobs, page):
-    # The OFFSET overflowed the database's bigint: a 500 on SQLite and PostgreSQL.
+    # Such an OFFSET would overflow the database's bigint (SQLite and PostgreSQL alike).
     client.force_login(bob)
     response = client.get(URL, {"page": page})
     assert response.status_code == 200 and b"Deployed</span>" in response.content

@@ -2,28 +2,32 @@
 
 Per chat example: every message is an object with a known role (system, user, assistant) and non-empty
 string content; there is at least one user and one assistant message; the example ends with an assistant
-message (the target); the estimated token count fits the base model's training context. Per dataset: at
-least 10 training examples (chat and preference). Errors name the split, the 0-based example index (the
-line in that split's file) and the reason.
+message (the target); the token count fits the base model's training context. Per dataset: at least each
+format's minimum of training examples (``formats.Format.min_examples``: 10 for chat and preference, as
+OpenAI requires). Errors name the split, the 0-based example index (the line in that split's file) and
+the reason.
 
-**Token estimate:** ``tiktoken``'s ``o200k_base`` when its encoding file is available offline (cached in
-``TIKTOKEN_CACHE_DIR``); otherwise ``ceil(characters / 4) + 4`` per message plus 3 per example — OpenAI's
-rule of thumb (~4 characters a token) plus its per-message framing overhead. The stats record which one.
+**Token count:** exact with ``tiktoken`` (the optional ``tokens`` extra) and the ``o200k_base`` encoding
+file shipped next to this module, ``encodings/o200k_base.tiktoken.gz``: o200k_base is the encoding of
+the gpt-4o and gpt-4.1 families, which the default base model (gpt-4o-mini) belongs to; for gpt-3.5-turbo
+(cl100k_base) it is a close estimate. The file is OpenAI's, byte for byte (its SHA-256 is the one tiktoken
+checks, verified on load), gzipped to 1.7 MB from 3.6 MB. It is loaded from there, never downloaded: a
+build behind a firewall must not hang on a download with no timeout. Without tiktoken the count is an
+estimate, ``ceil(characters / 4) + 4`` per message plus 3 per example — OpenAI's rule of thumb (~4
+characters a token) plus its per-message framing overhead. The stats record which one was used.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
-import json
 import math
-import os
-import tempfile
-from collections.abc import Iterable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 KNOWN_ROLES = frozenset({"system", "user", "assistant"})
-MIN_TRAINING_EXAMPLES = 10
 # Training context per base model family (OpenAI's documented per-example limits); longest prefix wins.
 CONTEXT_LIMITS = {
     "gpt-4.1": 65_536,
@@ -41,44 +45,57 @@ def context_limit(base_model: str) -> int:
     return DEFAULT_CONTEXT_LIMIT
 
 
-_O200K_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+# The o200k_base encoding as tiktoken defines it (tiktoken_ext/openai_public.py): its ranks file, with
+# the SHA-256 tiktoken expects of it, its pre-tokeniser pattern and its special tokens.
+ENCODING_NAME = "o200k_base"
+ENCODING_FILE = Path(__file__).with_name("encodings") / "o200k_base.tiktoken.gz"
+ENCODING_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+_O200K_PATTERN = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+_O200K_SPECIAL_TOKENS = {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}
 
 
-def _encoding_cached() -> bool:
-    """Whether tiktoken would find o200k_base in its cache (its own lookup rule, tiktoken/load.py).
-
-    tiktoken downloads a missing file, with no timeout: behind a firewall that drops packets a build (and
-    the job waiting on it) would hang instead of falling back to the estimate.
-    """
-    if "TIKTOKEN_CACHE_DIR" in os.environ:
-        cache_dir = os.environ["TIKTOKEN_CACHE_DIR"]
-    elif "DATA_GYM_CACHE_DIR" in os.environ:
-        cache_dir = os.environ["DATA_GYM_CACHE_DIR"]
-    else:
-        cache_dir = os.path.join(tempfile.gettempdir(), "data-gym-cache")
-    if not cache_dir:  # tiktoken's "no cache": every use downloads
-        return False
-    return os.path.isfile(os.path.join(cache_dir, hashlib.sha1(_O200K_URL.encode()).hexdigest()))
+def encoding_ranks() -> dict[bytes, int]:
+    """The shipped encoding file's token ranks; ValueError when the file is not the one tiktoken expects."""
+    data = gzip.decompress(ENCODING_FILE.read_bytes())
+    if hashlib.sha256(data).hexdigest() != ENCODING_SHA256:
+        raise ValueError(f"{ENCODING_FILE} is not OpenAI's {ENCODING_NAME} file (SHA-256 mismatch).")
+    # The .tiktoken format, as tiktoken.load.load_tiktoken_bpe reads it: "<base64 token> <rank>" per line.
+    return {
+        base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines())
+    }
 
 
 @lru_cache(maxsize=1)
-def _encoding():
-    if not _encoding_cached():
-        return None
+def encoding():
+    """The tiktoken encoding, or None without tiktoken installed (then counts are estimates)."""
     try:
         import tiktoken
-
-        return tiktoken.get_encoding("o200k_base")
-    except Exception:  # not installed, or an unreadable cached file: fall back to the documented estimate
+    except ImportError:
         return None
+    return tiktoken.Encoding(
+        name=ENCODING_NAME,
+        pat_str=_O200K_PATTERN,
+        mergeable_ranks=encoding_ranks(),
+        special_tokens=_O200K_SPECIAL_TOKENS,
+    )
 
 
 def tokenizer_name() -> str:
-    return "o200k_base" if _encoding() is not None else "estimate: ceil(chars/4)+4 per message"
+    return ENCODING_NAME if encoding() is not None else "estimate: ceil(chars/4)+4 per message"
 
 
 def count_tokens(text: str) -> int:
-    enc = _encoding()
+    enc = encoding()
     if enc is not None:
         return len(enc.encode(text, disallowed_special=()))
     return math.ceil(len(text) / 4)
@@ -157,38 +174,6 @@ CHECKS = {
     "rag_documents": check_rag,
     "classification": check_classification,
 }
-
-
-def preflight_lines(
-    lines: Iterable[str | bytes],
-    *,
-    format: str = "chat_completion",
-    base_model: str = "",
-    split: str = "train",
-    min_examples: int | None = None,
-) -> list[dict[str, Any]]:
-    """Check a JSONL file's lines; the errors in the dataset's ``validation_errors`` shape."""
-    check = CHECKS[format]
-    limit = context_limit(base_model)
-    errors: list[dict[str, Any]] = []
-    count = 0
-    for index, line in enumerate(lines):
-        count += 1
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            errors.append(
-                {"example": index, "split": split, "error": f"Example {index} is not valid JSON: {exc}."}
-            )
-            continue
-        error, _ = check(record if isinstance(record, dict) else {}, limit)
-        if error:
-            errors.append({"example": index, "split": split, "error": f"Example {index} {error}."})
-    if min_examples is None:
-        min_examples = MIN_TRAINING_EXAMPLES if format in ("chat_completion", "preference") else 1
-    if split == "train" and count < min_examples:
-        errors.append({"example": None, "split": split, "error": too_few_message(count, min_examples)})
-    return errors
 
 
 def too_few_message(count: int, minimum: int) -> str:
