@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from feedback.models import CurationLog, ErasureRecord, Feedback, Interaction
+from feedback.models import CurationLog, ErasureRecord, Feedback, Interaction, RetentionRecord
 
 
 @admin.register(Interaction)
@@ -63,6 +63,48 @@ class ErasureRecordAdmin(admin.ModelAdmin):
     @admin.display(description="model versions trained on them")
     def model_version_names(self, obj: ErasureRecord) -> str:
         return ", ".join(f"{v['assistant']}/{v['name']}" for v in obj.model_versions) or "—"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RetentionRecord)
+class RetentionRecordAdmin(admin.ModelAdmin):
+    """Read-only log of the nightly retention passes (training.retention); the policy sets the days."""
+
+    list_display = (
+        "id",
+        "created_at",
+        "assistant",
+        "retention_days",
+        "interactions",
+        "feedback",
+        "kept",
+        "complete",
+    )
+    list_filter = ("assistant", "complete")
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "created_at",
+        "assistant",
+        "retention_days",
+        "cutoff",
+        "interactions",
+        "feedback",
+        "other_rows",
+        "batches",
+        "longest_batch_ms",
+        "kept",
+        "datasets",
+        "seconds",
+        "complete",
+    )
 
     def has_add_permission(self, request) -> bool:
         return False

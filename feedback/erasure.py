@@ -1,7 +1,7 @@
 """Deleting customers' rows in batches, and the keyed hash that names a customer in erasure records.
 
 ``interactions_delete_in_batches`` is the one way rows leave this app on purpose: a customer's erasure
-uses it now and retention (issue 16, item 3) is meant to reuse it. Each batch is its own short
+and retention (``feedback.retention``) both use it. Each batch is its own short
 transaction (``BATCH_SIZE`` interactions with their feedback and whatever refers to that feedback:
 dataset provenance, the curation log), so no lock is held for longer than one batch, and ingestion
 carries on between batches. A batch deletes rows by primary key only, so repeating it (a retried call, two
