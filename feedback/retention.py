@@ -130,7 +130,7 @@ def interactions_expire(
         if not rows:
             break
         after = rows[-1]
-        deleted = interactions_delete_in_batches([pk for _, pk in rows], batch_size=batch_size)
+        deleted = interactions_delete_in_batches([pk for _, pk in rows], batch_size=batch_size, fair=True)
         _add(result.deleted, deleted)
     result.kept = Interaction.objects.filter(assistant_id=assistant_id, created_at__lt=cutoff).count()
     return result
