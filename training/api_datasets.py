@@ -43,6 +43,8 @@ class DatasetOutputSerializer(serializers.Serializer):
     downloads = serializers.SerializerMethodField()
 
     def get_downloads(self, obj: TrainingDataset) -> dict[str, str]:
+        if obj.retention_expired_at is not None:
+            return {}  # its files were deleted by retention
         url = reverse("training-api-dataset-download", args=[obj.pk])
         out = {"train": f"{url}?split=train"}
         if obj.validation_file:
@@ -184,6 +186,11 @@ class DatasetDownloadApi(APIView):
     def get(self, request: Request, pk: int):
         # A dataset an erasure marked is rebuilt without the erased customers before it is served.
         dataset = dataset_ready(_dataset_for_key(request, pk))
+        if dataset.retention_expired_at is not None:
+            raise exceptions.NotFound(
+                f"The files of dataset {pk} were deleted on {dataset.retention_expired_at:%Y-%m-%d} by the "
+                "retention policy (retention_days); build a new dataset (POST /api/v1/datasets)."
+            )
         split = request.query_params.get("split", "train")
         as_ = request.query_params.get("as", "jsonl")
         if split not in ("train", "validation"):
