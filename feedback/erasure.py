@@ -1,10 +1,10 @@
 """Deleting customers' rows in batches, and the keyed hash that names a customer in erasure records.
 
 ``interactions_delete_in_batches`` is the one way rows leave this app on purpose: a customer's erasure
-and retention (``feedback.retention``) both use it. Each batch is its own short
-transaction (``BATCH_SIZE`` interactions with their feedback and whatever refers to that feedback:
-dataset provenance, the curation log), so no lock is held for longer than one batch, and ingestion
-carries on between batches. A batch deletes rows by primary key only, so repeating it (a retried call, two
+and retention (``feedback.retention``) both use it. Each batch is its own short transaction
+(``BATCH_SIZE`` interactions with their feedback and whatever refers to that feedback: dataset
+provenance, the curation log), so no lock is held for longer than one batch, and ingestion carries on
+between batches. A batch deletes rows by primary key only, so repeating it (a retried call, two
 erasures of the same customer at once) deletes nothing twice and never fails.
 
 What is deleted rather than anonymised, and why: an interaction holds what the customer wrote and a
@@ -82,9 +82,9 @@ def interactions_delete_in_batches(
     ``fair``: on SQLite, pause after each batch for as long as it took. SQLite has one write lock for the
     whole database, and a writer waiting for it polls at growing intervals (its busy timeout), so batches
     that follow each other at once can hold ingestion off for the whole run (measured: one write waited
-    0.53 s, the whole pass, behind 50 back-to-back batches; ``python -m bench retention``). The pause lets
-    it in between batches, at the price of a run at least twice as long. PostgreSQL locks only the deleted rows,
-    which no writer waits for, so it needs no pause.
+    0.53 s, the whole pass, behind 50 back-to-back batches; ``python -m bench retention``). The pause
+    lets it in between batches, at the price of a run at least twice as long. PostgreSQL locks only the
+    deleted rows, which no writer waits for, so it needs no pause.
     """
     result = Deleted()
     using = router.db_for_write(Interaction)

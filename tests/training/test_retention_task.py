@@ -333,7 +333,7 @@ def test_an_erasure_does_not_mark_a_dataset_retention_expired(assistant):
     assert dataset.erasure_marked_at is None
 
 
-def test_the_nightly_schedule_is_made_by_the_migration_and_repaired(assistant, settings):
+def test_the_nightly_schedule_is_made_by_the_migration_and_repaired(assistant):
     schedule = Schedule.objects.get(name=RETENTION_NAME)
     assert (schedule.func, schedule.schedule_type, schedule.repeats) == (RETENTION_FUNC, Schedule.DAILY, -1)
     Schedule.objects.filter(name=RETENTION_NAME).delete()
