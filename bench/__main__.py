@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-BENCHES = ("ingest", "dataset", "train", "abtest", "pages", "redaction", "erasure", "stream")
+BENCHES = ("ingest", "dataset", "train", "abtest", "pages", "redaction", "erasure", "retention", "stream")
 EXTRA = ("scale",)  # run by name only
 
 

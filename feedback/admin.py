@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from assistants.admin import ReadOnlyAdmin
-from feedback.models import CurationLog, ErasureRecord, Feedback, Interaction
+from feedback.models import CurationLog, ErasureRecord, Feedback, Interaction, RetentionRecord
 from feedback.services import feedback_correct, feedback_set_excluded
 
 CURATE_PERM = "feedback.curate_feedback"
@@ -95,6 +95,42 @@ class ErasureRecordAdmin(ReadOnlyAdmin):
     @admin.display(description="model versions trained on them")
     def model_version_names(self, obj: ErasureRecord) -> str:
         return ", ".join(f"{v['assistant']}/{v['name']}" for v in obj.model_versions) or "—"
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RetentionRecord)
+class RetentionRecordAdmin(ReadOnlyAdmin):
+    """Read-only log of the nightly retention passes (training.retention); the policy sets the days."""
+
+    list_display = (
+        "id",
+        "created_at",
+        "assistant",
+        "retention_days",
+        "interactions",
+        "feedback",
+        "kept",
+        "complete",
+    )
+    list_filter = ("assistant", "complete")
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "created_at",
+        "assistant",
+        "retention_days",
+        "cutoff",
+        "interactions",
+        "feedback",
+        "other_rows",
+        "batches",
+        "longest_batch_ms",
+        "kept",
+        "datasets",
+        "seconds",
+        "complete",
+    )
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -1,10 +1,10 @@
 """Deleting customers' rows in batches, and the keyed hash that names a customer in erasure records.
 
 ``interactions_delete_in_batches`` is the one way rows leave this app on purpose: a customer's erasure
-uses it now and retention (issue 16, item 3) is meant to reuse it. Each batch is its own short
-transaction (``BATCH_SIZE`` interactions with their feedback and whatever refers to that feedback:
-dataset provenance, the curation log), so no lock is held for longer than one batch, and ingestion
-carries on between batches. A batch deletes rows by primary key only, so repeating it (a retried call, two
+and retention (``feedback.retention``) both use it. Each batch is its own short transaction
+(``BATCH_SIZE`` interactions with their feedback and whatever refers to that feedback: dataset
+provenance, the curation log), so no lock is held for longer than one batch, and ingestion carries on
+between batches. A batch deletes rows by primary key only, so repeating it (a retried call, two
 erasures of the same customer at once) deletes nothing twice and never fails.
 
 What is deleted rather than anonymised, and why: an interaction holds what the customer wrote and a
@@ -21,12 +21,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.utils.crypto import salted_hmac
 
 from feedback.models import Feedback, Interaction
 
 BATCH_SIZE = 200
+MIN_PAUSE_SECONDS = 0.005  # a fair run's shortest pause between batches (SQLite)
 _SALT = "trainloop.feedback.erasure.user_ref"
 
 
@@ -70,15 +71,24 @@ def interactions_delete_in_batches(
     *,
     batch_size: int = BATCH_SIZE,
     before_each: Callable[[list[int]], None] | None = None,
+    fair: bool = False,
 ) -> Deleted:
     """Delete ``ids`` ``batch_size`` at a time, each batch in its own transaction.
 
     ``before_each(batch)`` runs inside the batch's transaction, before the delete: the caller records what
     the rows were part of (the datasets that contained them) while the references still exist, and
     atomically with their removal.
+
+    ``fair``: on SQLite, pause after each batch for as long as it took. SQLite has one write lock for the
+    whole database, and a writer waiting for it polls at growing intervals (its busy timeout), so batches
+    that follow each other at once can hold ingestion off for the whole run (measured: one write waited
+    0.53 s, the whole pass, behind 50 back-to-back batches; ``python -m bench retention``). The pause
+    lets it in between batches, at the price of a run at least twice as long. PostgreSQL locks only the
+    deleted rows, which no writer waits for, so it needs no pause.
     """
     result = Deleted()
     using = router.db_for_write(Interaction)
+    pause = fair and connections[using].vendor == "sqlite"
     for start in range(0, len(ids), batch_size):
         batch = list(ids[start : start + batch_size])
         began = time.perf_counter()
@@ -86,7 +96,10 @@ def interactions_delete_in_batches(
             if before_each is not None:
                 before_each(batch)
             per_model = interactions_delete(batch)
-        result.longest_batch_seconds = max(result.longest_batch_seconds, time.perf_counter() - began)
+        took = time.perf_counter() - began
+        result.longest_batch_seconds = max(result.longest_batch_seconds, took)
+        if pause:
+            time.sleep(max(took, MIN_PAUSE_SECONDS))
         result.batches += 1
         result.interactions += per_model.pop(_INTERACTION, 0)
         result.feedback += per_model.pop(_FEEDBACK, 0)

@@ -185,6 +185,42 @@ class ErasureRecord(models.Model):
         return f"erasure {self.pk} ({self.subject[:12]}…)"
 
 
+class RetentionRecord(models.Model):
+    """What one retention pass removed for one assistant, and when: counts only, no personal data.
+
+    Written by ``training.retention`` when a pass deleted or expired anything. Datasets are listed by id
+    (``training`` sits above this app).
+    """
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="+")
+    retention_days = models.PositiveIntegerField()
+    cutoff = models.DateTimeField(help_text="Rows created before this local midnight were due.")
+    interactions = models.PositiveIntegerField(default=0)
+    feedback = models.PositiveIntegerField(default=0)
+    other_rows = models.JSONField(
+        default=dict, help_text="Rows deleted with them (provenance, curation log, A/B units, prompts)."
+    )
+    batches = models.PositiveIntegerField(default=0)
+    longest_batch_ms = models.FloatField(default=0.0, help_text="The longest any one batch held its locks.")
+    kept = models.PositiveIntegerField(
+        default=0,
+        help_text="Interactions older than the cut-off still kept: in a running A/B test, in the dataset "
+        "of a job in progress, or with feedback younger than the cut-off.",
+    )
+    datasets = models.JSONField(default=list, help_text="Datasets expired: files and provenance deleted.")
+    seconds = models.FloatField(default=0.0)
+    complete = models.BooleanField(
+        default=True, help_text="Off: the pass stopped at its time budget; the next one continues."
+    )
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"retention {self.pk} ({self.interactions} interactions)"
+
+
 class DailyRollup(models.Model):
     """What one assistant's model version received on one local day, summed: the figures' building block.
 

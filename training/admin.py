@@ -127,6 +127,15 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
                 ),
             },
         ),
+        (
+            "Retention",
+            {
+                "description": "Raw interactions and feedback are deleted every night once they are this "
+                "many days old; the dashboard keeps its daily figures. What was deleted: Feedback → "
+                "Retention records. Details: docs/PRIVACY.md.",
+                "fields": ("retention_days",),
+            },
+        ),
     )
 
     readonly_fields = ("grader_calibration", "ab_power_plan")

@@ -45,6 +45,8 @@ class DatasetOutputSerializer(serializers.Serializer):
     downloads = serializers.SerializerMethodField()
 
     def get_downloads(self, obj: TrainingDataset) -> dict[str, str]:
+        if obj.retention_expired_at is not None:
+            return {}  # its files were deleted by retention
         url = reverse("training-api-dataset-download", args=[obj.pk])
         out = {"train": f"{url}?split=train"}
         if obj.validation_file:
@@ -208,6 +210,11 @@ class DatasetDownloadApi(APIView):
         split, as_ = f.get("split", "train"), f.get("as", "jsonl")
         # A dataset an erasure marked is rebuilt without the erased customers before it is served.
         dataset = dataset_ready(dataset)
+        if dataset.retention_expired_at is not None:
+            raise exceptions.NotFound(
+                f"The files of dataset {pk} were deleted on {dataset.retention_expired_at:%Y-%m-%d} by the "
+                "retention policy (retention_days); build a new dataset (POST /api/v1/datasets)."
+            )
         path = dataset.train_file if split == "train" else dataset.validation_file
         if not path:
             raise exceptions.NotFound(

@@ -98,7 +98,10 @@ def customer_erase(
 
     def mark_datasets(batch: list[int]) -> None:
         found = set(
-            DatasetExample.objects.filter(feedback__interaction_id__in=batch)
+            # A dataset that retention expired has no files left to rebuild.
+            DatasetExample.objects.filter(
+                feedback__interaction_id__in=batch, dataset__retention_expired_at__isnull=True
+            )
             .values_list("dataset_id", flat=True)
             .distinct()
         )

@@ -278,6 +278,18 @@ class RetrainPolicy(models.Model):
         "numbers written with +country code are recognised in any case. Empty: only those.",
     )
 
+    # Retention of raw interactions and feedback (training/retention.py, docs/PRIVACY.md).
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        verbose_name="retention (days)",
+        help_text="Delete interactions and their feedback once they are this many days old (whole days, "
+        "every night), and the files of datasets built that long ago. The dashboard's figures for those "
+        "days stay as they were: they come from daily aggregates. Rows of a running A/B test or of a job "
+        "in progress wait until it ends. Empty: keep everything.",
+    )
+
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -360,6 +372,9 @@ class TrainingDataset(models.Model):
     # happens before its next use (training.pipeline.erasure.dataset_ready) or in the worker.
     erasure_marked_at = models.DateTimeField(null=True, blank=True, db_index=True)
     erasure_rebuilt_at = models.DateTimeField(null=True, blank=True)
+    # Older than the policy's retention: its files, provenance and evaluated prompts were deleted
+    # (training.retention); the row stays so jobs and model versions keep pointing at what it was.
+    retention_expired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-created_at", "-id")

@@ -19,6 +19,11 @@ CHECK_FUNC = "training.tasks.check_retraining"
 WATCHDOG_FUNC = "training.tasks.watchdog"
 WATCHDOG_NAME = "training.watchdog"
 WATCHDOG_HALF_NAME = "training.watchdog.half"
+RETENTION_FUNC = "training.tasks.retention_apply"
+RETENTION_NAME = "training.retention"
+# Local time of the nightly retention pass: after midnight, so the day it deletes is complete, and
+# away from the default retrain checks (02:00).
+RETENTION_TIME = dt.time(3, 30)
 
 _TYPES = {
     RetrainPolicy.Schedule.EVERY_MINUTE: Schedule.MINUTES,
@@ -59,6 +64,7 @@ def next_run_at(policy: RetrainPolicy, *, now: dt.datetime | None = None) -> dt.
 def policy_schedule_sync(*, policy: RetrainPolicy) -> Schedule | None:
     """Create or update the policy's schedule; delete it when the policy is disabled."""
     watchdog_schedule_ensure()  # jobs need the watchdog; a migration made it, this repairs a deletion
+    retention_schedule_ensure()
     name = schedule_name(policy.assistant_id)
     if not policy.enabled:
         Schedule.objects.filter(name=name).delete()
@@ -100,6 +106,24 @@ def watchdog_schedule_ensure() -> Schedule:
             "minutes": 1,
             "repeats": -1,
             "next_run": (schedule.next_run or timezone.now()) + dt.timedelta(seconds=30),
+        },
+    )
+    return schedule
+
+
+def retention_schedule_ensure(*, now: dt.datetime | None = None) -> Schedule:
+    """The nightly retention pass (one for every policy: ``training.retention``), at RETENTION_TIME
+    local time. Made by a migration; this repairs a deletion."""
+    tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    local_now = (now or timezone.now()).astimezone(tz)
+    at = dt.datetime.combine(local_now.date(), RETENTION_TIME, tzinfo=tz)
+    schedule, _ = Schedule.objects.get_or_create(
+        name=RETENTION_NAME,
+        defaults={
+            "func": RETENTION_FUNC,
+            "schedule_type": Schedule.DAILY,
+            "repeats": -1,
+            "next_run": at if at > local_now else at + dt.timedelta(days=1),
         },
     )
     return schedule

@@ -82,3 +82,11 @@ def dataset_rebuild_after_erasure(dataset_id: int) -> str:
         return "missing"
     dataset = dataset_rebuild(dataset)
     return f"rebuilt: {dataset.train_count + dataset.validation_count} examples"
+
+
+def retention_apply() -> list[dict]:
+    """Nightly: delete raw rows and expire datasets older than each policy's retention
+    (training.retention)."""
+    from training.retention import retention_apply_all
+
+    return [result.as_dict() for result in retention_apply_all()]

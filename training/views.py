@@ -561,6 +561,11 @@ def dataset_download(request: HttpRequest, dataset_id: int) -> FileResponse:
     """Stream a dataset split to a signed-in user (the API's download needs an API key instead)."""
     _require(request, DATASET_PERM)
     dataset = dataset_ready(get_object_or_404(TrainingDataset, pk=dataset_id))  # erased customers out first
+    if dataset.retention_expired_at is not None:
+        raise Http404(
+            f"The files of dataset {dataset.pk} were deleted on {dataset.retention_expired_at:%Y-%m-%d} "
+            "by the retention policy."
+        )
     split = request.GET.get("split", "train")
     path = {"train": dataset.train_file, "validation": dataset.validation_file}.get(split)
     if path is None:
