@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from assistants.exceptions import RollbackError
 from assistants.models import ApiKey, Assistant, Deployment, ModelVersion
 from assistants.selectors import rollback_target
 
@@ -91,10 +92,6 @@ def deployment_record_stage(
         note=note,
         user=user if user is not None and user.is_authenticated else None,
     )
-
-
-class RollbackError(Exception):
-    pass
 
 
 @transaction.atomic

@@ -6,24 +6,14 @@ from datetime import timedelta
 import pytest
 
 from abtesting import services
+from abtesting.exceptions import ExperimentNotRunning
 from abtesting.models import Experiment, ExperimentSnapshot
 from abtesting.routing import route
 from abtesting.signals import experiment_concluded
 from abtesting.statistics import ArmCounts
-from assistants.models import Deployment
-from assistants.services import deployment_make_live, model_version_create
 from feedback.models import Feedback, Interaction
 
 _ids = itertools.count()
-
-
-@pytest.fixture
-def versions(assistant):
-    control = model_version_create(assistant=assistant, name="shop-v1")
-    deployment_make_live(version=control, reason=Deployment.Reason.INITIAL)
-    variant = model_version_create(assistant=assistant, name="shop-v2")
-    assistant.refresh_from_db()
-    return control, variant
 
 
 def start(assistant, versions, **settings) -> Experiment:
@@ -308,11 +298,14 @@ def test_a_sample_ratio_mismatch_marks_the_experiment_invalid(assistant, version
 # ---------------------------------------------------------------- stop and the signal
 
 
-def test_stopping_is_idempotent(assistant, versions, alice):
+def test_stopping_again_is_refused_and_changes_nothing(assistant, versions, alice):
     experiment = start(assistant, versions)
     services.experiment_stop(experiment=experiment, user=alice, reason="wrong candidate")
     ended_at = experiment.ended_at
-    services.experiment_stop(experiment=Experiment.objects.get(pk=experiment.pk), user=None, reason="again")
+    with pytest.raises(ExperimentNotRunning, match=f"Experiment {experiment.pk} is already stopped"):
+        services.experiment_stop(
+            experiment=Experiment.objects.get(pk=experiment.pk), user=None, reason="again"
+        )
     experiment.refresh_from_db()
     assert (experiment.status, experiment.decision_reason, experiment.stopped_by) == (
         "stopped",
