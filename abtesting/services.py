@@ -1,5 +1,9 @@
 """Writes for experiments: start, tally, analyse, decide, stop. Progressive rollouts: ``abtesting.rollouts``.
 
+Over 400 lines because an experiment's life cycle shares one tally format, one analysis record and one
+guarded conclusion (``experiment_conclude``); the pure parts live in ``statistics``, ``assignment`` and
+``formatting``.
+
 Every state change is one conditional UPDATE on ``status="running"`` (plus, for a rollout stage, the stage
 index), so a retried task, two workers or a double click can never conclude, stop or advance an experiment
 twice; the loser sees 0 rows updated and does nothing. When an experiment leaves ``running``,

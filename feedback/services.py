@@ -1,4 +1,8 @@
-"""Writes for interactions and feedback: each accepted write is stored exactly once, even on retries."""
+"""Writes for interactions and feedback: each accepted write is stored exactly once, even on retries.
+
+Over 400 lines because single and batch writes share one idempotency path (request hash, conflict
+check, the SQLite writer lock) whose pieces only make sense together.
+"""
 
 from __future__ import annotations
 

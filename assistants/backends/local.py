@@ -1,5 +1,7 @@
 """The embedded local model: a small retrieval answerer that learns from feedback.
 
+(Over 400 lines: one model class and its index, about a third of it this explanation.)
+
 What it is
 ----------
 A customer-service "model" that answers a question by finding the most similar
