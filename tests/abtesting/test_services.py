@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from abtesting import services
-from abtesting.exceptions import ExperimentNotRunning
+from abtesting.exceptions import ExperimentBusy, ExperimentError, ExperimentNotRunning
 from abtesting.models import Experiment, ExperimentSnapshot
 from abtesting.routing import route
 from abtesting.signals import experiment_concluded
@@ -66,7 +66,7 @@ def test_it_starts_an_experiment_with_the_settings(assistant, versions):
 
 def test_it_refuses_a_second_running_experiment_with_a_clear_message(assistant, versions):
     first = start(assistant, versions)
-    with pytest.raises(services.ExperimentBusy, match=f"already runs experiment {first.pk}"):
+    with pytest.raises(ExperimentBusy, match=f"already runs experiment {first.pk}"):
         start(assistant, versions)
     services.experiment_stop(experiment=first, reason="done")
     assert start(assistant, versions).status == Experiment.Status.RUNNING
@@ -83,12 +83,12 @@ def test_it_refuses_a_second_running_experiment_with_a_clear_message(assistant, 
     ],
 )
 def test_it_rejects_settings_that_cannot_work(assistant, versions, overrides, message):
-    with pytest.raises(services.ExperimentError, match=message):
+    with pytest.raises(ExperimentError, match=message):
         start(assistant, versions, **overrides)
 
 
 def test_it_rejects_the_same_version_twice(assistant, versions):
-    with pytest.raises(services.ExperimentError, match="same version"):
+    with pytest.raises(ExperimentError, match="same version"):
         services.experiment_start(assistant=assistant, control=versions[0], variant=versions[0])
 
 
@@ -208,7 +208,7 @@ def test_the_every_minute_task_takes_a_look_only_when_the_interval_has_elapsed(a
 
 
 def test_a_look_interval_below_a_minute_is_refused(assistant, versions):
-    with pytest.raises(services.ExperimentError, match="look_interval_minutes"):
+    with pytest.raises(ExperimentError, match="look_interval_minutes"):
         start(assistant, versions, look_interval_minutes=0)
 
 
@@ -345,7 +345,7 @@ def test_a_stopped_experiment_reads_no_decision_whatever_its_figures(assistant, 
 
 
 def test_stopping_needs_a_reason(assistant, versions):
-    with pytest.raises(services.ExperimentError, match="why"):
+    with pytest.raises(ExperimentError, match="why"):
         services.experiment_stop(experiment=start(assistant, versions), reason=" ")
 
 

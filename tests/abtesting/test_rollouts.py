@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from abtesting import rollouts, services
+from abtesting.exceptions import ExperimentBusy, ExperimentError
 from abtesting.models import Experiment
 from abtesting.routing import route
 from assistants.models import Deployment
@@ -152,19 +153,19 @@ def test_stopping_a_rollout_returns_traffic_to_the_live_version(assistant, versi
 
 def test_it_refuses_a_rollout_without_a_live_version(assistant):
     version = model_version_create(assistant=assistant, name="shop-v1")
-    with pytest.raises(services.ExperimentError, match="no live version"):
+    with pytest.raises(ExperimentError, match="no live version"):
         rollouts.rollout_start(assistant=assistant, version=version)
 
 
 @pytest.mark.parametrize("stages", [(0.5, 0.1, 1.0), (0.1, 0.5), (1.0,), (0.0, 1.0)])
 def test_it_rejects_stages_that_do_not_ramp_to_100_percent(assistant, versions, stages):
-    with pytest.raises(services.ExperimentError, match="stage"):
+    with pytest.raises(ExperimentError, match="stage"):
         rollouts.rollout_start(assistant=assistant, version=versions[1], stages=stages)
 
 
 def test_a_rollout_waits_while_an_ab_test_runs(assistant, versions):
     services.experiment_start(assistant=assistant, control=versions[0], variant=versions[1])
-    with pytest.raises(services.ExperimentBusy):
+    with pytest.raises(ExperimentBusy):
         rollout(assistant, versions[1])
 
 
