@@ -30,6 +30,7 @@ from django.utils import timezone
 from abtesting import services as ab
 from abtesting.exceptions import ExperimentError, ExperimentNotRunning
 from abtesting.models import Experiment
+from assistants.models import Assistant
 from training import trainers
 from training.events import job_record_event
 from training.exceptions import IllegalTransition
@@ -148,7 +149,7 @@ def enqueue_advance(job_id: int) -> None:
     )
 
 
-def job_active(*, assistant) -> TrainingJob | None:
+def job_active(*, assistant: Assistant) -> TrainingJob | None:
     """The assistant's job in flight, if any (the database allows one at a time)."""
     return TrainingJob.objects.filter(assistant=assistant, status__in=ACTIVE_STATUSES).first()
 
