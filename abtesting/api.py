@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from abtesting import selectors, services
 from abtesting.models import Experiment
 from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key, require_user_permission
-from assistants.schema import SLUG_SCHEMA
+from assistants.schema import SLUG_SCHEMA, ErrorSerializer
 from assistants.serializers import JsonInputSerializer
 
 MAX_LIST = 200
@@ -125,22 +125,23 @@ class ExperimentStopApi(APIView):
             max_length=2000, help_text="Why it is stopped (kept on the experiment)."
         )
 
-    @extend_schema(request=InputSerializer, responses={200: ExperimentDetailSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: ExperimentDetailSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="The experiment is no longer running (already stopped or concluded); "
+                "the message names its status.",
+            ),
+        },
+    )
     def post(self, request: Request, experiment_id: int) -> Response:
         experiment = _visible(request, experiment_id)
         # Stopping moves customers' traffic: a person must be accountable for it.
         require_user_permission(request, "abtesting.change_experiment")
         payload = self.InputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        if experiment.status == Experiment.Status.CONCLUDED:
-            raise exceptions.ValidationError(
-                {
-                    "status": [
-                        f"Experiment {experiment.pk} already concluded ({experiment.decision}); "
-                        "nothing to stop."
-                    ]
-                }
-            )
         services.experiment_stop(
             experiment=experiment, user=request.user, reason=payload.validated_data["reason"]
         )

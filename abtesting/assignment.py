@@ -18,13 +18,13 @@ are counted as independent units. Apps that can should send a stable, opaque use
 
 from __future__ import annotations
 
-import hashlib
 import random
+
+from feedback.sampling import unit_interval
 
 CONTROL = "control"
 VARIANT = "variant"
 
-_SCALE = float(2**64)
 # Per-request draws for anonymous traffic; the module-level Random is process-local and never seeded
 # by us, so it is not predictable from outside.
 _rng = random.SystemRandom()
@@ -32,8 +32,7 @@ _rng = random.SystemRandom()
 
 def bucket(*, salt: str, user_ref: str) -> float:
     """The user's uniform position in [0, 1) for this experiment's salt."""
-    digest = hashlib.sha256(f"{salt}:{user_ref}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / _SCALE
+    return unit_interval(f"{salt}:{user_ref}")
 
 
 def assign(*, salt: str, user_ref: str, traffic_split: float) -> str:

@@ -1,4 +1,8 @@
-"""Writes for experiments: start, analyse, decide, stop, and progressive rollouts.
+"""Writes for experiments: start, tally, analyse, decide, stop. Progressive rollouts: ``abtesting.rollouts``.
+
+Over 400 lines because an experiment's life cycle shares one tally format, one analysis record and one
+guarded conclusion (``experiment_conclude``); the pure parts live in ``statistics``, ``assignment`` and
+``formatting``.
 
 Every state change is one conditional UPDATE on ``status="running"`` (plus, for a rollout stage, the stage
 index), so a retried task, two workers or a double click can never conclude, stop or advance an experiment
@@ -40,37 +44,21 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from abtesting import selectors, statistics
+from abtesting.exceptions import ExperimentBusy, ExperimentError, ExperimentNotRunning
+from abtesting.formatting import arm_rate, signed_pct
 from abtesting.models import MAX_PLANNED_LOOKS, Experiment, ExperimentSnapshot, ExperimentUnit
 from abtesting.signals import experiment_concluded
 from abtesting.statistics import SRM_THRESHOLD, Analysis, ArmCounts, Look, analyse
 from assistants.models import Assistant, Deployment, ModelVersion
-from assistants.services import deployment_make_live, deployment_record_stage
+from assistants.services import deployment_make_live
 
-DEFAULT_STAGES = (0.1, 0.5, 1.0)
 DAY_MINUTES = 1440  # the default look interval: one planned look a day
-
-DEFAULT_STAGE_HOURS = 48.0
-# A rollout stage without enough feedback to judge is held up to this many times its hold time, then
-# advanced anyway (low-traffic assistants must not stall forever); the Deployment note says so.
-MAX_STAGE_HOLD_FACTOR = 2.0
-
-
-class ExperimentBusy(Exception):
-    """The assistant already runs an experiment (A/B test or rollout); only one may run at a time.
-
-    The training orchestrator keeps a job that wants to A/B test in ``testing`` and retries on its next
-    tick, so jobs queue behind the running experiment instead of failing.
-    """
-
-
-class ExperimentError(ValueError):
-    """Settings that cannot make a valid experiment; the message says what to change."""
 
 
 # --------------------------------------------------------------------------- start
 
 
-def _validate(
+def settings_check(
     *,
     assistant: Assistant,
     control: ModelVersion,
@@ -108,7 +96,7 @@ def _validate(
 TALLY_VERSION = 2  # per-unit sums (user-level analysis); an older tally is recounted from scratch
 
 
-def _fresh_tally() -> dict[str, Any]:
+def fresh_tally() -> dict[str, Any]:
     """Counting starts at the rows stored from now on (the experiment's or the rollout stage's start)."""
     interaction_id, feedback_id = selectors.max_ids()
     return {
@@ -120,9 +108,7 @@ def _fresh_tally() -> dict[str, Any]:
     }
 
 
-def _cs_tuning(
-    *, assistant: Assistant, days: float, min_sample_size: int, now: datetime | None = None
-) -> int:
+def cs_tuning(*, assistant: Assistant, days: float, min_sample_size: int, now: datetime | None = None) -> int:
     """Units the confidence sequence is tuned for, fixed once at the start (never re-tuned per look).
 
     The units the assistant's recent traffic would bring in ``days`` (no outcome of the experiment is
@@ -133,10 +119,10 @@ def _cs_tuning(
     return max(2 * min_sample_size, round(expected), 10)
 
 
-def _create(*, assistant: Assistant, **fields: Any) -> Experiment:
+def experiment_create(*, assistant: Assistant, **fields: Any) -> Experiment:
     try:
         with transaction.atomic():
-            return Experiment.objects.create(assistant=assistant, tally=_fresh_tally(), **fields)
+            return Experiment.objects.create(assistant=assistant, tally=fresh_tally(), **fields)
     except IntegrityError:
         running = selectors.experiment_running(assistant=assistant)
         what = (
@@ -176,7 +162,7 @@ def experiment_start(
             f"{max_duration_days:g} days at one look per {look_interval_minutes} minutes is {looks} planned "
             f"looks; at most {MAX_PLANNED_LOOKS}: lengthen the look interval or shorten the max duration."
         )
-    _validate(
+    settings_check(
         assistant=assistant,
         control=control,
         variant=variant,
@@ -187,10 +173,10 @@ def experiment_start(
         min_improvement=min_improvement,
     )
     now = now or timezone.now()
-    return _create(
+    return experiment_create(
         assistant=assistant,
         plan={
-            "cs_tuning_n": _cs_tuning(
+            "cs_tuning_n": cs_tuning(
                 assistant=assistant, days=max_duration_days, min_sample_size=min_sample_size, now=now
             )
         },
@@ -570,7 +556,7 @@ def experiment_interim(*, experiment: Experiment, now: datetime | None = None) -
 # --------------------------------------------------------------------------- decisions
 
 
-def _conclude(
+def experiment_conclude(
     *,
     experiment: Experiment,
     status: str,
@@ -601,10 +587,6 @@ def _conclude(
     return True
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:+.1%}"
-
-
 def _ci(analysis: dict[str, Any]) -> str:
     low, high = analysis["ab_test_results"]["ci"]
     return "n/a" if low is None or high is None else f"[{low:+.1%}, {high:+.1%}]"
@@ -618,11 +600,11 @@ def _at_least(analysis: dict[str, Any]) -> str:
     return f"lift at least {low:+.1%} (with {1 - analysis['alpha']:.0%} confidence)"
 
 
-def _decision_for(experiment: Experiment, analysis: dict[str, Any], now: datetime) -> tuple[str, str] | None:
+def decision_for(experiment: Experiment, analysis: dict[str, Any], now: datetime) -> tuple[str, str] | None:
     """(decision, reason) the analysis calls for, or None to keep running."""
     verdict = analysis["verdict"]
     c, v = analysis["control"], analysis["variant"]
-    lift = _pct(analysis["relative_lift"])
+    lift = signed_pct(analysis["relative_lift"])
     seq = analysis["sequential"]
     where = (
         f"planned look {seq['look']} of {seq['planned_looks']}, information {seq['information_fraction']:.0%}"
@@ -659,15 +641,16 @@ def _decision_for(experiment: Experiment, analysis: dict[str, Any], now: datetim
         high = seq["ci_high"]
         return (
             Experiment.Decision.VARIANT_WORSE,
-            f"Stopped early: the variant is significantly worse (success {_rate(c)} → {_rate(v)} per user, "
-            f"relative lift {lift}, at most {_pct(high)} with {1 - analysis['alpha']:.0%} confidence; "
+            f"Stopped early: the variant is significantly worse "
+            f"(success {arm_rate(c)} → {arm_rate(v)} per user, relative lift {lift}, "
+            f"at most {signed_pct(high)} with {1 - analysis['alpha']:.0%} confidence; "
             f"decision interval {_ci(analysis)}, {where}). All traffic is back on the control.",
         )
     if verdict == "variant_better":
         return (
             Experiment.Decision.VARIANT_BETTER,
-            f"The variant is significantly better: success {_rate(c)} → {_rate(v)} per user, improvement "
-            f"{lift}, {_at_least(analysis)}; decision interval {_ci(analysis)}, {where}.",
+            f"The variant is significantly better: success {arm_rate(c)} → {arm_rate(v)} per user, "
+            f"improvement {lift}, {_at_least(analysis)}; decision interval {_ci(analysis)}, {where}.",
         )
     if verdict == "no_difference":
         return (
@@ -702,10 +685,10 @@ def experiment_decide(
     now = now or timezone.now()
     if analysis is None:
         analysis = experiment.last_analysis or experiment_analyse(experiment=experiment, now=now)
-    outcome = _decision_for(experiment, analysis, now)
+    outcome = decision_for(experiment, analysis, now)
     if outcome is not None:
         decision, reason = outcome
-        _conclude(
+        experiment_conclude(
             experiment=experiment,
             status=Experiment.Status.CONCLUDED,
             decision=decision,
@@ -718,7 +701,10 @@ def experiment_decide(
 def experiment_stop(
     *, experiment: Experiment, user: AbstractBaseUser | None = None, reason: str, now: datetime | None = None
 ) -> Experiment:
-    """A person ends a running experiment; all traffic returns to the live version. Idempotent.
+    """A person ends a running experiment; all traffic returns to the live version.
+
+    Raises ExperimentNotRunning (409, naming the experiment's status) when it already ended: stopping
+    twice, or stopping a concluded test, is refused the same way on the dashboard and in the API.
 
     The experiment is analysed one last time first, so what the reviewer (and a training job waiting
     on it) sees afterwards covers all traffic up to the stop, not the last scheduled look.
@@ -727,11 +713,12 @@ def experiment_stop(
     reason = (reason or "").strip()
     if not reason:
         raise ExperimentError("Say why the experiment is stopped (reason).")
+    if not experiment.is_running:
+        raise ExperimentNotRunning(experiment)
     now = now or timezone.now()
-    if experiment.is_running:
-        experiment_analyse(experiment=experiment, now=now, final=True)
+    experiment_analyse(experiment=experiment, now=now, final=True)
     with transaction.atomic():
-        stopped = _conclude(
+        stopped = experiment_conclude(
             experiment=experiment,
             status=Experiment.Status.STOPPED,
             decision=Experiment.Decision.NONE,
@@ -739,21 +726,22 @@ def experiment_stop(
             now=now,
             user=user,
         )
-        if stopped:
-            # Stopping early is not a result: whatever the interim figures looked like, nothing was
-            # decided, and the stored analysis must not read as a verdict anywhere it is shown.
-            analysis = dict(experiment.last_analysis or {})
-            analysis.update(verdict="no_decision", stopped_early=experiment.outcome)
-            if "ab_test_results" in analysis:
-                analysis["ab_test_results"] = {
-                    **analysis["ab_test_results"],
-                    "pValue": None,
-                    "significant": False,
-                    "outcome": experiment.outcome,
-                }
-            Experiment.objects.filter(pk=experiment.pk).update(last_analysis=analysis)
-            experiment.last_analysis = analysis
-        if stopped and experiment.purpose == Experiment.Purpose.ROLLOUT:
+        if not stopped:  # another request stopped or concluded it first (experiment is now refreshed)
+            raise ExperimentNotRunning(experiment)
+        # Stopping early is not a result: whatever the interim figures looked like, nothing was
+        # decided, and the stored analysis must not read as a verdict anywhere it is shown.
+        analysis = dict(experiment.last_analysis or {})
+        analysis.update(verdict="no_decision", stopped_early=experiment.outcome)
+        if "ab_test_results" in analysis:
+            analysis["ab_test_results"] = {
+                **analysis["ab_test_results"],
+                "pValue": None,
+                "significant": False,
+                "outcome": experiment.outcome,
+            }
+        Experiment.objects.filter(pk=experiment.pk).update(last_analysis=analysis)
+        experiment.last_analysis = analysis
+        if experiment.purpose == Experiment.Purpose.ROLLOUT:
             deployment_make_live(
                 version=experiment.control,
                 reason=Deployment.Reason.ROLLBACK,
@@ -761,196 +749,3 @@ def experiment_stop(
                 note=f"Rollout of {experiment.variant.name} stopped: {reason}",
             )
     return experiment
-
-
-# --------------------------------------------------------------------------- progressive rollout
-
-
-def _stages(stages: tuple[float, ...] | list[float] | None) -> list[float]:
-    values = [float(s) for s in (stages or DEFAULT_STAGES)]
-    if (
-        not values
-        or values[-1] != 1.0
-        or values[0] <= 0
-        or any(b <= a for a, b in zip(values[:-1], values[1:], strict=True))
-    ):
-        raise ExperimentError(f"Rollout stages must increase and end at 1.0, e.g. 0.1,0.5,1.0; got {values}.")
-    if len(values) < 2:
-        raise ExperimentError(
-            "A rollout needs at least one stage below 1.0; to switch at once, deploy directly."
-        )
-    return values
-
-
-def rollout_start(
-    *,
-    assistant: Assistant,
-    version: ModelVersion,
-    stages: tuple[float, ...] | list[float] | None = None,
-    stage_hours: float | None = None,
-    user: AbstractBaseUser | None = None,
-    min_sample_size: int = 100,
-    significance_level: float = 0.05,
-    min_improvement: float = 0.05,
-    now: datetime | None = None,
-) -> Experiment:
-    """Ramp ``version`` up through ``stages`` (default 10% → 50% → 100%), each held ``stage_hours``.
-
-    The caller passes the policy's stages and hold time (abtesting cannot import training). The live version
-    is the control; a Deployment row (reason rollout_stage) records the first stage.
-    """
-    shares = _stages(stages)
-    hours = float(stage_hours if stage_hours is not None else DEFAULT_STAGE_HOURS)
-    if hours <= 0:
-        raise ExperimentError("stage_hours must be positive.")
-    live = Assistant.objects.select_related("live_version").get(pk=assistant.pk).live_version
-    if live is None:
-        raise ExperimentError(
-            f"Assistant '{assistant.slug}' has no live version to roll out against; "
-            f"make '{version.name}' live directly."
-        )
-    _validate(
-        assistant=assistant,
-        control=live,
-        variant=version,
-        traffic_split=shares[0],
-        min_sample_size=min_sample_size,
-        max_duration_days=1,
-        significance_level=significance_level,
-        min_improvement=min_improvement,
-    )
-    now = now or timezone.now()
-    with transaction.atomic():
-        experiment = _create(
-            assistant=assistant,
-            plan={
-                "cs_tuning_n": _cs_tuning(
-                    assistant=assistant, days=hours / 24, min_sample_size=min_sample_size, now=now
-                )
-            },
-            purpose=Experiment.Purpose.ROLLOUT,
-            control=live,
-            variant=version,
-            traffic_split=shares[0],
-            min_sample_size=min_sample_size,
-            # Each stage held once; a stage short of data may hold longer (MAX_STAGE_HOLD_FACTOR).
-            max_duration_days=len(shares) * hours / 24,
-            significance_level=significance_level,
-            min_improvement=min_improvement,
-            stages=shares,
-            stage_index=0,
-            stage_hours=hours,
-            stage_started_at=now,
-            started_at=now,
-        )
-        deployment_record_stage(
-            version=version,
-            traffic_share=shares[0],
-            user=user,
-            note=f"Rollout stage 1/{len(shares)}: {shares[0]:.0%} of traffic (experiment {experiment.pk}).",
-        )
-    return experiment
-
-
-def _rollback(*, experiment: Experiment, decision: str, reason: str, now: datetime) -> None:
-    with transaction.atomic():
-        if _conclude(
-            experiment=experiment,
-            status=Experiment.Status.CONCLUDED,
-            decision=decision,
-            reason=reason,
-            now=now,
-        ):
-            deployment_make_live(version=experiment.control, reason=Deployment.Reason.ROLLBACK, note=reason)
-
-
-def rollout_advance(*, experiment: Experiment, now: datetime | None = None) -> Experiment:
-    """Watch a rollout stage; roll back if the new version is significantly worse, else move on when held.
-
-    Run hourly (``tasks.advance_rollouts``). The guardrail compares the two versions on the current stage's
-    interactions only (the split changes between stages, and the SRM check needs one split), with the
-    always-valid confidence sequence, so checking every hour does not inflate false rollbacks. At the last
-    stage (100%) the version is made live (Deployment reason approval) and the rollout concludes.
-    """
-    if not experiment.is_running or experiment.purpose != Experiment.Purpose.ROLLOUT:
-        return experiment
-    now = now or timezone.now()
-    analysis = experiment_analyse(experiment=experiment, now=now)
-    verdict = analysis["verdict"]
-    stage_no = f"{experiment.stage_index + 1}/{len(experiment.stages)}"
-    if verdict in ("variant_worse", "invalid_srm"):
-        outcome = _decision_for(experiment, analysis, now)
-        if outcome is None:
-            # The test says worse but the lift's CI still includes no change (small samples): hold the
-            # stage, neither rolling back nor moving on, until more feedback settles it.
-            return experiment
-        decision, why = outcome
-        reason = (
-            f"Rollout of {experiment.variant.name} rolled back at stage {stage_no} "
-            f"({experiment.traffic_split:.0%}): {why}"
-        )
-        _rollback(experiment=experiment, decision=decision, reason=reason, now=now)
-        return experiment
-
-    held_hours = (now - (experiment.stage_started_at or experiment.started_at)).total_seconds() / 3600
-    if held_hours < experiment.stage_hours:
-        return experiment
-    enough = min(analysis["control"]["n"], analysis["variant"]["n"]) >= experiment.min_sample_size
-    if not enough and held_hours < experiment.stage_hours * MAX_STAGE_HOLD_FACTOR:
-        return experiment  # hold on until the guardrail has enough feedback to judge
-    guard = (
-        f"guardrail passed (success {_rate(analysis['control'])} vs {_rate(analysis['variant'])}, "
-        f"lift {_pct(analysis['relative_lift'])})"
-        if enough
-        else f"not enough feedback to judge after {held_hours:.0f} h "
-        f"({analysis['control']['n']}/{analysis['variant']['n']} of {experiment.min_sample_size} per arm)"
-    )
-    next_index = experiment.stage_index + 1
-    share = experiment.stages[next_index]
-    if share >= 1.0:
-        decision = (
-            Experiment.Decision.VARIANT_BETTER
-            if verdict == "variant_better"
-            else Experiment.Decision.NO_DIFFERENCE
-        )
-        reason = f"Rollout complete: {experiment.variant.name} is live after stage {stage_no}, {guard}."
-        with transaction.atomic():
-            if _conclude(
-                experiment=experiment,
-                status=Experiment.Status.CONCLUDED,
-                decision=decision,
-                reason=reason,
-                now=now,
-            ):
-                deployment_make_live(
-                    version=experiment.variant, reason=Deployment.Reason.APPROVAL, note=reason
-                )
-        return experiment
-    # Each stage is a new test on its own traffic, with its own confidence sequence tuned once, here.
-    plan = {
-        "cs_tuning_n": _cs_tuning(
-            assistant=experiment.assistant,
-            days=experiment.stage_hours / 24,
-            min_sample_size=experiment.min_sample_size,
-            now=now,
-        )
-    }
-    with transaction.atomic():
-        tally = _fresh_tally()
-        moved = Experiment.objects.filter(
-            pk=experiment.pk, status=Experiment.Status.RUNNING, stage_index=experiment.stage_index
-        ).update(stage_index=next_index, traffic_split=share, stage_started_at=now, tally=tally, plan=plan)
-        if moved:
-            ExperimentUnit.objects.filter(experiment_id=experiment.pk).delete()
-            deployment_record_stage(
-                version=experiment.variant,
-                traffic_share=share,
-                note=f"Rollout stage {next_index + 1}/{len(experiment.stages)}: {share:.0%} of traffic; "
-                f"stage {stage_no} {guard}.",
-            )
-    experiment.refresh_from_db()
-    return experiment
-
-
-def _rate(arm: dict[str, Any]) -> str:
-    return "n/a" if arm.get("rate") is None else f"{arm['rate']:.1%}"

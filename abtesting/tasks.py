@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from abtesting import services
+from abtesting import rollouts, services
 from abtesting.models import Experiment
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def rollout_check(experiment_id: int) -> str:
     experiment = Experiment.objects.select_related("control", "variant").filter(pk=experiment_id).first()
     if experiment is None:
         return "missing"
-    services.rollout_advance(experiment=experiment)
+    rollouts.rollout_advance(experiment=experiment)
     return experiment.status
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from abtesting import selectors, services
+from abtesting.exceptions import ExperimentNotRunning
 from abtesting.models import Experiment
 from assistants.models import Assistant
 from feedback.views import page_number
@@ -259,10 +260,10 @@ def experiment_stop(request: HttpRequest, pk: int) -> HttpResponse:
         or f"Stopped from the dashboard by {request.user.get_username()}."
     )
     error = ""
-    if experiment.status != Experiment.Status.RUNNING:
-        error = f"Experiment {experiment.pk} is already {experiment.status}."
-    else:
+    try:
         services.experiment_stop(experiment=experiment, reason=reason, user=request.user)
+    except ExperimentNotRunning as exc:
+        error = str(exc)
     if not request.htmx:
         if error:
             messages.error(request, error)

@@ -10,13 +10,19 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from assistants.api_parsers import BodyRefused, PayloadTooLarge, body_limit, too_large_message
+from assistants.exceptions import DomainError
 
 
 def api_exception(exc: Exception) -> Exception:
-    """Django's own refusals that mean bad input, as the API exceptions that answer them."""
+    """Django's own refusals that mean bad input, and the services' domain errors, as the API exceptions
+    that answer them."""
     if isinstance(exc, RequestDataTooBig):
         # DRF reads the body through ``request.body``, which refuses more than the limit.
         return PayloadTooLarge(too_large_message(body_limit()))
+    if isinstance(exc, DomainError):
+        answer = exceptions.APIException(str(exc))
+        answer.status_code = exc.status_code
+        return answer
     return exc
 
 

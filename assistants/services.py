@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from assistants.exceptions import RollbackError
 from assistants.models import ApiKey, Assistant, Deployment, ModelVersion
 from assistants.selectors import rollback_target
 
@@ -93,10 +94,6 @@ def deployment_record_stage(
         note=note,
         user=user if user is not None and user.is_authenticated else None,
     )
-
-
-class RollbackError(Exception):
-    pass
 
 
 @transaction.atomic

@@ -8,7 +8,7 @@ spread uniformly over the ``SPREAD_DAYS`` after their arrival. The daily task ru
 day and does what ``abtesting.tasks.experiment_check`` does, minus the database:
 
 ``services.next_look`` (is a planned look due, at which information fraction) →
-``statistics.analyse`` → ``services.analysis_record`` → ``services._decision_for`` → and for the
+``statistics.analyse`` → ``services.analysis_record`` → ``services.decision_for`` → and for the
 training loop's auto-deploy rule ``services.lift_clears`` (lower end of the decision interval ≥ the
 threshold). The per-arm sums come from the simulated users exactly as ``ExperimentUnit`` rows would give
 them. The confidence sequence is tuned, once, for the units the traffic brings over the planned duration.
@@ -142,7 +142,7 @@ def run_one(
             required=plan.get("units_max"),
         )
         record = services.analysis_record(result, look)
-        outcome = services._decision_for(stub, record, stub.started_at + timedelta(days=d + 1))
+        outcome = services.decision_for(stub, record, stub.started_at + timedelta(days=d + 1))
         if outcome is not None:
             decision = outcome[0]
             srm_flag = decision == "invalid_srm"

@@ -48,11 +48,6 @@ MAX_BATCH = 1000
 MAX_INT = 2**31 - 1  # integer columns: a larger number would overflow on PostgreSQL
 
 
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
-
-
 CONFLICT_REQUEST_ID = OpenApiResponse(
     ErrorSerializer, description="This request_id was already logged with other messages or response."
 )
@@ -121,21 +116,18 @@ class InteractionLogApi(APIView):
                 raise exceptions.NotFound(
                     f"'{assistant.slug}' has no model version named '{v['model_version']}'."
                 )
-        try:
-            logged = services.interaction_log(
-                assistant=assistant,
-                request_id=v["request_id"],
-                messages=[dict(m) for m in v["messages"]],
-                response=v["response"],
-                user_ref=v.get("user") or "",
-                model_version=version,
-                latency_ms=v.get("latency_ms"),
-                error=v.get("error"),
-                experiment_id=v.get("experiment"),
-                arm=v.get("arm") or "",
-            )
-        except services.IdempotencyConflict as exc:
-            raise Conflict(str(exc)) from None
+        logged = services.interaction_log(
+            assistant=assistant,
+            request_id=v["request_id"],
+            messages=[dict(m) for m in v["messages"]],
+            response=v["response"],
+            user_ref=v.get("user") or "",
+            model_version=version,
+            latency_ms=v.get("latency_ms"),
+            error=v.get("error"),
+            experiment_id=v.get("experiment"),
+            arm=v.get("arm") or "",
+        )
         return Response(
             self.OutputSerializer(logged.interaction).data,
             status=status.HTTP_201_CREATED if logged.created else status.HTTP_200_OK,
@@ -230,10 +222,7 @@ class FeedbackSubmitApi(APIView):
             raise exceptions.NotFound(
                 f"No interaction '{ref}' for assistant '{name}': log it with POST /api/v1/interactions first."
             )
-        try:
-            submitted = services.feedback_submit(interaction=interaction, data=v, idempotency_key=key)
-        except services.IdempotencyConflict as exc:
-            raise Conflict(str(exc)) from None
+        submitted = services.feedback_submit(interaction=interaction, data=v, idempotency_key=key)
         return Response(
             _feedback_output.to_representation(submitted.feedback),
             status=status.HTTP_201_CREATED if submitted.created else status.HTTP_200_OK,
@@ -288,12 +277,9 @@ class FeedbackBatchApi(APIView):
         }
         if missing:
             raise exceptions.ValidationError({"items": missing})
-        try:
-            stored = services.feedback_submit_batch(
-                items=[(interactions[i], item, item.get("idempotency_key")) for i, item in enumerate(items)]
-            )
-        except services.IdempotencyConflict as exc:
-            raise Conflict(str(exc)) from None
+        stored = services.feedback_submit_batch(
+            items=[(interactions[i], item, item.get("idempotency_key")) for i, item in enumerate(items)]
+        )
         return Response(
             {"created": stored.created, "replayed": len(stored.ids) - stored.created, "ids": stored.ids},
             status=status.HTTP_201_CREATED,

@@ -1,4 +1,8 @@
-"""Writes for interactions and feedback: each accepted write is stored exactly once, even on retries."""
+"""Writes for interactions and feedback: each accepted write is stored exactly once, even on retries.
+
+Over 400 lines because single and batch writes share one idempotency path (request hash, conflict
+check, the SQLite writer lock) whose pieces only make sense together.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +21,11 @@ from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from assistants.models import Assistant, ModelVersion
+from feedback.exceptions import IdempotencyConflict
 from feedback.models import CATEGORY_FIELDS, CurationLog, Feedback, Interaction
 from feedback.redaction import feedback_items_redact, interaction_redact
 from feedback.rollups import rollup_adjust_feedback
+from feedback.sampling import unit_interval
 from feedback.selectors import InteractionRef
 
 FEEDBACK_FIELDS = (
@@ -32,10 +38,6 @@ FEEDBACK_FIELDS = (
     "corrected_answer",
     "confidence",
 )
-
-
-class IdempotencyConflict(Exception):
-    """The same idempotency key (or request id) was sent earlier with a different body."""
 
 
 def body_hash(interaction_id: int, data: dict[str, Any]) -> str:
@@ -432,8 +434,7 @@ def should_ask_for_feedback(*, interaction: Interaction) -> bool:
     conditional update makes "ask" happen at most once even when two widgets ask concurrently.
     """
     rate = interaction.assistant.feedback_sample_rate
-    digest = hashlib.sha256(f"{interaction.assistant_id}:{interaction.request_id}".encode()).digest()
-    sampled = int.from_bytes(digest[:8], "big") / 2**64 < rate
+    sampled = unit_interval(f"{interaction.assistant_id}:{interaction.request_id}") < rate
     if not sampled:
         return False
     claimed = Interaction.objects.filter(pk=interaction.pk, feedback_requested_at__isnull=True).update(

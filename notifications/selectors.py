@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.urls import reverse
 
+from abtesting.formatting import signed_pct
 from abtesting.models import Experiment
 from assistants.models import Assistant
 from notifications.models import NotificationSettings
@@ -47,10 +48,6 @@ def settings_for(*, assistant: Assistant | None) -> NotificationSettings:
         return NotificationSettings()
     found = NotificationSettings.objects.filter(assistant=assistant).first()
     return found or NotificationSettings(assistant=assistant)
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.1%}"
 
 
 def job_figures(job: TrainingJob) -> dict[str, Any]:
@@ -123,10 +120,10 @@ def job_summary(data: dict[str, Any], *, event_type: str) -> str:
     """One paragraph for the email's first line and Slack's text."""
     job, name = data["job"], data["assistant"]["name"]
     versions = f"{data['candidate_version'] or 'candidate'} vs {data['live_version'] or 'no live version'}"
-    figures = f"improvement {_pct(data['improvement'])}"
+    figures = f"improvement {signed_pct(data['improvement'])}"
     if data.get("improvement_interval"):
         low, high = data["improvement_interval"]
-        figures += f" ({_pct(low)} to {_pct(high)})"
+        figures += f" ({signed_pct(low)} to {signed_pct(high)})"
     if data.get("p_value") is not None:
         figures += f", p = {data['p_value']:.3g}"
     if event_type == "job.triggered":
@@ -179,9 +176,10 @@ def experiment_summary(data: dict[str, Any], *, event_type: str) -> str:
         return (
             f"{name}: rollout of {data['candidate_version']} rolled back by its guardrail — {exp['reason']}"
         )
-    figures = f"improvement {_pct(data['improvement'])}"
+    figures = f"improvement {signed_pct(data['improvement'])}"
     if data["improvement_interval"]:
-        figures += f" ({_pct(data['improvement_interval'][0])} to {_pct(data['improvement_interval'][1])})"
+        low, high = data["improvement_interval"]
+        figures += f" ({signed_pct(low)} to {signed_pct(high)})"
     if data["p_value"] is not None:
         figures += f", p = {data['p_value']:.3g}"
     return (

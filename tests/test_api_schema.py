@@ -65,7 +65,12 @@ def test_what_the_api_returns_is_what_the_schema_says(client, db):
     assert components["JobEvent"]["properties"]["user"]["nullable"] is True
     download = schema["paths"]["/api/v1/datasets/{id}/download"]["get"]["responses"]["200"]["content"]
     assert set(download) == {"application/jsonl", "application/json"}
-    for path in ("/api/v1/jobs", "/api/v1/jobs/{job_id}/approve", "/api/v1/assistants/{slug}/rollback"):
+    for path in (
+        "/api/v1/jobs",
+        "/api/v1/jobs/{job_id}/approve",
+        "/api/v1/assistants/{slug}/rollback",
+        "/api/v1/experiments/{experiment_id}/stop",
+    ):
         assert "409" in schema["paths"][path]["post"]["responses"], path
 
 

@@ -21,7 +21,6 @@ from abtesting.services import experiment_start
 from assistants.models import ApiKey
 from assistants.services import api_key_create, api_key_revoke, assistant_create
 from feedback.tokens import feedback_token
-from training import services as training_services
 from training.models import TrainingJob
 
 from .conftest import client_for
@@ -163,9 +162,8 @@ def test_every_url_has_an_entry():
 
 
 @pytest.fixture
-def world(db, monkeypatch):
+def world(db):
     """The shop with one of everything, the bank, and every caller."""
-    monkeypatch.setattr(training_services, "_enqueue_advance", lambda job_id: None)
     shop = assistant_create(slug="shop", name="Shop support")
     bank = assistant_create(slug="bank", name="Bank support")
     live = train_local(shop, ["Where is my order?"], ["Open Orders and click Track."], live=True)

@@ -19,11 +19,6 @@ from training.models import TrainingJob
 MAX_LIST = 200
 
 
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
-
-
 CONFLICT_ACTIVE = OpenApiResponse(ErrorSerializer, description="The assistant already has a job in flight.")
 CONFLICT_STATUS = OpenApiResponse(
     ErrorSerializer, description="The job's status does not allow this (any more)."
@@ -147,15 +142,8 @@ class JobListCreateApi(APIView):
             job = services.trigger_training(
                 assistant=assistant, trigger=TrainingJob.Trigger.MANUAL, options=options, user=user
             )
-        except services.JobActive as exc:
-            raise Conflict(str(exc)) from None
         except ValueError as exc:
             raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from None
-        except PermissionError as exc:
-            raise exceptions.PermissionDenied(
-                f"auto_approve is approving in advance: {exc} Start the job without it and approve it "
-                "when it is ready."
-            ) from None
         return Response(_detail(job.pk), status=status.HTTP_201_CREATED)
 
 
@@ -172,12 +160,8 @@ def _decide(request: Request, job_id: int, action, perm: str = "training.approve
     job = _job_for_key(request, job_id)
     try:
         job = action(job)
-    except services.IllegalTransition as exc:
-        raise Conflict(str(exc)) from None
     except ValueError as exc:
         raise exceptions.ValidationError({"reason": [str(exc)]}) from None
-    except PermissionError as exc:
-        raise exceptions.PermissionDenied(str(exc)) from None
     return Response(_detail(job.pk))
 
 
@@ -352,21 +336,18 @@ class AssistantRollbackApi(APIView):
         },
     )
     def post(self, request: Request, slug: str) -> Response:
-        from assistants.services import RollbackError, deployment_rollback
+        from assistants.services import deployment_rollback
 
         require_user_permission(request, "assistants.rollback_deployment")
         assistant = assistant_for_key(request, slug)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            deployment = deployment_rollback(
-                assistant=assistant,
-                expected_live=data.validated_data.get("from_version"),
-                user=request.user,
-                note=data.validated_data.get("note", ""),
-            )
-        except RollbackError as exc:
-            raise Conflict(str(exc)) from None
+        deployment = deployment_rollback(
+            assistant=assistant,
+            expected_live=data.validated_data.get("from_version"),
+            user=request.user,
+            note=data.validated_data.get("note", ""),
+        )
         return Response(
             self.OutputSerializer(
                 {

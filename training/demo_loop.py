@@ -38,7 +38,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from assistants.backends import answer_many
-from assistants.backends.local import CORRECT_AT, LocalRetrievalModel, answer_quality
+from assistants.backends.local import LocalRetrievalModel
+from assistants.backends.quality import CORRECT_AT, answer_quality
 from assistants.models import ApiKey, Assistant, Deployment, ModelVersion
 from feedback.models import Feedback, Interaction
 from feedback.services import feedback_submit, interaction_log

@@ -1,4 +1,9 @@
-"""Retrain policies, training datasets (with provenance), training jobs and their timelines."""
+"""Retrain policies, training datasets (with provenance), training jobs and their timelines.
+
+Over 400 lines because ``RetrainPolicy`` carries the seed's full settings (thresholds, schedule, A/B,
+rollout, data filters, evaluation, redaction), each field with its validator and help text, and its
+``clean`` checks them together; splitting one model's fields across modules would hide them.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from django.utils import timezone
 from abtesting.models import MAX_PLANNED_LOOKS
 from assistants.models import Assistant, ModelVersion
 from feedback.models import Feedback
+from training.dataset_options import DatasetOptions
 
 UNIT = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 RATING = [MinValueValidator(1), MaxValueValidator(5)]
@@ -337,8 +343,6 @@ class RetrainPolicy(models.Model):
     def _data_filter_errors(self) -> dict[str, list[str]]:
         """The pipeline's own rules for its filters (one definition): a policy no build could honour is
         refused when it is saved, not at 2 a.m. in the worker."""
-        from training.pipeline import DatasetOptions
-
         try:
             DatasetOptions.from_policy(self)
         except ValidationError as exc:

@@ -23,7 +23,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from assistants.models import Assistant, Deployment
+from feedback.selectors import feedback_stats
 from training.models import RetrainPolicy, TrainingJob
+from training.services import job_active, policy_ensure
 
 
 @dataclass
@@ -124,8 +126,6 @@ def last_deployment(assistant: Assistant) -> Deployment | None:
 
 def retrain_metrics(assistant: Assistant) -> dict[str, Any]:
     """The metrics ``should_retrain_metrics`` needs, counted since the last deployment."""
-    from feedback.selectors import feedback_stats
-
     deployment = last_deployment(assistant)
     since = deployment.created_at if deployment is not None else None
     stats = feedback_stats(assistant=assistant, since=since)
@@ -152,8 +152,6 @@ def retrain_metrics(assistant: Assistant) -> dict[str, Any]:
 
 def should_retrain(assistant: Assistant) -> RetrainDecision:
     """Decide from the database. Nothing triggers while a job for the assistant is active."""
-    from training.services import job_active, policy_ensure
-
     policy = policy_ensure(assistant=assistant)
     decision = should_retrain_metrics(policy, retrain_metrics(assistant))
     active = job_active(assistant=assistant)

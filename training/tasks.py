@@ -6,7 +6,8 @@ import logging
 
 from assistants.models import Assistant
 from training import services
-from training.models import RetrainPolicy, TrainingDataset, TrainingJob
+from training.models import TrainingDataset, TrainingJob
+from training.policy import should_retrain
 from training.selectors import overview_figures
 
 logger = logging.getLogger(__name__)
@@ -22,8 +23,6 @@ def job_advance(job_id: int) -> str:
 
 def check_retraining(assistant_id: int) -> dict:
     """The scheduled check of one assistant: start a job when its policy says so."""
-    from training.policy import should_retrain
-
     assistant = Assistant.objects.filter(pk=assistant_id).first()
     if assistant is None:
         return {"should_retrain": False, "reasons": [], "blocked_by": "The assistant no longer exists."}
@@ -39,12 +38,6 @@ def check_retraining(assistant_id: int) -> dict:
         else:
             result["job"] = job.pk
     return result
-
-
-def check_retraining_all() -> list[dict]:
-    """Check every assistant with an enabled policy."""
-    ids = RetrainPolicy.objects.filter(enabled=True).values_list("assistant_id", flat=True)
-    return [check_retraining(assistant_id) for assistant_id in ids]
 
 
 def watchdog() -> dict:

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
 from abtesting.views import analysis_panel
+from assistants.exceptions import DomainError
 from assistants.models import Assistant, Deployment
 from feedback.views import page_number
 from training import selectors, services
@@ -519,9 +520,7 @@ def _decision_response(
 def _act(request: HttpRequest, job: TrainingJob, action, notice: str, **kwargs: Any) -> HttpResponse:
     try:
         action(job=job, user=request.user, **kwargs)
-    except PermissionError as exc:
-        raise PermissionDenied(FORBIDDEN) from exc
-    except (services.IllegalTransition, ValueError) as exc:
+    except (DomainError, ValueError) as exc:  # a refused permission stays Django's 403
         return _decision_response(request, job, error=str(exc))
     return _decision_response(request, job, notice=notice)
 

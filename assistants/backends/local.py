@@ -1,5 +1,7 @@
 """The embedded local model: a small retrieval answerer that learns from feedback.
 
+(Over 400 lines: one model class and its index, about a third of it this explanation.)
+
 What it is
 ----------
 A customer-service "model" that answers a question by finding the most similar
@@ -25,9 +27,9 @@ and the char cosine. Scores therefore lie in [0, 1].
 
 Versions and the fallback (design choice)
 -----------------------------------------
-DESIGN says a new version should fall back to the previous version "when unsure".
-We implement that as a *two-tier index stored in one artifact* rather than nesting
-the whole previous model inside the new one:
+The design (docs/ARCHITECTURE.md) says a new version should fall back to the
+previous version "when unsure". We implement that as a *two-tier index stored in
+one artifact* rather than nesting the whole previous model inside the new one:
 
 * tier "model"    -- the examples this version was trained on (``fit``'s arguments);
 * tier "fallback" -- the base version's knowledge, flattened: the base's own
@@ -68,7 +70,6 @@ import pickle
 import re
 import string
 import tempfile
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,23 +79,13 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from assistants.backends.quality import CORRECT_AT, answer_quality
+
 __all__ = [
-    "CORRECT_AT",
     "DEFAULT_THRESHOLD",
     "Answer",
     "LocalRetrievalModel",
-    "answer_quality",
 ]
-
-# An answer counts as "correct" when its token F1 against the reference is at least
-# 0.5. Why 0.5: the model returns whole stored answers, so a prediction is usually
-# either the right answer (F1 = 1.0, or ~0.7-0.9 when a reviewer reworded it) or the
-# answer to a different question (typically F1 < 0.3, sharing only filler words).
-# 0.5 sits in that gap: it tolerates rewording and an added greeting, while an answer
-# has to share at least about half of its content words with the reference, in both
-# directions, to count. It is also the conventional cut-off for "partially right" in
-# SQuAD-style evaluation.
-CORRECT_AT = 0.5
 
 # Threshold used until ``tune_threshold`` has seen validation data. Chosen from
 # experiments on paraphrased FAQ questions: paraphrases and typo'd versions of a
@@ -113,46 +104,6 @@ _QUERY_CHUNK = 512
 
 _PUNCTUATION_TABLE = str.maketrans({ch: " " for ch in string.punctuation})
 _WHITESPACE = re.compile(r"\s+")
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-# ----------------------------------------------------------------------------------
-# Scoring metric
-# ----------------------------------------------------------------------------------
-
-
-def _squad_tokens(text: str) -> list[str]:
-    """SQuAD normalisation: lowercase, drop punctuation and articles, split on spaces."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in string.punctuation)
-    text = _ARTICLES.sub(" ", text)
-    return text.split()
-
-
-def answer_quality(candidate: str | None, reference: str) -> float:
-    """Token-level F1 between a candidate answer and the reference answer (0.0 - 1.0).
-
-    This is the SQuAD answer metric: both texts are lowercased, punctuation and the
-    articles a/an/the are removed, and F1 is computed over the bag of remaining
-    tokens. It rewards answers with the same content even when worded a little
-    differently, which exact-match would not.
-
-    A missing or empty candidate (the model abstained) scores 0.0. If the candidate
-    is non-empty but both texts normalise to nothing (e.g. "The." vs "a"), SQuAD
-    counts that as a match (1.0); if only one does, 0.0.
-    """
-    if candidate is None or not candidate.strip():
-        return 0.0
-    cand_tokens = _squad_tokens(candidate)
-    ref_tokens = _squad_tokens(reference or "")
-    if not cand_tokens or not ref_tokens:
-        return float(cand_tokens == ref_tokens)
-    overlap = sum((Counter(cand_tokens) & Counter(ref_tokens)).values())
-    if overlap == 0:
-        return 0.0
-    precision = overlap / len(cand_tokens)
-    recall = overlap / len(ref_tokens)
-    return 2 * precision * recall / (precision + recall)
 
 
 # ----------------------------------------------------------------------------------

@@ -129,8 +129,9 @@ def test_a_reviewer_key_stops_an_experiment(alice_manage_key, experiment, alice)
     again = client(alice_manage_key).post(
         f"/api/v1/experiments/{experiment.pk}/stop", {"reason": "x"}, format="json"
     )
-    assert again.status_code == 200
-    assert again.json()["decision_reason"] == "candidate is broken"
+    assert again.status_code == 409
+    assert again.json() == {"detail": f"Experiment {experiment.pk} is already stopped; nothing to stop."}
+    assert Experiment.objects.get(pk=experiment.pk).decision_reason == "candidate is broken"
 
 
 def test_stopping_needs_manage_scope(reader, experiment):
@@ -159,8 +160,11 @@ def test_a_concluded_experiment_cannot_be_stopped(alice_manage_key, experiment):
     response = client(alice_manage_key).post(
         f"/api/v1/experiments/{experiment.pk}/stop", {"reason": "x"}, format="json"
     )
-    assert response.status_code == 400
-    assert "already concluded" in str(response.json()["errors"])
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"Experiment {experiment.pk} is already concluded (variant_better); nothing to stop."
+    }
+    assert Experiment.objects.get(pk=experiment.pk).status == "concluded"
 
 
 def test_get_is_the_only_method_on_the_list(reader, manager):

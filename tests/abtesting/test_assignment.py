@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-import hashlib
 import math
+import os
+import subprocess
+import sys
+
+from django.conf import settings
 
 from abtesting.assignment import CONTROL, VARIANT, assign, bucket
 
@@ -11,11 +15,47 @@ def test_it_keeps_a_user_in_the_same_arm():
     assert len(arms) == 1
 
 
-def test_it_is_a_pure_function_of_salt_and_user():
-    digest = hashlib.sha256(b"s1:user-42").digest()
-    assert bucket(salt="s1", user_ref="user-42") == int.from_bytes(digest[:8], "big") / 2**64
-    expected = VARIANT if bucket(salt="s1", user_ref="user-42") < 0.3 else CONTROL
-    assert assign(salt="s1", user_ref="user-42", traffic_split=0.3) == expected
+def test_a_users_position_is_the_same_on_every_call_and_in_every_process():
+    here = [bucket(salt="s1", user_ref=f"user-{i}") for i in range(5)]
+    assert here == [bucket(salt="s1", user_ref=f"user-{i}") for i in range(5)]
+    # Another interpreter with another hash seed (a restarted worker) puts every user where we do.
+    code = (
+        "from abtesting.assignment import bucket; "
+        "print([bucket(salt='s1', user_ref=f'user-{i}') for i in range(5)])"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert other.stdout.strip() == repr(here)
+
+
+def test_positions_are_uniform_in_the_unit_interval():
+    n, bins = 20_000, 10
+    positions = [bucket(salt="exp-a", user_ref=f"u{i}") for i in range(n)]
+    assert all(0.0 <= u < 1.0 for u in positions)
+    counts = [0] * bins
+    for u in positions:
+        counts[int(u * bins)] += 1
+    expected = n / bins
+    # Each tenth of the interval holds a tenth of the users, within 4 standard deviations.
+    assert all(abs(c - expected) < 4 * math.sqrt(expected * (1 - 1 / bins)) for c in counts), counts
+
+
+def test_another_salt_puts_the_same_user_elsewhere():
+    users = [f"u{i}" for i in range(1_000)]
+    moved = sum(bucket(salt="exp-a", user_ref=u) != bucket(salt="exp-b", user_ref=u) for u in users)
+    assert moved == len(users)
+
+
+def test_the_arm_follows_the_users_position():
+    for i in range(2_000):
+        u = bucket(salt="s1", user_ref=f"user-{i}")
+        assert assign(salt="s1", user_ref=f"user-{i}", traffic_split=0.3) == (VARIANT if u < 0.3 else CONTROL)
 
 
 def test_the_realised_split_matches_the_configured_one_within_sampling_error():

@@ -5,27 +5,14 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-import pytest
-
 from abtesting import services
 from abtesting.models import Experiment
 from abtesting.routing import route
-from assistants.models import Deployment
-from assistants.services import deployment_make_live, model_version_create
 from feedback.models import Interaction
 from feedback.services import feedback_submit, interaction_log
 
 USERS = 600
 PER_DAY = 150
-
-
-@pytest.fixture
-def versions(assistant):
-    control = model_version_create(assistant=assistant, name="shop-v1")
-    deployment_make_live(version=control, reason=Deployment.Reason.INITIAL)
-    variant = model_version_create(assistant=assistant, name="shop-v2")
-    assistant.refresh_from_db()
-    return control, variant
 
 
 def run_experiment(

@@ -2,21 +2,8 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
-from abtesting import services
+from abtesting import rollouts, services
 from abtesting.routing import route
-from assistants.models import Deployment
-from assistants.services import deployment_make_live, model_version_create
-
-
-@pytest.fixture
-def versions(assistant):
-    control = model_version_create(assistant=assistant, name="shop-v1")
-    deployment_make_live(version=control, reason=Deployment.Reason.INITIAL)
-    variant = model_version_create(assistant=assistant, name="shop-v2")
-    assistant.refresh_from_db()
-    return control, variant
 
 
 def test_it_routes_to_the_live_version_when_no_experiment_runs(assistant, versions):
@@ -46,7 +33,7 @@ def test_it_goes_back_to_the_live_version_when_the_experiment_ends(assistant, ve
 
 
 def test_a_rollout_sends_the_stage_share_to_the_new_version(assistant, versions):
-    services.rollout_start(assistant=assistant, version=versions[1], stages=(0.1, 0.5, 1.0))
+    rollouts.rollout_start(assistant=assistant, version=versions[1], stages=(0.1, 0.5, 1.0))
     n = 1500
     share = (
         sum(route(assistant=assistant, user_ref=f"u{i}").model_version == versions[1] for i in range(n)) / n

@@ -6,24 +6,14 @@ from datetime import timedelta
 import pytest
 
 from abtesting import services
+from abtesting.exceptions import ExperimentBusy, ExperimentError, ExperimentNotRunning
 from abtesting.models import Experiment, ExperimentSnapshot
 from abtesting.routing import route
 from abtesting.signals import experiment_concluded
 from abtesting.statistics import ArmCounts
-from assistants.models import Deployment
-from assistants.services import deployment_make_live, model_version_create
 from feedback.models import Feedback, Interaction
 
 _ids = itertools.count()
-
-
-@pytest.fixture
-def versions(assistant):
-    control = model_version_create(assistant=assistant, name="shop-v1")
-    deployment_make_live(version=control, reason=Deployment.Reason.INITIAL)
-    variant = model_version_create(assistant=assistant, name="shop-v2")
-    assistant.refresh_from_db()
-    return control, variant
 
 
 def start(assistant, versions, **settings) -> Experiment:
@@ -76,7 +66,7 @@ def test_it_starts_an_experiment_with_the_settings(assistant, versions):
 
 def test_it_refuses_a_second_running_experiment_with_a_clear_message(assistant, versions):
     first = start(assistant, versions)
-    with pytest.raises(services.ExperimentBusy, match=f"already runs experiment {first.pk}"):
+    with pytest.raises(ExperimentBusy, match=f"already runs experiment {first.pk}"):
         start(assistant, versions)
     services.experiment_stop(experiment=first, reason="done")
     assert start(assistant, versions).status == Experiment.Status.RUNNING
@@ -93,12 +83,12 @@ def test_it_refuses_a_second_running_experiment_with_a_clear_message(assistant, 
     ],
 )
 def test_it_rejects_settings_that_cannot_work(assistant, versions, overrides, message):
-    with pytest.raises(services.ExperimentError, match=message):
+    with pytest.raises(ExperimentError, match=message):
         start(assistant, versions, **overrides)
 
 
 def test_it_rejects_the_same_version_twice(assistant, versions):
-    with pytest.raises(services.ExperimentError, match="same version"):
+    with pytest.raises(ExperimentError, match="same version"):
         services.experiment_start(assistant=assistant, control=versions[0], variant=versions[0])
 
 
@@ -218,7 +208,7 @@ def test_the_every_minute_task_takes_a_look_only_when_the_interval_has_elapsed(a
 
 
 def test_a_look_interval_below_a_minute_is_refused(assistant, versions):
-    with pytest.raises(services.ExperimentError, match="look_interval_minutes"):
+    with pytest.raises(ExperimentError, match="look_interval_minutes"):
         start(assistant, versions, look_interval_minutes=0)
 
 
@@ -308,11 +298,14 @@ def test_a_sample_ratio_mismatch_marks_the_experiment_invalid(assistant, version
 # ---------------------------------------------------------------- stop and the signal
 
 
-def test_stopping_is_idempotent(assistant, versions, alice):
+def test_stopping_again_is_refused_and_changes_nothing(assistant, versions, alice):
     experiment = start(assistant, versions)
     services.experiment_stop(experiment=experiment, user=alice, reason="wrong candidate")
     ended_at = experiment.ended_at
-    services.experiment_stop(experiment=Experiment.objects.get(pk=experiment.pk), user=None, reason="again")
+    with pytest.raises(ExperimentNotRunning, match=f"Experiment {experiment.pk} is already stopped"):
+        services.experiment_stop(
+            experiment=Experiment.objects.get(pk=experiment.pk), user=None, reason="again"
+        )
     experiment.refresh_from_db()
     assert (experiment.status, experiment.decision_reason, experiment.stopped_by) == (
         "stopped",
@@ -352,7 +345,7 @@ def test_a_stopped_experiment_reads_no_decision_whatever_its_figures(assistant, 
 
 
 def test_stopping_needs_a_reason(assistant, versions):
-    with pytest.raises(services.ExperimentError, match="why"):
+    with pytest.raises(ExperimentError, match="why"):
         services.experiment_stop(experiment=start(assistant, versions), reason=" ")
 
 

@@ -2,23 +2,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 from django_q.models import Schedule
 
-from abtesting import selectors, services, tasks
+from abtesting import rollouts, selectors, services, tasks
 from abtesting.models import Experiment
-from assistants.models import Deployment
-from assistants.services import deployment_make_live, model_version_create
-
-
-@pytest.fixture
-def versions(assistant):
-    control = model_version_create(assistant=assistant, name="shop-v1")
-    deployment_make_live(version=control, reason=Deployment.Reason.INITIAL)
-    variant = model_version_create(assistant=assistant, name="shop-v2")
-    assistant.refresh_from_db()
-    return control, variant
 
 
 def test_the_schedules_exist_and_ensure_schedules_repairs_them_without_duplicates(db):
@@ -54,7 +42,7 @@ def test_analyse_running_concludes_an_experiment_past_its_duration(assistant, ve
 
 
 def test_advance_rollouts_moves_a_held_stage_on(assistant, versions):
-    experiment = services.rollout_start(
+    experiment = rollouts.rollout_start(
         assistant=assistant, version=versions[1], stage_hours=1, now=timezone.now() - timedelta(hours=3)
     )
     assert tasks.advance_rollouts() == 1

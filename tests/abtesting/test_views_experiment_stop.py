@@ -45,10 +45,22 @@ def test_htmx_gets_the_body_swapped_in_place(client, alice, experiment, url):
 
 
 def test_it_says_when_the_experiment_already_ended(client, alice, experiment, url):
-    Experiment.objects.filter(pk=experiment.pk).update(status="concluded")
+    Experiment.objects.filter(pk=experiment.pk).update(status="concluded", decision="no_difference")
     client.force_login(alice)
     response = client.post(url, HTTP_HX_REQUEST="true")
-    assert response.status_code == 422 and b"already concluded" in response.content
+    # The service's refusal, as the API words it (409 there); the page swaps the form back with it.
+    assert response.status_code == 422
+    assert f"Experiment {experiment.pk} is already concluded (no_difference); nothing to stop." in (
+        response.content.decode()
+    )
+
+
+def test_stopping_twice_is_refused_the_second_time(client, alice, experiment, url):
+    client.force_login(alice)
+    client.post(url, {"reason": "enough"})
+    response = client.post(url, {"reason": "again"}, follow=True)
+    assert f"Experiment {experiment.pk} is already stopped; nothing to stop." in response.content.decode()
+    assert Experiment.objects.get(pk=experiment.pk).decision_reason == "enough"
 
 
 def test_it_forbids_viewers(client, bob, experiment, url):

@@ -17,12 +17,11 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from assistants.backends.local import (  # noqa: E402
-    CORRECT_AT,
     DEFAULT_THRESHOLD,
     Answer,
     LocalRetrievalModel,
-    answer_quality,
 )
+from assistants.backends.quality import CORRECT_AT, answer_quality  # noqa: E402
 
 FAQ: dict[str, str] = {
     "How do I reset my password?": "Click 'Forgot password' on the login page and follow the emailed link.",
@@ -52,33 +51,6 @@ PARAPHRASES: dict[str, str] = {
 @pytest.fixture(scope="module")
 def faq_model() -> LocalRetrievalModel:
     return LocalRetrievalModel.fit(list(FAQ), list(FAQ.values()))
-
-
-# -- answer_quality ---------------------------------------------------------------
-
-
-def test_answer_quality_identical_is_one() -> None:
-    assert answer_quality("Go to Account > Billing.", "go to account billing") == 1.0
-
-
-def test_answer_quality_disjoint_is_zero() -> None:
-    assert answer_quality("Bananas are yellow", "Click forgot password") == 0.0
-
-
-def test_answer_quality_partial_known_value() -> None:
-    # candidate tokens: click, link (the article "the" is dropped) -> 2 tokens
-    # reference tokens: click, link, in, email                    -> 4 tokens
-    # overlap 2: precision 2/2 = 1, recall 2/4 = 0.5, F1 = 2*1*0.5/1.5 = 2/3
-    assert answer_quality("Click the link", "Click link in email") == pytest.approx(2 / 3)
-
-
-def test_answer_quality_none_or_empty_is_zero() -> None:
-    assert answer_quality(None, "anything") == 0.0
-    assert answer_quality("   ", "anything") == 0.0
-
-
-def test_correct_at_is_a_half() -> None:
-    assert CORRECT_AT == 0.5
 
 
 # -- fitting and answering --------------------------------------------------------

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.utils import timezone
 
 from assistants.backends.local import LocalRetrievalModel
@@ -141,3 +143,37 @@ def make_job(assistant: Assistant, status: str = TrainingJob.Status.PENDING, **f
 @pytest.fixture
 def reviewer(alice):
     return alice
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> list[tuple]:
+    """What was handed to the worker, as (task, *args): django-q2's ``async_task`` records instead of
+    running the task (sync mode would run the whole job inside the test). Tasks enqueued on commit
+    arrive only inside ``django_capture_on_commit_callbacks(execute=True)`` or a transactional test."""
+    calls: list[tuple] = []
+    monkeypatch.setattr(
+        "django_q.tasks.async_task", lambda func, *args, **kwargs: calls.append((func, *args))
+    )
+    return calls
+
+
+def race(n: int, fn) -> list:
+    """Run ``fn`` in ``n`` threads at once, each on its own database connection; results or exceptions."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = fn()
+        except Exception as exc:  # collected for the assertions
+            results[i] = exc
+        finally:
+            connection.close()  # this thread's own connection; left open it would block dropping the test DB
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return results

@@ -16,11 +16,6 @@ S = TrainingJob.Status
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def no_enqueue(monkeypatch):
-    monkeypatch.setattr(services, "_enqueue_advance", lambda job_id: None)
-
-
 @pytest.fixture
 def awaiting(assistant, live_v1):
     candidate = train_local(assistant, ["How do I pay?"], ["By card."])

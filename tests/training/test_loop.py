@@ -350,7 +350,7 @@ def _approve_into_rollout(testing_job, assistant, alice, results: dict | None = 
 
 
 def test_a_completed_rollout_deploys_the_job_without_a_second_deployment(testing_job, assistant, alice):
-    from abtesting import services as ab
+    from abtesting import rollouts
     from abtesting.models import Experiment
 
     job = _approve_into_rollout(
@@ -359,8 +359,8 @@ def test_a_completed_rollout_deploys_the_job_without_a_second_deployment(testing
     rollout = Experiment.objects.get(pk=job.options["rollout_experiment"])
     # Without feedback each stage is held its longest, then advanced; the last one makes the version live.
     while rollout.is_running:
-        held = rollout.stage_hours * ab.MAX_STAGE_HOLD_FACTOR + 1
-        ab.rollout_advance(experiment=rollout, now=rollout.stage_started_at + timedelta(hours=held))
+        held = rollout.stage_hours * rollouts.MAX_STAGE_HOLD_FACTOR + 1
+        rollouts.rollout_advance(experiment=rollout, now=rollout.stage_started_at + timedelta(hours=held))
     assistant.refresh_from_db()
     assert assistant.live_version == job.new_model_version
 
@@ -374,12 +374,13 @@ def test_a_completed_rollout_deploys_the_job_without_a_second_deployment(testing
 
 
 def test_the_job_outlasts_a_rollout_whose_stages_hold_longest(testing_job, assistant, alice):
-    from abtesting import services as ab
+    from abtesting import rollouts
     from abtesting.models import Experiment
 
     job = _approve_into_rollout(testing_job, assistant, alice)
     rollout = Experiment.objects.get(pk=job.options["rollout_experiment"])
-    longest = timedelta(hours=rollout.stage_hours * (len(rollout.stages) - 1) * ab.MAX_STAGE_HOLD_FACTOR)
+    held = rollout.stage_hours * rollouts.MAX_STAGE_HOLD_FACTOR
+    longest = timedelta(hours=held * (len(rollout.stages) - 1))
     assert job.deadline_at > rollout.started_at + longest
 
 
@@ -401,10 +402,10 @@ def test_a_job_failed_during_its_rollout_rolls_the_rollout_back(testing_job, ass
 def test_a_job_failed_while_its_rollout_starts_rolls_that_rollout_back(
     testing_job, assistant, alice, live_v1, monkeypatch
 ):
-    from abtesting import services as ab
+    from abtesting import rollouts
     from abtesting.models import Experiment
 
-    real_start = ab.rollout_start
+    real_start = rollouts.rollout_start
 
     def start_then_fail(**kwargs):
         rollout = real_start(**kwargs)
@@ -412,7 +413,7 @@ def test_a_job_failed_while_its_rollout_starts_rolls_that_rollout_back(
         services.job_fail(job=TrainingJob.objects.get(pk=testing_job.pk), error="Timed out.")
         return rollout
 
-    monkeypatch.setattr(ab, "rollout_start", start_then_fail)
+    monkeypatch.setattr(rollouts, "rollout_start", start_then_fail)
     policy_update(policy=policy_ensure(assistant=assistant), rollout_enabled=True)
     job = services.job_advance(job=testing_job)
     _conclude(job.experiment, "variant_better", {"improvement": 0.1})

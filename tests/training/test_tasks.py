@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training import services, tasks
+from training import tasks
 from training.models import TrainingJob
 from training.services import policy_ensure, policy_update
 
@@ -13,21 +13,19 @@ from .conftest import give_feedback, make_job
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def enqueued(monkeypatch):
-    calls = []
-    monkeypatch.setattr(services, "_enqueue_advance", lambda job_id: calls.append(job_id))
-    return calls
-
-
-def test_the_scheduled_check_starts_a_job_when_retraining_is_due(assistant, live_v1, enqueued):
+def test_the_scheduled_check_starts_a_job_when_retraining_is_due(
+    assistant, live_v1, enqueued, django_capture_on_commit_callbacks
+):
     policy_update(policy=policy_ensure(assistant=assistant), min_feedback_count=4)
     give_feedback(assistant, 4)
-    result = tasks.check_retraining(assistant.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = tasks.check_retraining(assistant.pk)
     job = TrainingJob.objects.get(pk=result["job"])
     assert job.trigger == "threshold"
     assert job.reasons == ["Feedback count (4) >= threshold (4)"]
-    assert enqueued == [job.pk]
+    assert [call for call in enqueued if call[0] == "training.tasks.job_advance"] == [
+        ("training.tasks.job_advance", job.pk)
+    ]
 
 
 def test_the_scheduled_check_does_nothing_when_not_due(assistant, live_v1, enqueued):
@@ -43,12 +41,6 @@ def test_the_scheduled_check_leaves_an_active_job_alone(assistant, live_v1, enqu
     result = tasks.check_retraining(assistant.pk)
     assert result["should_retrain"] is False and str(job.pk) in result["blocked_by"]
     assert TrainingJob.objects.count() == 1
-
-
-def test_check_all_covers_every_enabled_policy(assistant, other_assistant, enqueued):
-    policy_ensure(assistant=assistant)
-    policy_update(policy=policy_ensure(assistant=other_assistant), enabled=False)
-    assert len(tasks.check_retraining_all()) == 1
 
 
 def test_a_missing_job_or_assistant_is_not_an_error():
@@ -68,10 +60,9 @@ def test_job_advance_fails_a_job_whose_stage_crashes(assistant, monkeypatch):
     assert job.error == "evaluating failed: RuntimeError: disk full"
 
 
-def test_the_watchdog_gives_new_assistants_a_policy_and_a_schedule(assistant, monkeypatch):
+def test_the_watchdog_gives_new_assistants_a_policy_and_a_schedule(assistant, enqueued):
     from django_q.models import Schedule
 
-    monkeypatch.setattr("django_q.tasks.async_task", lambda *a, **k: None)
     assert tasks.watchdog() == {"failed": [], "enqueued": [], "policies_created": [assistant.pk]}
     assert Schedule.objects.filter(name=f"training.check_retraining:{assistant.pk}").exists()
     assert tasks.watchdog()["policies_created"] == []

@@ -11,13 +11,7 @@ def url(assistant) -> str:
     return reverse("training-train-now", args=[assistant.slug])
 
 
-@pytest.fixture
-def no_worker(monkeypatch):
-    # The job itself is the orchestrator's business; here only its creation matters.
-    monkeypatch.setattr("training.services._enqueue_advance", lambda job_id: None)
-
-
-def test_it_starts_a_manual_job_and_opens_it(client, alice, assistant, url, no_worker):
+def test_it_starts_a_manual_job_and_opens_it(client, alice, assistant, url):
     client.force_login(alice)
     response = client.post(url)
     job = TrainingJob.objects.get(assistant=assistant)
@@ -28,7 +22,7 @@ def test_it_starts_a_manual_job_and_opens_it(client, alice, assistant, url, no_w
     assert JobEvent.objects.get(job=job).user == alice
 
 
-def test_htmx_is_told_to_navigate_to_the_job(client, alice, assistant, url, no_worker):
+def test_htmx_is_told_to_navigate_to_the_job(client, alice, assistant, url):
     client.force_login(alice)
     response = client.post(url, HTTP_HX_REQUEST="true")
     job = TrainingJob.objects.get(assistant=assistant)
@@ -36,9 +30,7 @@ def test_htmx_is_told_to_navigate_to_the_job(client, alice, assistant, url, no_w
     assert response["HX-Redirect"] == reverse("training-job-detail", args=[job.pk])
 
 
-def test_it_sends_you_to_the_running_job_instead_of_starting_a_second(
-    client, alice, assistant, url, no_worker
-):
+def test_it_sends_you_to_the_running_job_instead_of_starting_a_second(client, alice, assistant, url):
     running = TrainingJob.objects.create(assistant=assistant, trigger="scheduled", status="training")
     client.force_login(alice)
     response = client.post(url, follow=True)

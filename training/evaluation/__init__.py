@@ -92,16 +92,15 @@ def evaluate_versions(
     return evaluate_prompts(candidate=candidate, live=live, prompts=prompts, settings=settings)
 
 
-def evaluate_job(*, job: TrainingJob, settings: EvaluationSettings | None = None) -> EvaluationReport:
+def evaluate_job(*, job: TrainingJob, settings: EvaluationSettings) -> EvaluationReport:
     """Evaluate the job's new version against the assistant's live version on the validation split, then
-    calibrate the graders on held-out customer ratings (within the same judge budget)."""
+    calibrate the graders on held-out customer ratings (within the same judge budget).
+
+    ``settings``: ``EvaluationSettings.from_policy(policy)`` for the job's assistant (the caller has it).
+    """
     from training.evaluation.calibration import grader_calibration
     from training.evaluation.judge import provider_configured
 
-    if settings is None:
-        from training.services import policy_ensure
-
-        settings = EvaluationSettings.from_policy(policy_ensure(assistant=job.assistant))
     live = job.assistant.live_version
     judge = settings.judge() if provider_configured() else None
     report = evaluate_prompts(

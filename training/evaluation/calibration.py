@@ -25,6 +25,7 @@ from typing import Any
 
 from django.db.models import Max, Q
 
+from assistants.backends.quality import squad_tokens
 from assistants.models import Assistant
 from feedback.models import Feedback, is_success
 from training.evaluation import graders as g
@@ -45,7 +46,7 @@ class CalibrationItem:
 
 
 def _key(text: str) -> str:
-    return " ".join(g._squad_tokens(text))
+    return " ".join(squad_tokens(text))
 
 
 def _reference_bank(dataset: TrainingDataset | None) -> dict[str, str]:

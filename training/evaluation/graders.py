@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from assistants.backends.local import CORRECT_AT, _squad_tokens, answer_quality
+from assistants.backends.quality import CORRECT_AT, answer_quality, squad_tokens
 from training.evaluation.judge import Judge, JudgeError
 
 # Pass thresholds when the policy sets none: token F1's is the local model's own CORRECT_AT; the others
@@ -84,14 +84,14 @@ def _missing(item: Item) -> Grade | None:
 
 
 def _normalise(text: str) -> str:
-    return " ".join(_squad_tokens(text))
+    return " ".join(squad_tokens(text))
 
 
 def rouge_l(candidate: str, reference: str) -> float:
     """ROUGE-L F-measure over SQuAD-normalised tokens (LCS by rapidfuzz)."""
     from rapidfuzz.distance import LCSseq
 
-    c, r = _squad_tokens(candidate), _squad_tokens(reference)
+    c, r = squad_tokens(candidate), squad_tokens(reference)
     if not c or not r:
         return float(c == r)
     lcs = LCSseq.similarity(c, r)

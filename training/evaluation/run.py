@@ -1,5 +1,7 @@
 """Offline evaluation of a job's candidate against the live version on the validation prompts.
 
+(Just over 400 lines: the report's figures and the verdicts derived from them are one dataclass.)
+
 Both versions answer every validation prompt (provider-backed versions at most ``MAX_REMOTE_PROMPTS``,
 each is a paid call). The policy's grader scores each answer against the reference answer (pass/fail, a
 score and a reason); pairwise judging compares the two answers per prompt. Figures, all with 95 %

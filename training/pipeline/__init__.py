@@ -3,9 +3,9 @@ preference pairs). See ``build`` for the flow, ``sources`` for how feedback comb
 filters and label rules, ``dedup`` for what a near-duplicate is, ``validate`` for the pre-flight checks.
 """
 
+from training.dataset_options import DatasetOptions
 from training.pipeline.build import DatasetInvalid, dataset_build, dataset_require_valid, options_resolve
 from training.pipeline.formats import FORMATS
-from training.pipeline.options import DatasetOptions
 
 __all__ = [
     "FORMATS",

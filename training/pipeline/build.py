@@ -37,10 +37,10 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
 from assistants.models import Assistant
+from training.dataset_options import DatasetOptions
 from training.models import DatasetExample, RetrainPolicy, TrainingDataset
 from training.pipeline.dedup import NearDuplicateFinder
 from training.pipeline.formats import FORMATS, common_drop_reason, question_drop_reason
-from training.pipeline.options import DatasetOptions
 from training.pipeline.redact import ExampleRedactor, redaction_stats_off
 from training.pipeline.sources import candidates, feedback_queryset
 from training.pipeline.split import TRAIN, VALIDATION, split_of

@@ -1,5 +1,7 @@
 """Near-duplicate removal: MinHash LSH over word shingles, verified with exact Jaccard.
 
+(Over 400 lines: one algorithm, most of it the comments that say why each step is safe and fast.)
+
 **What counts as a duplicate (the one definition):** two examples are near-duplicates when the Jaccard
 similarity of their sets of word 3-shingles is at least ``threshold`` (default 0.9). The text compared is
 ``question + "\\n" + answer`` (the last user message and the training target), normalised by

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from feedback.models import is_success
-from training.pipeline.options import DatasetOptions
+from training.dataset_options import DatasetOptions
 from training.pipeline.sources import Candidate
 from training.pipeline.validate import check_chat, check_classification, check_preference, check_rag
 

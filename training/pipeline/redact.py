@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from feedback.redaction import Redaction, Redactor, parse_patterns
-from training.pipeline.options import DatasetOptions
+from training.dataset_options import DatasetOptions
 
 _MAX_COUNT = 65_535  # array("H")
 

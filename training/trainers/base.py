@@ -36,7 +36,7 @@ class Trainer(ABC):
     provider (returns ``running``); the orchestrator then calls ``poll`` every ``poll_after`` seconds
     until the outcome is terminal. Neither method changes the job's status: the orchestrator owns the
     state machine. Trainers may write ``job.provider_job_id`` and record events through
-    ``training.services.job_record_event``.
+    ``training.events.job_record_event``.
     """
 
     backend: str

@@ -10,7 +10,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
-from assistants.backends.local import CORRECT_AT, LocalRetrievalModel, answer_quality
+from assistants.backends.local import LocalRetrievalModel
+from assistants.backends.quality import CORRECT_AT, answer_quality
 from assistants.models import ModelVersion
 from assistants.services import model_version_create, next_version_name
 from training.models import TrainingJob

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import openai
 from django.core.files.storage import default_storage
@@ -35,12 +35,12 @@ from django.core.files.storage import default_storage
 from assistants.backends.errors import BackendError
 from assistants.backends.openai_chat import client, describe_api_error
 from assistants.models import ModelVersion
+from assistants.services import model_version_create, next_version_name
+from training.events import job_record_event
+from training.models import JobEvent, TrainingJob
 from training.pipeline import DatasetInvalid
 from training.pipeline.erasure import dataset_ready
 from training.trainers.base import Trainer, TrainingOutcome
-
-if TYPE_CHECKING:
-    from training.models import TrainingJob
 
 logger = logging.getLogger(__name__)
 
@@ -282,8 +282,6 @@ class OpenAITrainer(Trainer):
 
     def _sync_events(self, api: openai.OpenAI, job: TrainingJob, metrics: dict[str, Any]) -> None:
         """Record provider events not yet in the timeline, oldest first; extend the loss curve."""
-        from training.models import JobEvent
-
         # Events come newest first and ``after`` pages towards older ones: read until an event we
         # already recorded shows up (or the history ends).
         known = set(
@@ -307,8 +305,6 @@ class OpenAITrainer(Trainer):
             if reached_known or not page.has_more or not page.data:
                 break
             after = page.data[-1].id
-        from training.services import job_record_event
-
         for event in reversed(fresh):
             data = dict(event.data or {}) if isinstance(event.data, dict) else {}
             is_metric = getattr(event, "type", "") == "metrics" or "train_loss" in data
@@ -361,8 +357,6 @@ class OpenAITrainer(Trainer):
 
     @staticmethod
     def _register_version(job: TrainingJob, provider_model: str, metrics: dict[str, Any]) -> ModelVersion:
-        from assistants.services import model_version_create, next_version_name
-
         existing = ModelVersion.objects.filter(
             assistant_id=job.assistant_id, backend=ModelVersion.Backend.OPENAI, provider_model=provider_model
         ).first()
@@ -393,7 +387,4 @@ class OpenAITrainer(Trainer):
 
     @staticmethod
     def _note(job: TrainingJob, message: str, *, data: dict[str, Any] | None = None) -> None:
-        from training.models import JobEvent
-        from training.services import job_record_event
-
         job_record_event(job=job, kind=JobEvent.Kind.NOTE, message=message, data=data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from assistants.models import Assistant
+from training import services
 from training.policy import should_retrain
 
 
@@ -45,11 +46,11 @@ class Command(BaseCommand):
                     f"  no threshold reached: {m.get('feedback_count', 0)} feedback since the last deployment"
                 )
             if trigger and decision.should_retrain:
-                from training.services import JobActive, trigger_training
-
                 try:
-                    job = trigger_training(assistant=item, trigger=decision.trigger, reasons=decision.reasons)
-                except JobActive as exc:
+                    job = services.trigger_training(
+                        assistant=item, trigger=decision.trigger, reasons=decision.reasons
+                    )
+                except services.JobActive as exc:
                     self.stdout.write(f"  not started: {exc}")
                 else:
                     self.stdout.write(self.style.SUCCESS(f"  started training job {job.pk}"))

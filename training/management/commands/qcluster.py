@@ -17,7 +17,7 @@ This command runs the same ``Cluster`` but handles the signals itself, outside s
    drains results.
 3. Whatever is still running after ``Q_STOP_GRACE`` seconds (default 5, so that the whole stop fits in 10)
    gets SIGTERM, then SIGKILL a second later. An interrupted task is not lost: a training stage's lease
-   stops being renewed and the watchdog hands the job to another worker (training/services.py), and the
+   stops being renewed and the watchdog hands the job to another worker (training/services/state.py), and the
    broker delivers an unacknowledged task again after ``retry``.
 4. The main process is a *child subreaper* (Linux ``prctl``), so workers orphaned by a dead sentinel are
    re-parented to it and are stopped and reaped too: no process or zombie is left behind.

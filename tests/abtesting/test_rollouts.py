@@ -5,23 +5,15 @@ from datetime import timedelta
 
 import pytest
 
-from abtesting import services
+from abtesting import rollouts, services
+from abtesting.exceptions import ExperimentBusy, ExperimentError
 from abtesting.models import Experiment
 from abtesting.routing import route
 from assistants.models import Deployment
-from assistants.services import deployment_make_live, model_version_create
+from assistants.services import model_version_create
 from feedback.models import Feedback, Interaction
 
 _ids = itertools.count()
-
-
-@pytest.fixture
-def versions(assistant):
-    control = model_version_create(assistant=assistant, name="shop-v1")
-    deployment_make_live(version=control, reason=Deployment.Reason.INITIAL)
-    variant = model_version_create(assistant=assistant, name="shop-v2")
-    assistant.refresh_from_db()
-    return control, variant
 
 
 def populate(experiment: Experiment, arm: str, *, assigned: int, with_feedback: int, successes: int) -> None:
@@ -52,7 +44,7 @@ def hours_into_stage(experiment: Experiment, hours: float):
 
 
 def rollout(assistant, version) -> Experiment:
-    return services.rollout_start(
+    return rollouts.rollout_start(
         assistant=assistant, version=version, stages=(0.1, 0.5, 1.0), stage_hours=48, min_sample_size=50
     )
 
@@ -70,10 +62,10 @@ def test_stages_advance_after_their_hold_time_and_the_last_one_makes_the_version
     populate(experiment, "control", assigned=900, with_feedback=300, successes=210)
     populate(experiment, "variant", assigned=100, with_feedback=100, successes=71)
 
-    services.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 47))
+    rollouts.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 47))
     assert experiment.stage_index == 0  # still holding
 
-    services.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 49))
+    rollouts.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 49))
     assert (experiment.stage_index, experiment.traffic_split, experiment.status) == (1, 0.5, "running")
     row = Deployment.objects.filter(assistant=assistant).first()
     assert (row.reason, row.traffic_share) == ("rollout_stage", 0.5)
@@ -82,7 +74,7 @@ def test_stages_advance_after_their_hold_time_and_the_last_one_makes_the_version
     # The next stage is judged on its own interactions, at its own split.
     populate(experiment, "control", assigned=500, with_feedback=200, successes=140)
     populate(experiment, "variant", assigned=500, with_feedback=200, successes=142)
-    services.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 49))
+    rollouts.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 49))
     experiment.refresh_from_db()
     assert (experiment.status, experiment.decision) == ("concluded", "no_difference")
     assistant.refresh_from_db()
@@ -96,7 +88,7 @@ def test_the_guardrail_rolls_back_a_significantly_worse_version_with_a_reason(as
     experiment = rollout(assistant, versions[1])
     populate(experiment, "control", assigned=900, with_feedback=300, successes=240)
     populate(experiment, "variant", assigned=100, with_feedback=100, successes=20)
-    services.rollout_advance(
+    rollouts.rollout_advance(
         experiment=experiment, now=hours_into_stage(experiment, 6)
     )  # before the hold ends
     experiment.refresh_from_db()
@@ -125,7 +117,7 @@ def test_a_worse_signal_whose_ci_still_includes_no_change_holds_the_stage(assist
     experiment = rollout(assistant, versions[1])
     populate(experiment, "control", assigned=900, with_feedback=300, successes=240)
     populate(experiment, "variant", assigned=100, with_feedback=100, successes=70)
-    services.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 60))
+    rollouts.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 60))
     experiment.refresh_from_db()
     assert (experiment.status, experiment.stage_index, experiment.decision) == ("running", 0, "")
     assert not Deployment.objects.filter(assistant=assistant, reason="rollback").exists()
@@ -133,9 +125,9 @@ def test_a_worse_signal_whose_ci_still_includes_no_change_holds_the_stage(assist
 
 def test_a_stage_without_enough_feedback_holds_then_advances_with_a_note(assistant, versions):
     experiment = rollout(assistant, versions[1])
-    services.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 60))
+    rollouts.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 60))
     assert experiment.stage_index == 0
-    services.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 97))
+    rollouts.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, 97))
     assert experiment.stage_index == 1
     assert "not enough feedback" in Deployment.objects.filter(assistant=assistant).first().note
 
@@ -144,8 +136,8 @@ def test_advancing_twice_moves_one_stage(assistant, versions):
     experiment = rollout(assistant, versions[1])
     stale = Experiment.objects.get(pk=experiment.pk)
     when = hours_into_stage(experiment, 100)
-    services.rollout_advance(experiment=experiment, now=when)
-    services.rollout_advance(experiment=stale, now=when)  # a second worker with the old row
+    rollouts.rollout_advance(experiment=experiment, now=when)
+    rollouts.rollout_advance(experiment=stale, now=when)  # a second worker with the old row
     experiment.refresh_from_db()
     assert experiment.stage_index == 1
     assert Deployment.objects.filter(assistant=assistant, reason="rollout_stage").count() == 2
@@ -161,19 +153,19 @@ def test_stopping_a_rollout_returns_traffic_to_the_live_version(assistant, versi
 
 def test_it_refuses_a_rollout_without_a_live_version(assistant):
     version = model_version_create(assistant=assistant, name="shop-v1")
-    with pytest.raises(services.ExperimentError, match="no live version"):
-        services.rollout_start(assistant=assistant, version=version)
+    with pytest.raises(ExperimentError, match="no live version"):
+        rollouts.rollout_start(assistant=assistant, version=version)
 
 
 @pytest.mark.parametrize("stages", [(0.5, 0.1, 1.0), (0.1, 0.5), (1.0,), (0.0, 1.0)])
 def test_it_rejects_stages_that_do_not_ramp_to_100_percent(assistant, versions, stages):
-    with pytest.raises(services.ExperimentError, match="stage"):
-        services.rollout_start(assistant=assistant, version=versions[1], stages=stages)
+    with pytest.raises(ExperimentError, match="stage"):
+        rollouts.rollout_start(assistant=assistant, version=versions[1], stages=stages)
 
 
 def test_a_rollout_waits_while_an_ab_test_runs(assistant, versions):
     services.experiment_start(assistant=assistant, control=versions[0], variant=versions[1])
-    with pytest.raises(services.ExperimentBusy):
+    with pytest.raises(ExperimentBusy):
         rollout(assistant, versions[1])
 
 
@@ -184,7 +176,7 @@ def test_the_guardrail_confidence_sequence_is_tuned_once_per_stage_not_per_look(
     for hours, size in ((1, 100), (2, 300), (3, 900)):
         populate(experiment, "control", assigned=size, with_feedback=size, successes=size * 7 // 10)
         populate(experiment, "variant", assigned=size // 9, with_feedback=size // 9, successes=size // 13)
-        services.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, hours))
+        rollouts.rollout_advance(experiment=experiment, now=hours_into_stage(experiment, hours))
         experiment.refresh_from_db()
         assert experiment.last_analysis["sequential"]["cs_tuning_n"] == tuning
         assert experiment.last_analysis["sequential"]["method"] == "confidence_sequence"

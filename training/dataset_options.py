@@ -1,4 +1,9 @@
-"""The knobs of one dataset build: the assistant's RetrainPolicy filters, overridable per call."""
+"""The knobs of one dataset build: the assistant's RetrainPolicy filters, overridable per call.
+
+It lives beside the models, below the pipeline (``training.pipeline`` re-exports it), because
+``RetrainPolicy`` validates its filters with these same rules when it is saved: a policy no build could
+honour is refused in the admin, not at 2 a.m. in the worker.
+"""
 
 from __future__ import annotations
 

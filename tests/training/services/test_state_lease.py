@@ -16,11 +16,12 @@ from django.conf import settings
 from django.utils import timezone
 from django_q.models import Schedule
 
+from tests.training.conftest import make_job
+from tests.training.test_qcluster import _database_url
 from training import services
 from training.models import JobEvent, TrainingJob
-
-from .conftest import make_job
-from .test_qcluster import _database_url
+from training.services import state
+from training.trainers.base import TrainingOutcome
 
 S = TrainingJob.Status
 
@@ -33,34 +34,34 @@ def _other_worker(job: TrainingJob) -> TrainingJob:
 @pytest.mark.django_db
 def test_the_owners_renewal_extends_the_lease(assistant):
     job = make_job(assistant, S.PREPARING)
-    assert services._claim(job)
-    token = job._lease_token
+    assert state.lease_claim(job)
+    token = job.lease_owner
     TrainingJob.objects.filter(pk=job.pk).update(lease_until=timezone.now() + timedelta(seconds=1))
-    assert services._renew(job, token)
+    assert state.lease_renew(job, token)
     renewed = _other_worker(job)
-    assert renewed.lease_until > timezone.now() + services.STAGE_LEASE - timedelta(seconds=5)
-    assert not services._claim(renewed)
+    assert renewed.lease_until > timezone.now() + state.STAGE_LEASE - timedelta(seconds=5)
+    assert not state.lease_claim(renewed)
 
 
 @pytest.mark.django_db
 def test_a_worker_that_lost_its_lease_can_neither_renew_nor_write(assistant):
     job = make_job(assistant, S.PREPARING)
-    assert services._claim(job)
-    stale = job._lease_token
+    assert state.lease_claim(job)
+    stale = job.lease_owner
     # The owner stalled past its lease; another worker takes the job over.
     TrainingJob.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
     taker = _other_worker(job)
-    assert services._claim(taker)
+    assert state.lease_claim(taker)
 
-    assert not services._renew(job, stale)
-    assert not services._save(job, feedback_count=999)
+    assert not state.lease_renew(job, stale)
+    assert not state.job_save(job, feedback_count=999)
     assert not services.job_transition(job=job, to=S.TRAINING, message="stale runner")
-    services._release(job, recheck_in=timedelta(minutes=5))
+    state.lease_release(job, recheck_in=timedelta(minutes=5))
     current = _other_worker(job)
     assert (current.status, current.feedback_count, current.lease_owner) == (
         S.PREPARING,
         taker.feedback_count,
-        taker._lease_token,
+        taker.lease_owner,
     )
     assert current.lease_until == taker.lease_until  # the stale release did not free the new owner's lease
     assert not JobEvent.objects.filter(job=job, message="stale runner").exists()
@@ -73,15 +74,15 @@ def test_a_worker_that_lost_its_lease_can_neither_renew_nor_write(assistant):
 def test_a_lease_not_renewed_within_its_window_is_taken_over_by_the_watchdog(assistant, monkeypatch):
     enqueued = []
     monkeypatch.setattr("django_q.tasks.async_task", lambda func, job_id, **k: enqueued.append(job_id))
-    assert services.STAGE_LEASE <= timedelta(seconds=30)
-    assert services.LEASE_HEARTBEAT * 2 < services.STAGE_LEASE  # one failed renewal is survivable
+    assert state.STAGE_LEASE <= timedelta(seconds=30)
+    assert state.LEASE_HEARTBEAT * 2 < state.STAGE_LEASE  # one failed renewal is survivable
     now = timezone.now()
     dead = make_job(assistant, S.TRAINING, lease_until=now - timedelta(seconds=1), next_check_at=now)
     alive = make_job(
         assistant.__class__.objects.create(slug="b", name="b"),
         S.TRAINING,
-        lease_until=now + services.STAGE_LEASE - services.LEASE_HEARTBEAT,  # renewed 10 s ago
-        next_check_at=now + services.STAGE_LEASE - services.LEASE_HEARTBEAT,
+        lease_until=now + state.STAGE_LEASE - state.LEASE_HEARTBEAT,  # renewed 10 s ago
+        next_check_at=now + state.STAGE_LEASE - state.LEASE_HEARTBEAT,
     )
     services.jobs_watch()
     assert enqueued == [dead.pk]
@@ -105,26 +106,26 @@ def test_the_watchdog_looks_twice_a_minute():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_heartbeat_keeps_a_long_stage_to_its_worker(assistant, monkeypatch):
-    monkeypatch.setattr(services, "STAGE_LEASE", timedelta(seconds=1.5))
-    monkeypatch.setattr(services, "LEASE_HEARTBEAT", timedelta(seconds=0.3))
-    job = make_job(assistant, S.PREPARING)
+    monkeypatch.setattr(state, "STAGE_LEASE", timedelta(seconds=1.5))
+    monkeypatch.setattr(state, "LEASE_HEARTBEAT", timedelta(seconds=0.3))
+    job = make_job(assistant, S.TRAINING)
     claims_by_others: list[bool] = []
     runs = []
 
-    def long_stage(j: TrainingJob) -> bool:  # a stage that outlasts its lease several times over
-        assert services._claim(j)
-        runs.append(j.pk)
-        until = time.monotonic() + 4
-        while time.monotonic() < until:
-            claims_by_others.append(services._claim(_other_worker(j)))
-            time.sleep(0.2)
-        return services.job_transition(job=j, to=S.CANCELLED, message="stage done")
+    class LongTrainer:  # a training stage that outlasts its lease several times over
+        def start(self, j: TrainingJob) -> TrainingOutcome:
+            runs.append(j.pk)
+            until = time.monotonic() + 4
+            while time.monotonic() < until:
+                claims_by_others.append(state.lease_claim(_other_worker(j)))
+                time.sleep(0.2)
+            return TrainingOutcome(TrainingOutcome.FAILED, error="stage done")
 
-    monkeypatch.setitem(services._STAGES, S.PREPARING, long_stage)
+    monkeypatch.setattr("training.trainers.get_trainer", lambda backend: LongTrainer())
     services.job_advance(job=job)
     assert runs == [job.pk]
     assert claims_by_others and not any(claims_by_others)
-    assert _other_worker(job).status == S.CANCELLED
+    assert (_other_worker(job).status, _other_worker(job).error) == (S.FAILED, "stage done")
 
 
 CHILD = textwrap.dedent(
@@ -133,18 +134,19 @@ CHILD = textwrap.dedent(
     from datetime import timedelta
     import django
     django.setup()
-    from training import services
+    from training import services, trainers
     from training.models import TrainingJob
+    from training.services import state
 
-    services.STAGE_LEASE = timedelta(seconds=float(sys.argv[2]))
-    services.LEASE_HEARTBEAT = timedelta(seconds=float(sys.argv[3]))
+    state.STAGE_LEASE = timedelta(seconds=float(sys.argv[2]))
+    state.LEASE_HEARTBEAT = timedelta(seconds=float(sys.argv[3]))
 
-    def stuck(job):  # a training stage that runs until the worker is killed
-        assert services._claim(job)
-        print("claimed", job._lease_token, flush=True)
-        threading.Event().wait(600)
+    class Stuck:  # a training stage that runs until the worker is killed
+        def start(self, job):
+            print("claimed", job.lease_owner, flush=True)
+            threading.Event().wait(600)
 
-    services._STAGES[TrainingJob.Status.TRAINING] = stuck
+    trainers.get_trainer = lambda backend: Stuck()
     services.job_advance(job=TrainingJob.objects.get(pk=int(sys.argv[1])))
     """
 )
@@ -176,7 +178,7 @@ def test_a_worker_killed_mid_stage_loses_its_job_within_the_lease(assistant, mon
         first = _other_worker(job).lease_until
         time.sleep(lease + 1)  # longer than the lease: only the heartbeat can keep it
         assert _other_worker(job).lease_until > first
-        assert not services._claim(_other_worker(job))
+        assert not state.lease_claim(_other_worker(job))
 
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
@@ -188,10 +190,17 @@ def test_a_worker_killed_mid_stage_loses_its_job_within_the_lease(assistant, mon
             services.jobs_watch()
             time.sleep(0.2)
         taker = _other_worker(job)
-        assert services._claim(taker)  # the watchdog's job_advance would now run the stage, once
-        assert not services._renew(job, dead_token)
-        assert not services._claim(_other_worker(job))
+        assert state.lease_claim(taker)  # the watchdog's job_advance would now run the stage, once
+        assert not state.lease_renew(job, dead_token)
+        assert not state.lease_claim(_other_worker(job))
     finally:
         if worker.poll() is None:
             worker.kill()
             worker.wait(timeout=10)
+
+
+@pytest.mark.django_db
+def test_a_lease_keeps_a_second_worker_out_of_a_stage(assistant):
+    job = make_job(assistant, S.PREPARING)
+    assert state.lease_claim(job)
+    assert not state.lease_claim(TrainingJob.objects.get(pk=job.pk))

@@ -1,0 +1,51 @@
+"""The job's timeline: one writer for every entry (transitions, provider events, notes, metrics).
+
+It sits below the services and the trainers because both write to it: the orchestrator records each
+transition, a trainer records what its provider reports.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from training.models import JobEvent, TrainingJob
+
+
+def job_record_event(
+    *,
+    job: TrainingJob,
+    kind: str,
+    message: str = "",
+    data: dict | None = None,
+    provider_event_id: str = "",
+    user: AbstractBaseUser | None = None,
+    from_status: str = "",
+    to_status: str = "",
+) -> JobEvent | None:
+    """Add one entry to the job's timeline. Returns None when ``provider_event_id`` was recorded before.
+
+    Trainers call this for provider events; replaying a provider's event list is safe because the
+    (job, provider_event_id) pair is unique in the database.
+    """
+    event = JobEvent(
+        job_id=job.pk,
+        kind=kind,
+        message=message,
+        data=data or {},
+        provider_event_id=provider_event_id,
+        user=user if user is not None and getattr(user, "is_authenticated", False) else None,
+        from_status=from_status,
+        to_status=to_status,
+        created_at=timezone.now(),
+    )
+    if not provider_event_id:
+        event.save(force_insert=True)
+        return event
+    try:
+        with transaction.atomic():
+            event.save(force_insert=True)
+    except IntegrityError:
+        return None
+    return event
