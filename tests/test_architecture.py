@@ -20,18 +20,6 @@ LAYERS = ("dashboard", "assistants", "feedback", "abtesting", "training", "notif
 RANK = {app: rank for rank, app in enumerate(LAYERS)}
 # Process entry points, like config/urls.py: they start or wire the whole product and may import any app.
 ENTRY_POINT_PARTS = ("management", "commands")
-# Circles through imports inside functions that are known and being broken (issue 10, item 2), as the
-# import edges that close them: (importing module, imported module). None of them runs at import time
-# (that check has no exceptions). Remove an entry when its circle is gone: a test below says when.
-KNOWN_CIRCLES: set[tuple[str, str]] = {
-    # training.models <-> training.pipeline: a dataset's options are built by the pipeline, whose build
-    # step imports the models.
-    ("training.models", "training.pipeline"),
-    # training.services <-> training.trainers / training.evaluation: the orchestrator runs trainers and
-    # the evaluation, which call back into it to record job events.
-    ("training.trainers.openai", "training.services"),
-    ("training.evaluation", "training.services"),
-}
 
 
 def _module_name(path: Path) -> str:
@@ -192,33 +180,8 @@ def test_no_import_circle_at_import_time():
 
 def test_no_import_circle_through_imports_inside_functions():
     # A lazy import hides a circle from Python, not from the reader: the modules still depend on each other.
-    graph = import_graph(at_import_time=False)
-    for importer, imported in KNOWN_CIRCLES:
-        graph[importer].discard(imported)
-    found = circles(graph)
+    found = circles(import_graph(at_import_time=False))
     assert found == [], "these modules depend on each other:\n" + "\n".join(map(str, found))
-
-
-def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
-    seen, pending = {start}, [start]
-    while pending:
-        for successor in graph.get(pending.pop(), ()):
-            if successor == goal:
-                return True
-            if successor not in seen:
-                seen.add(successor)
-                pending.append(successor)
-    return False
-
-
-def test_the_known_circles_are_still_there():
-    graph = import_graph(at_import_time=False)
-    stale = sorted(
-        (importer, imported)
-        for importer, imported in KNOWN_CIRCLES
-        if imported not in graph.get(importer, ()) or not _reaches(graph, imported, importer)
-    )
-    assert stale == [], "these imports no longer close a circle: remove them from KNOWN_CIRCLES"
 
 
 def test_it_finds_an_upward_import_and_a_circle():
