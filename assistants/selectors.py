@@ -54,3 +54,21 @@ def rollback_target(*, assistant: Assistant) -> ModelVersion | None:
         .first()
     )
     return last.previous_version if last is not None else None
+
+
+def assistant_get(*, slug: str) -> Assistant | None:
+    return Assistant.objects.select_related("live_version").filter(slug=slug).first()
+
+
+def version_names(*, assistant: Assistant) -> QuerySet[ModelVersion]:
+    """The assistant's versions with only their id and name (a filter's options)."""
+    return ModelVersion.objects.filter(assistant=assistant).only("id", "name")
+
+
+def deployments_since(*, assistant: Assistant, since: datetime) -> QuerySet[Deployment]:
+    """The assistant's deployments from ``since`` on, oldest first, with their version."""
+    return (
+        Deployment.objects.filter(assistant=assistant, created_at__gte=since)
+        .select_related("version")
+        .order_by("created_at", "id")
+    )

@@ -5,16 +5,15 @@ from __future__ import annotations
 import datetime as dt
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from assistants.forms import ModelsPageForm
 from assistants.models import Assistant
 from assistants.selectors import (
+    assistant_get,
     assistant_list,
     deployment_history,
     live_version_at,
@@ -22,42 +21,27 @@ from assistants.selectors import (
     version_list,
 )
 from assistants.services import RollbackError, deployment_rollback
+from dashboard.forms import end_of_day
+from dashboard.permissions import page_permission_required
 
 VIEW_PERM = "assistants.view_modelversion"
 ROLLBACK_PERM = "assistants.rollback_deployment"
 HISTORY_LIMIT = 100
 
 
-def _require(request: HttpRequest, perm: str) -> None:
-    if not request.user.has_perm(perm):
-        raise PermissionDenied("Your account may not do this. Ask an admin to add you to the reviewer group.")
-
-
-def _parse_day(raw: str | None) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(raw) if raw else None
-    except ValueError:
-        return None
-
-
-def _end_of_day(day: dt.date) -> dt.datetime:
-    end = timezone.make_aware(dt.datetime.combine(day, dt.time.max))
-    try:
-        end.astimezone(dt.UTC)
-    except OverflowError:
-        # 9999-12-31 in a time zone west of UTC ends after the last moment a datetime can hold (the
-        # database's UTC conversion overflowed: a 500); nothing can be deployed later than that moment.
-        return dt.datetime.max.replace(tzinfo=dt.UTC)
-    return end
-
-
-def _context(request: HttpRequest, assistant: Assistant | None, assistants: list[Assistant]) -> dict:
-    at_day = _parse_day(request.GET.get("at"))
+def _context(
+    request: HttpRequest,
+    assistant: Assistant | None,
+    assistants: list[Assistant],
+    *,
+    at_day: dt.date | None = None,
+    at_error: bool = False,
+) -> dict:
     context: dict = {
         "assistants": assistants,
         "assistant": assistant,
         "at_day": at_day,
-        "at_error": bool(request.GET.get("at")) and at_day is None,
+        "at_error": at_error,
         "can_rollback": request.user.has_perm(ROLLBACK_PERM),
     }
     if assistant is None:
@@ -73,30 +57,31 @@ def _context(request: HttpRequest, assistant: Assistant | None, assistants: list
     context.update(
         versions=versions,
         deployments=list(deployment_history(assistant=assistant)[:HISTORY_LIMIT]),
-        live_at=live_version_at(assistant=assistant, when=_end_of_day(at_day)) if at_day else None,
+        live_at=live_version_at(assistant=assistant, when=end_of_day(at_day)) if at_day else None,
         rollback_to=rollback_target(assistant=assistant) if assistant.live_version_id else None,
     )
     return context
 
 
 @require_GET
-@login_required
+@page_permission_required(VIEW_PERM)
 def models(request: HttpRequest) -> HttpResponse:
-    _require(request, VIEW_PERM)
     assistants = list(assistant_list())
-    slug = request.GET.get("assistant")
-    assistant = next((a for a in assistants if a.slug == slug), assistants[0] if assistants else None)
-    context = _context(request, assistant, assistants)
+    form = ModelsPageForm(request.GET, assistants=assistants)
+    # No assistant named (or an unknown one): the first.
+    assistant = form.values["assistant"] or (assistants[0] if assistants else None)
+    context = _context(request, assistant, assistants, at_day=form.values["at"], at_error=form.dropped("at"))
     if request.htmx and request.GET.get("at") is not None:
         return render(request, "assistants/models.html#live-at", context)
     return render(request, "assistants/models.html", context)
 
 
 @require_POST
-@login_required
+@page_permission_required(ROLLBACK_PERM)
 def rollback(request: HttpRequest, slug: str) -> HttpResponse:
-    _require(request, ROLLBACK_PERM)
-    assistant = get_object_or_404(Assistant, slug=slug)
+    assistant = assistant_get(slug=slug)
+    if assistant is None:
+        raise Http404(f"No assistant '{slug}'.")
     error = ""
     # The form names the live version the user saw, so a double click cannot roll forward again.
     seen = request.POST.get("from_version", "")

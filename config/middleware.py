@@ -1,40 +1,19 @@
-"""Project-wide middleware."""
+"""Input hygiene for every surface (pages, REST API, OpenAI-compatible gateway).
+
+It stays in ``config`` (a project entry point, like ``config/urls.py``) rather than in the dashboard: it
+answers API paths in the API's JSON shapes and shares the API parser's rule of what text can be stored
+(``assistants.api_parsers.unstorable``), and the dashboard's own modules import none of our apps. The
+dashboard's middleware is in ``dashboard/middleware.py``.
+"""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode, urlsplit
-
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render, resolve_url
-from django_htmx.http import HttpResponseClientRedirect
+from django.shortcuts import render
 
 from assistants.api_parsers import body_limit, too_large_message, unstorable
 from config.errors import API_PREFIXES
-
-
-class HtmxLoginRedirectMiddleware:
-    """Send the whole page to the login form when an htmx request finds the session gone.
-
-    ``login_required`` answers 302 to the login page; the browser follows it inside the XHR and htmx
-    swaps the login form into whatever fragment asked (a progress bar polling every 2 s, a table row).
-    An ``HX-Redirect`` makes htmx navigate the page instead, and ``next`` brings the user back to it.
-    Must come after django-htmx's middleware, which sets ``request.htmx``.
-    """
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        if response.status_code != 302 or not getattr(request, "htmx", False):
-            return response
-        login = resolve_url(settings.LOGIN_URL)
-        if urlsplit(response.get("Location", "")).path != login:
-            return response
-        back = request.htmx.current_url_abs_path or "/"
-        return HttpResponseClientRedirect(f"{login}?{urlencode({'next': back})}")
 
 
 def _bad_fields(data) -> list[str]:
@@ -45,10 +24,10 @@ class RefuseNulInInputMiddleware:
     """Answer 400 to a NUL character (or a lone surrogate) in an API query parameter or any form field.
 
     PostgreSQL text refuses NUL, so using one in a query (``?assistant=%00``) or saving one (a reject
-    reason, a corrected answer, a rollback note) was a 500; SQLite silently stored it. Django's form
-    fields refuse NUL themselves, but the API reads ``query_params`` and the dashboard's small htmx forms
-    read ``request.POST`` directly: one check here covers every one of them. JSON bodies are checked by
-    the API's parser (``assistants.api_parsers``). API paths get the API's JSON error shape.
+    reason, a corrected answer, a rollback note) fails in the database; SQLite would silently store it.
+    Django's form fields refuse NUL themselves, but the API reads ``query_params`` and the dashboard's
+    small htmx forms read ``request.POST`` directly: one check here covers every one of them. JSON bodies
+    are checked by the API's parser (``assistants.api_parsers``). API paths get the API's JSON error shape.
     """
 
     FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -90,21 +69,3 @@ def _api_error(request: HttpRequest, message: str, *, status: int, field: str | 
     else:
         body = {"detail": message}
     return JsonResponse(body, status=status)
-
-
-class NoStoreMiddleware:
-    """``Cache-Control: no-store`` on every page and API answer that does not choose its own caching.
-
-    Dashboard pages and API answers carry customers' conversations and feedback: a shared proxy or the
-    browser's disk cache must not keep them after the reviewer logs out. Static files are served by
-    WhiteNoise before this runs, with their own long-lived caching.
-    """
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        if not response.has_header("Cache-Control"):
-            response["Cache-Control"] = "no-store"
-        return response

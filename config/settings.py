@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "template_partials",
     "axes",
     # Our apps, lowest layer first (docs/ARCHITECTURE.md: imports only point down).
+    "dashboard",
     "assistants",
     "feedback",
     "abtesting",
@@ -90,9 +91,9 @@ MIDDLEWARE = [
     "config.middleware.RefuseNulInInputMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "config.middleware.HtmxLoginRedirectMiddleware",
+    "dashboard.middleware.HtmxLoginRedirectMiddleware",
     "csp.middleware.CSPMiddleware",
-    "config.middleware.NoStoreMiddleware",
+    "dashboard.middleware.NoStoreMiddleware",
     # Last, as django-axes asks: it turns a lockout raised during authentication into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]

@@ -166,8 +166,16 @@ def feedback_for_explorer(
     model_version_id: int | None = None,
     category: str | None = None,
     category_max: int | None = None,
+    join_assistant: bool = True,
 ) -> QuerySet[Feedback]:
-    qs = Feedback.objects.select_related("interaction", "interaction__model_version", "assistant")
+    """Feedback with its interaction, newest first.
+
+    ``join_assistant=False`` for a page that already holds the assistants: joined, SQLite's planner scans
+    assistants first, then sorts all of an assistant's feedback instead of walking the
+    (assistant, created_at) index.
+    """
+    related = ("interaction", "interaction__model_version", *(("assistant",) if join_assistant else ()))
+    qs = Feedback.objects.select_related(*related)
     if assistant is not None:
         qs = qs.filter(assistant=assistant)
     qs = _window(qs, since, until)

@@ -1,4 +1,5 @@
-"""Reads over training jobs: lists, the active job, jobs awaiting approval, and the health block."""
+"""Reads over training jobs: lists, a job's page, the active job, jobs awaiting approval, the health
+block and the overview's figures."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ from django.utils import timezone
 from assistants.models import Assistant, Deployment
 from feedback.rollups import local_midnight
 from feedback.selectors import feedback_daily_series, feedback_stats
-from training.models import EvaluationPrompt, RetrainPolicy, TrainingDataset, TrainingJob
+from training.models import EvaluationPrompt, JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
 from training.policy import retrain_metrics
 from training.services import ACTIVE_STATUSES
 
 
 def job_list(
-    *, assistant: Assistant | None = None, status: str | None = None, assistants: QuerySet | None = None
+    *,
+    assistant: Assistant | None = None,
+    status: str | None = None,
+    assistants: QuerySet | list | None = None,
+    trigger: str | None = None,
 ) -> QuerySet[TrainingJob]:
     qs = TrainingJob.objects.select_related("assistant", "new_model_version", "dataset", "decided_by")
     if assistant is not None:
@@ -27,6 +32,8 @@ def job_list(
         qs = qs.filter(assistant__in=assistants)
     if status:
         qs = qs.filter(status=status)
+    if trigger:
+        qs = qs.filter(trigger=trigger)
     return qs.order_by("-created_at", "-id")
 
 
@@ -39,6 +46,57 @@ def job_get(*, job_id: int) -> TrainingJob | None:
         .filter(pk=job_id)
         .first()
     )
+
+
+def job_detail_get(*, job_id: int) -> TrainingJob | None:
+    """A job with everything its page shows beside it (the page reads its events with ``job_events``)."""
+    return (
+        TrainingJob.objects.select_related(
+            "assistant",
+            "assistant__live_version",
+            "dataset",
+            "new_model_version",
+            "base_version",
+            "experiment",
+            "experiment__control",
+            "experiment__variant",
+            "decided_by",
+        )
+        .filter(pk=job_id)
+        .first()
+    )
+
+
+def job_events(*, job: TrainingJob) -> QuerySet[JobEvent]:
+    """The job's timeline, oldest first."""
+    return JobEvent.objects.filter(job=job).select_related("user").order_by("created_at", "id")
+
+
+def job_counts(*, assistant: Assistant) -> dict[str, Any]:
+    """How many jobs the assistant has, how many await approval, and when one last deployed (one query)."""
+    return TrainingJob.objects.filter(assistant=assistant).aggregate(
+        total=Count("id"),
+        awaiting=Count("id", filter=Q(status=TrainingJob.Status.AWAITING_APPROVAL)),
+        last_retrained=Max("finished_at", filter=Q(status=TrainingJob.Status.DEPLOYED)),
+    )
+
+
+def assistants_with_awaiting() -> list[Assistant]:
+    """All assistants, by slug, each with ``awaiting``: how many of its jobs await approval (one query)."""
+    return list(
+        Assistant.objects.select_related("live_version")
+        .annotate(
+            awaiting=Count(
+                "training_jobs", filter=Q(training_jobs__status=TrainingJob.Status.AWAITING_APPROVAL)
+            )
+        )
+        .order_by("slug")
+    )
+
+
+def policy_get(*, assistant: Assistant) -> RetrainPolicy | None:
+    """The assistant's saved retrain policy; None when the defaults apply (reading never creates one)."""
+    return RetrainPolicy.objects.filter(assistant=assistant).first()
 
 
 def job_active_get(*, assistant: Assistant) -> TrainingJob | None:

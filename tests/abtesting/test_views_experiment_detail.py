@@ -125,9 +125,14 @@ def test_it_runs_a_constant_number_of_queries(client, bob, experiment, url, djan
     client.force_login(bob)
     # Session, user, experiment, snapshots, and the live figures' counting (cached for a minute).
     with django_assert_max_num_queries(16):
-        client.get(url)
+        first = client.get(url)
     with django_assert_max_num_queries(6):
-        client.get(url)
+        again = client.get(url)
+    for response in (first, again):
+        assert response.status_code == 200
+        body = response.content.decode()
+        # The whole daily history (one row per snapshot) and the last look's panel.
+        assert body.count("<tr><td>2026-10-") == 20 and 'id="ab-verdict">invalid_srm' in body
 
 
 def test_it_forbids_users_without_view_permission(client, django_user_model, url):

@@ -66,7 +66,12 @@ def test_it_runs_a_constant_number_of_queries(
     )
     client.force_login(bob)
     with django_assert_max_num_queries(6):
-        client.get(URL)
+        response = client.get(URL)
+    assert response.status_code == 200
+    body = response.content.decode()
+    # Every experiment with its assistant and versions (no query per row).
+    assert body.count("<td>x1 → x2</td>") == 30
+    assert "shop-v1 → shop-v2" in body and "bank-v1 → bank-v2" in body
 
 
 def test_it_forbids_users_without_view_permission(client, django_user_model, db):

@@ -76,7 +76,12 @@ def test_it_runs_a_constant_number_of_queries(client, bob, assistant, django_ass
         deployment_make_live(version=previous, reason=Deployment.Reason.MANUAL)
     client.force_login(bob)
     with django_assert_max_num_queries(9):  # constant: 20 versions cost what 1 does
-        client.get(URL, {"assistant": "shop", "at": timezone.localdate().isoformat()})
+        response = client.get(URL, {"assistant": "shop", "at": timezone.localdate().isoformat()})
+    assert response.status_code == 200
+    body = response.content.decode()
+    # Every version with its base, every deployment with its versions, and what was live today.
+    assert body.count('<span class="badge retired">') == 19 and "<td>v18</td>" in body
+    assert "<strong>v19</strong> was live." in body and "Roll back to v18" not in body  # bob may not
 
 
 def test_it_forbids_users_without_view_permission(client, django_user_model, db):

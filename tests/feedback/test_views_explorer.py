@@ -101,7 +101,13 @@ def test_it_runs_a_constant_number_of_queries(client, alice, assistant, django_a
     client.force_login(alice)
     # session, user, 2× permissions, assistants, the page of feedback, the version filter's options
     with django_assert_max_num_queries(7):
-        assert client.get(URL, {"assistant": "shop"}).status_code == 200
+        response = client.get(URL, {"assistant": "shop"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    # A full page of rows with their interactions and versions, and the version filter's options.
+    assert body.count('<tbody id="feedback-') == 25 and "question 139" in body and "Older →" in body
+    assert ">v0</option>" in body and ">v39</option>" in body
+    assert '<br><span class="muted">v39</span>' in body
 
 
 def test_it_pages(client, bob, assistant):
@@ -128,19 +134,24 @@ def test_it_rejects_post(client, bob):
 
 
 @pytest.mark.parametrize(
-    "query",
+    ("query", "shown"),
     [
-        "until=9999-12-31",
-        "until=9999-12-30",
-        "since=0001-01-01",
-        "page=" + "9" * 25,
-        "model_version=" + "9" * 25,
+        # The last days and the first day bound nothing: every row shows, the filter as given.
+        ("until=9999-12-31", 'name="until" value="9999-12-31"'),
+        ("until=9999-12-30", 'name="until" value="9999-12-30"'),
+        ("since=0001-01-01", 'name="since" value="0001-01-01"'),
+        # Beyond what the database can count or compare: page 1, and no version filter.
+        ("page=" + "9" * 25, '<span class="muted">Page 1</span>'),
+        ("model_version=" + "9" * 25, '<option value="">Any</option>'),
     ],
 )
-def test_extreme_filter_values_are_never_a_500(client, bob, rows, query):
+def test_extreme_filter_values_are_never_a_500(client, bob, rows, query, shown):
     client.force_login(bob)
     response = client.get(f"{URL}?assistant=shop&{query}")
     assert response.status_code == 200
+    body = response.content.decode()
+    assert "question 1" in body and "question 2" in body and "question 3" not in body  # the shop's rows
+    assert shown in body and " selected>shop-v1</option>" not in body
 
 
 def test_since_the_first_day_east_of_utc_is_not_a_500(client, bob, rows, settings):

@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from assistants.models import Deployment
+from dashboard.management.commands.simulate import simulate
 from training import services, tasks
-from training.management.commands.simulate import simulate
 from training.models import TrainingJob
 from training.policy import retrain_metrics
 from training.services import policy_ensure, policy_update

@@ -20,9 +20,9 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 
+from dashboard.management.commands.simulate import simulate
 from training import services
 from training.demo_data import launch_faq
-from training.management.commands.simulate import simulate
 from training.models import TrainingJob
 
 from .conftest import train_local

@@ -192,7 +192,12 @@ def test_it_runs_a_constant_number_of_queries(client, alice, job, django_assert_
         JobEvent.objects.create(job=job, kind="note", message=f"more {i}", user=alice)
     client.force_login(alice)
     with django_assert_max_num_queries(8):
-        assert client.get(reverse("training-job-detail", args=[job.pk])).status_code == 200
+        response = client.get(reverse("training-job-detail", args=[job.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    # The whole timeline with who did what, the A/B panel and the candidate (no query per event).
+    assert body.count('<span class="muted">by alice</span>') == 30 and "more 29" in body
+    assert 'id="ab-lift">+8.7%' in body and "<dt>Candidate</dt><dd>shop-v2</dd>" in body
 
 
 def test_htmx_get_is_the_full_page_for_hx_select(client, alice, job):

@@ -127,4 +127,9 @@ def test_the_table_needs_the_view_permission(client, django_user_model, evaluate
 def test_the_page_runs_a_constant_number_of_queries(client, bob, evaluated, django_assert_max_num_queries):
     client.force_login(bob)
     with django_assert_max_num_queries(9):
-        assert client.get(reverse("training-job-detail", args=[evaluated.pk])).status_code == 200
+        response = client.get(reverse("training-job-detail", args=[evaluated.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    # The evaluation, its calibration and a page of the per-prompt table.
+    assert "The candidate wins" in body and 'id="calibration"' in body
+    assert body.count("<tr class=") == min(evaluated.evaluation_prompts.count(), 50)

@@ -63,7 +63,12 @@ def test_it_runs_a_constant_number_of_queries(client, bob, assistant, alice, dja
     )
     client.force_login(bob)
     with django_assert_max_num_queries(6):
-        client.get(URL)
+        response = client.get(URL)
+    assert response.status_code == 200
+    body = response.content.decode()
+    # A full page of 40 rows, each with its assistant and decider (no query per row).
+    assert body.count('<span class="badge failed">') == 40 and body.count("<td>alice</td>") == 40
+    assert body.count("<td>shop</td>") == 40
 
 
 def test_it_forbids_users_without_view_permission(client, django_user_model, db):

@@ -49,7 +49,12 @@ def test_it_stops_polling_while_awaiting_a_reviewer(client, bob, job, url):
 def test_without_htmx_it_is_a_plain_200(client, bob, job, url):
     TrainingJob.objects.filter(pk=job.pk).update(status="deployed")
     client.force_login(bob)
-    assert client.get(url).status_code == 200
+    response = client.get(url)
+    # The finished bar itself: not htmx's "stop polling" status, no event for a page that is not listening.
+    assert response.status_code == 200 and "HX-Trigger" not in response
+    body = response.content.decode()
+    assert body.startswith('<div class="progress"') and "<html" not in body
+    assert 'value="100"' in body and "Deployed" in body and "hx-trigger" not in body
 
 
 def test_it_forbids_users_without_view_permission(client, django_user_model, url):
@@ -69,7 +74,9 @@ def test_it_rejects_post(client, bob, url):
 def test_it_runs_few_queries(client, bob, url, django_assert_max_num_queries):
     client.force_login(bob)
     with django_assert_max_num_queries(5):
-        client.get(url, HTTP_HX_REQUEST="true")
+        response = client.get(url, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert b'value="30"' in response.content and b'hx-trigger="every 2s"' in response.content
 
 
 def test_polling_stops_when_the_job_is_gone(client, bob, job, url):

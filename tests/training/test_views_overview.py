@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from assistants.models import Deployment
@@ -107,17 +109,37 @@ def test_it_404s_for_an_unknown_assistant(client, alice, assistant):
     assert client.get(reverse("training-overview", args=["nope"])).status_code == 404
 
 
-def test_it_runs_a_constant_number_of_queries(
-    client, alice, assistant, other_assistant, url, django_assert_max_num_queries
-):
-    _feedback(assistant, 5, helpful=True)
-    for _ in range(4):
+def _history(assistant, size: int) -> None:
+    """``size`` of everything the overview shows: feedback, deployments, jobs; one job awaits approval."""
+    _feedback(assistant, 3 * size, helpful=True)
+    _feedback(assistant, size, helpful=False)
+    for i in range(size):
+        version = model_version_create(assistant=assistant, name=f"{assistant.slug}-v{i}")
+        deployment_make_live(version=version, reason=Deployment.Reason.MANUAL)
         TrainingJob.objects.create(assistant=assistant, trigger="manual", status="failed")
-    TrainingJob.objects.create(assistant=other_assistant, trigger="manual", status="awaiting_approval")
+    TrainingJob.objects.create(assistant=assistant, trigger="threshold", status="awaiting_approval")
+
+
+def _overview_queries(client, assistant, size: int) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("training-overview", args=[assistant.slug]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert f"<h1>{assistant.name}" in body and f"live: {assistant.slug}-v{size - 1}" in body
+    assert f"<dt>Total jobs</dt><dd>{size + 1}</dd>" in body
+    assert f"<dt>Feedback</dt><dd>{4 * size}</dd>" in body
+    assert f"{assistant.slug}-v0 (manual)" in body  # the first deployment, marked on the trend
+    return len(queries)
+
+
+def test_it_runs_a_constant_number_of_queries(client, alice, assistant, other_assistant):
+    _history(assistant, 1)
+    _history(other_assistant, 20)
     client.force_login(alice)
     # Constant, whatever the data: the figures add up daily rollups plus the raw rows past their mark.
-    with django_assert_max_num_queries(28):
-        assert client.get(url).status_code == 200
+    small = _overview_queries(client, assistant, 1)
+    large = _overview_queries(client, other_assistant, 20)
+    assert small == large <= 28
 
 
 def test_htmx_refresh_gets_the_same_page_for_hx_select(client, alice, assistant, url):
@@ -132,8 +154,10 @@ def test_it_caches_the_aggregates_briefly(client, alice, assistant, url, django_
     client.get(url)
     _feedback(assistant, 2, helpful=False)
     with django_assert_max_num_queries(10):
-        body = client.get(url).content.decode()
-    assert "as of" in body and "<dd>0</dd>" in body  # still the cached (empty) figures
+        response = client.get(url)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "as of" in body and "<dt>Feedback</dt><dd>0</dd>" in body  # still the cached (empty) figures
 
 
 def test_staff_get_a_link_to_the_policy_in_the_admin(client, admin_user, assistant, url):
@@ -153,6 +177,7 @@ def test_the_worker_refreshes_the_figures_the_page_reads(
     client.force_login(alice)
     with django_assert_max_num_queries(10):  # no aggregate scans in the request
         response = client.get(url)
+    assert response.status_code == 200 and b"<dt>Feedback</dt><dd>3</dd>" in response.content
     assert response.context["stats"]["total_feedback"] == 3
     refresh_overview_figures()
     assert client.get(url).context["stats"]["total_feedback"] == 5

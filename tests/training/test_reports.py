@@ -1,0 +1,55 @@
+"""training.reports: a job's progress bar and its JSON reports as table rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.models import TrainingJob
+from training.reports import evaluation_report, job_progress_info, scalar_rows
+
+S = TrainingJob.Status
+
+
+@pytest.mark.parametrize(
+    ("status", "metrics", "percent", "step", "settled"),
+    [
+        (S.PENDING, {}, 5, 1, False),
+        (S.TRAINING, {}, 30, 3, False),
+        (S.TRAINING, {"progress": 0.5}, 42, 3, False),  # the trainer's own progress within its step
+        (S.TRAINING, {"progress": 7}, 30, 3, False),  # nonsense is ignored
+        (S.AWAITING_APPROVAL, {}, 90, 6, True),
+        (S.DEPLOYED, {}, 100, 8, True),
+        (S.FAILED, {}, 100, None, True),
+    ],
+)
+def test_the_progress_bar(status, metrics, percent, step, settled):
+    info = job_progress_info(TrainingJob(status=status, metrics=metrics))
+    assert (info["percent"], info["step"], info["steps"], info["settled"]) == (percent, step, 8, settled)
+    assert info["label"] == S(status).label
+
+
+def test_a_report_flattens_one_level():
+    rows = scalar_rows({"examples": 100, "dropped": {"dupes": 3, "deep": {"x": 1}}, "curve": [1, 2]})
+    assert rows == [("examples", 100), ("dropped.dupes", 3)]
+    assert scalar_rows(None) == [] and scalar_rows({"a": 1, "b": 2}, skip=("a",)) == [("b", 2)]
+
+
+def test_the_evaluation_compares_candidate_and_live_with_intervals():
+    report = evaluation_report(
+        {
+            "candidate": {"accuracy": 0.8, "accuracy_ci": [0.8, 0.7, 0.9], "version": "v2"},
+            "live": {"accuracy": 0.6, "version": "v1"},
+            "accuracy_difference_ci": [0.2, 0.05, 0.35],
+            "prompts": 10,
+        }
+    )
+    accuracy = next(row for row in report["rows"] if row["name"] == "accuracy")
+    assert (
+        accuracy["candidate"] == 0.8 and accuracy["live"] == 0.6 and accuracy["delta"] == pytest.approx(0.2)
+    )
+    assert accuracy["candidate_ci"] == (0.7, 0.9) and accuracy["delta_ci"] == (0.05, 0.35)
+    assert ("prompts", 10) in report["other"]
+
+
+def test_no_evaluation_is_no_section():
+    assert evaluation_report({}) is None

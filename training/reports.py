@@ -1,0 +1,121 @@
+"""How a job's page shows the job: its progress bar, and its JSON reports (dataset stats, training
+metrics, the evaluation) as table rows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from training.evaluation.calibration import calibration_rows
+from training.models import TrainingJob
+
+S = TrainingJob.Status
+
+# Where each status sits on the progress bar. Statuses that wait on people or traffic (testing, awaiting
+# approval) sit high: the machine's work is done, what is left is evidence and a decision.
+PROGRESS = {
+    S.PENDING: 5, S.PREPARING: 15, S.TRAINING: 30, S.EVALUATING: 65, S.TESTING: 75,
+    S.AWAITING_APPROVAL: 90, S.DEPLOYING: 95,
+    S.DEPLOYED: 100, S.REJECTED: 100, S.FAILED: 100, S.CANCELLED: 100,
+}  # fmt: skip
+STEPS = (
+    S.PENDING,
+    S.PREPARING,
+    S.TRAINING,
+    S.EVALUATING,
+    S.TESTING,
+    S.AWAITING_APPROVAL,
+    S.DEPLOYING,
+    S.DEPLOYED,
+)
+# A job in these statuses changes only when a person acts (and the action swaps the page), so polling stops.
+SETTLED = (*TrainingJob.TERMINAL, S.AWAITING_APPROVAL)
+
+
+def job_progress_info(job: TrainingJob) -> dict[str, Any]:
+    """Percent done and a label for the progress bar (training progress refines the 'training' step)."""
+    percent = PROGRESS.get(job.status, 0)
+    fraction = (job.metrics or {}).get("progress")
+    if job.status == S.TRAINING and isinstance(fraction, int | float) and 0 <= fraction <= 1:
+        percent = 20 + round(45 * fraction)
+    step = STEPS.index(job.status) + 1 if job.status in STEPS else None
+    return {
+        "percent": percent,
+        "step": step,
+        "steps": len(STEPS),
+        "label": job.get_status_display(),
+        "settled": job.status in SETTLED,
+        "terminal": job.is_terminal,
+    }
+
+
+def scalar_rows(data: dict | None, skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """Flatten one level of a JSON report into (name, value) rows for a table."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in (data or {}).items():
+        if key in skip:
+            continue
+        if isinstance(value, dict):
+            rows.extend((f"{key}.{k}", v) for k, v in value.items() if not isinstance(v, dict | list))
+        elif not isinstance(value, list):
+            rows.append((key, value))
+    return rows
+
+
+_CI_OF = {"accuracy": "accuracy_ci", "mean_quality": "quality_ci"}
+_REPORT_KEYS = (
+    "candidate", "live", "baseline", "grader", "improvement_ci", "accuracy_difference_ci", "win_rate_ci",
+    "notes", "bootstrap", "judge_usage", "calibration", "stopped_reason", "worse_reason",
+)  # fmt: skip
+
+
+def _ci(value: Any) -> tuple[float, float] | None:
+    if isinstance(value, list) and len(value) == 3 and all(isinstance(v, int | float) for v in value[1:]):
+        return (value[1], value[2])
+    return None
+
+
+def evaluation_report(evaluation: dict) -> dict[str, Any] | None:
+    """The evaluation section from ``job.evaluation`` (an EvaluationReport's dict, or an older shape)."""
+    if not evaluation:
+        return None
+    candidate = evaluation.get("candidate") if isinstance(evaluation.get("candidate"), dict) else None
+    live = evaluation.get("live") or evaluation.get("baseline")
+    live = live if isinstance(live, dict) else None
+    calibration = evaluation.get("calibration") if isinstance(evaluation.get("calibration"), dict) else {}
+    report = {
+        "grader": evaluation.get("grader") if isinstance(evaluation.get("grader"), dict) else None,
+        "grader_json": json.dumps(evaluation.get("grader"), indent=2, ensure_ascii=False),
+        "win_rate": evaluation.get("win_rate"),
+        "win_rate_ci": _ci(evaluation.get("win_rate_ci")),
+        "improvement_ci": _ci(evaluation.get("improvement_ci")),
+        "difference_ci": _ci(evaluation.get("accuracy_difference_ci")),
+        "notes": [n for n in evaluation.get("notes") or [] if isinstance(n, str)],
+        "usage": evaluation.get("judge_usage") if isinstance(evaluation.get("judge_usage"), dict) else None,
+        "calibration": calibration,
+        "calibration_rows": calibration_rows(calibration),
+    }
+    if candidate is None:
+        return {"rows": [], "other": scalar_rows(evaluation), **report}
+    names = [k for k, v in candidate.items() if isinstance(v, int | float | str | None)]
+    names += [
+        k for k, v in (live or {}).items() if k not in names and isinstance(v, int | float | str | None)
+    ]
+    rows = []
+    for name in names:
+        c, lv = candidate.get(name), (live or {}).get(name)
+        delta = c - lv if isinstance(c, int | float) and isinstance(lv, int | float) else None
+        ci_key = _CI_OF.get(name, "")
+        rows.append(
+            {
+                "name": name,
+                "candidate": c,
+                "candidate_ci": _ci(candidate.get(ci_key)),
+                "live": lv,
+                "live_ci": _ci((live or {}).get(ci_key)),
+                "delta": delta,
+                "delta_ci": report["difference_ci"] if name == "accuracy" else None,
+            }
+        )
+    return {"rows": rows, "other": scalar_rows(evaluation, skip=_REPORT_KEYS), **report}
