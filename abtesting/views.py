@@ -16,7 +16,7 @@ from abtesting.models import Experiment
 from abtesting.panels import analysis_panel
 from assistants.selectors import assistant_list
 from dashboard.charts import arm_history_charts
-from dashboard.http import wants_partial
+from dashboard.http import refused_status, wants_partial
 from dashboard.pagination import paginate
 from dashboard.permissions import page_permission_required
 
@@ -85,11 +85,11 @@ def experiment_stop(request: HttpRequest, pk: int) -> HttpResponse:
         request.POST.get("reason", "").strip()
         or f"Stopped from the dashboard by {request.user.get_username()}."
     )
-    error = ""
+    error, status = "", 200
     try:
         services.experiment_stop(experiment=experiment, reason=reason, user=request.user)
     except ExperimentNotRunning as exc:
-        error = str(exc)
+        error, status = str(exc), refused_status(exc)
     if not request.htmx:
         if error:
             messages.error(request, error)
@@ -98,4 +98,4 @@ def experiment_stop(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("abtesting-experiment-detail", pk=experiment.pk)
     experiment = _experiment_or_404(pk)
     context = {**_detail_context(request, experiment), "stop_error": error}
-    return render(request, "abtesting/experiment_detail.html#body", context, status=422 if error else 200)
+    return render(request, "abtesting/experiment_detail.html#body", context, status=status)

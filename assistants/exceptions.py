@@ -3,7 +3,8 @@
 It sits in the lowest app so every layer can raise and catch the same classes. Each error carries the
 HTTP status the API answers with (``status_code``); the API turns any of them into that answer in one
 place (``assistants.api_errors.exception_handler``) with the message as ``detail``. Pages show the
-message next to the form that was sent (the dashboard's 422, which htmx swaps in place).
+message next to the form that was sent, with the same 409 for a conflict (422 otherwise; htmx swaps both
+in place: ``dashboard.http.refused_status``).
 
 A refused permission is Django's own ``PermissionDenied``: Django's pages and DRF both already answer it
 with 403 and its message, so services raise it directly.

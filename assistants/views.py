@@ -22,6 +22,7 @@ from assistants.selectors import (
 )
 from assistants.services import RollbackError, deployment_rollback
 from dashboard.forms import end_of_day
+from dashboard.http import refused_status
 from dashboard.permissions import page_permission_required
 
 VIEW_PERM = "assistants.view_modelversion"
@@ -82,7 +83,7 @@ def rollback(request: HttpRequest, slug: str) -> HttpResponse:
     assistant = assistant_get(slug=slug)
     if assistant is None:
         raise Http404(f"No assistant '{slug}'.")
-    error = ""
+    error, status = "", 200
     # The form names the live version the user saw, so a double click cannot roll forward again.
     seen = request.POST.get("from_version", "")
     note = request.POST.get("note", "").strip()
@@ -91,7 +92,7 @@ def rollback(request: HttpRequest, slug: str) -> HttpResponse:
             raise RollbackError("The form did not say which version you saw live: reload the page and retry.")
         deployment_rollback(assistant=assistant, expected_live=seen, user=request.user, note=note)
     except RollbackError as exc:
-        error = str(exc)
+        error, status = str(exc), refused_status(exc)
     if not request.htmx:
         if error:
             messages.error(request, error)
@@ -101,4 +102,4 @@ def rollback(request: HttpRequest, slug: str) -> HttpResponse:
     assistant.refresh_from_db()
     context = _context(request, assistant, list(assistant_list()))
     context["rollback_error"] = error
-    return render(request, "assistants/models.html#registry", context, status=422 if error else 200)
+    return render(request, "assistants/models.html#registry", context, status=status)

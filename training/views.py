@@ -24,7 +24,7 @@ from assistants.exceptions import DomainError
 from assistants.models import Assistant
 from assistants.selectors import assistant_get, assistant_list, deployments_since
 from dashboard.charts import chart_table, loss_chart, rate_trend_chart
-from dashboard.http import bad_request, wants_partial
+from dashboard.http import bad_request, refused_status, wants_partial
 from dashboard.pagination import paginate
 from dashboard.permissions import page_permission_required
 from training import selectors, services
@@ -268,7 +268,7 @@ def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 def _decision_response(
-    request: HttpRequest, job: TrainingJob, *, error: str = "", notice: str = ""
+    request: HttpRequest, job: TrainingJob, *, error: str = "", notice: str = "", status: int = 422
 ) -> HttpResponse:
     if not request.htmx:
         if error:
@@ -278,14 +278,14 @@ def _decision_response(
         return redirect("training-job-detail", job_id=job.pk)
     job = _job_or_404(job.pk)
     context = {**_job_context(request, job), "decision_error": error, "decision_notice": notice}
-    return render(request, "training/job_detail.html#job-body", context, status=422 if error else 200)
+    return render(request, "training/job_detail.html#job-body", context, status=status if error else 200)
 
 
 def _act(request: HttpRequest, job: TrainingJob, action, notice: str, **kwargs: Any) -> HttpResponse:
     try:
         action(job=job, user=request.user, **kwargs)
     except (DomainError, ValueError) as exc:  # a refused permission stays Django's 403
-        return _decision_response(request, job, error=str(exc))
+        return _decision_response(request, job, error=str(exc), status=refused_status(exc))
     return _decision_response(request, job, notice=notice)
 
 

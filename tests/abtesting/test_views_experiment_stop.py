@@ -49,7 +49,7 @@ def test_it_says_when_the_experiment_already_ended(client, alice, experiment, ur
     client.force_login(alice)
     response = client.post(url, HTTP_HX_REQUEST="true")
     # The service's refusal, as the API words it (409 there); the page swaps the form back with it.
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert f"Experiment {experiment.pk} is already concluded (no_difference); nothing to stop." in (
         response.content.decode()
     )

@@ -44,7 +44,7 @@ def test_it_explains_when_there_is_nothing_to_roll_back_to(client, alice, assist
     deployment_make_live(version=model_version_create(assistant=assistant, name="only"), reason="initial")
     client.force_login(alice)
     response = client.post(url, {"from_version": "only"}, HTTP_HX_REQUEST="true")
-    assert response.status_code == 422 and b"no earlier version to roll back to" in response.content
+    assert response.status_code == 409 and b"no earlier version to roll back to" in response.content
 
 
 def test_it_forbids_viewers(client, bob, assistant, versions, url):
@@ -68,7 +68,7 @@ def test_a_second_click_does_not_roll_forward_again(client, alice, assistant, ve
     client.post(url, {"from_version": "shop-v2"}, HTTP_HX_REQUEST="true")
     # The same form posted again (double click): it still names shop-v2, which is no longer live.
     response = client.post(url, {"from_version": "shop-v2"}, HTTP_HX_REQUEST="true")
-    assert response.status_code == 422 and b"is now running shop-v1, not shop-v2" in response.content
+    assert response.status_code == 409 and b"is now running shop-v1, not shop-v2" in response.content
     assistant.refresh_from_db()
     assert assistant.live_version == versions[0]
 
@@ -82,7 +82,7 @@ def test_the_form_names_the_live_version(client, alice, versions):
 def test_it_refuses_a_form_without_the_live_version(client, alice, assistant, versions, url):
     client.force_login(alice)
     response = client.post(url, HTTP_HX_REQUEST="true")
-    assert response.status_code == 422 and b"reload the page" in response.content
+    assert response.status_code == 409 and b"reload the page" in response.content
     assistant.refresh_from_db()
     assert assistant.live_version == versions[1]
 

@@ -57,7 +57,7 @@ def test_it_refuses_a_job_not_awaiting_approval(client, alice, job, url):
     TrainingJob.objects.filter(pk=job.pk).update(status="failed")
     client.force_login(alice)
     response = client.post(url, HTTP_HX_REQUEST="true")
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert b"only a job awaiting approval can be approved" in response.content
 
 
@@ -106,7 +106,7 @@ def test_a_job_whose_test_reached_no_decision_asks_for_the_confirmation(client, 
     page = client.get(reverse("training-job-detail", args=[job.pk])).content.decode()
     assert "stopped early by alice: no decision" in page and 'name="confirm_no_decision"' in page
     response = client.post(url, HTTP_HX_REQUEST="true")
-    assert response.status_code == 422 and "deploy without a significant result" in response.content.decode()
+    assert response.status_code == 409 and "deploy without a significant result" in response.content.decode()
     assert TrainingJob.objects.get(pk=job.pk).status == "awaiting_approval"
     response = client.post(url, {"confirm_no_decision": "on"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200 and TrainingJob.objects.get(pk=job.pk).status == "deployed"

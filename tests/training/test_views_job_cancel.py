@@ -34,7 +34,7 @@ def test_it_refuses_a_finished_job(client, alice, job, url):
     TrainingJob.objects.filter(pk=job.pk).update(status="deployed")
     client.force_login(alice)
     response = client.post(url, HTTP_HX_REQUEST="true")
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert b"can no longer be cancelled" in response.content
 
 
