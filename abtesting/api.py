@@ -10,11 +10,10 @@ from rest_framework.views import APIView
 
 from abtesting import selectors, services
 from abtesting.models import Experiment
+from assistants.api_pagination import ListPagination, paginated_response
 from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key, require_user_permission
 from assistants.schema import SLUG_SCHEMA, ErrorSerializer
 from assistants.serializers import JsonInputSerializer
-
-MAX_LIST = 200
 
 
 class ExperimentSummarySerializer(serializers.Serializer):
@@ -73,11 +72,14 @@ def _visible(request: Request, experiment_id: int) -> Experiment:
     return experiment
 
 
+class ExperimentPagination(ListPagination):
+    # The selector's order: newest first by start (set once, at creation), the id breaking ties.
+    ordering = ("-started_at", "-id")
+
+
 class ExperimentListApi(APIView):
     permission_classes = [ReadScope]
-
-    class OutputSerializer(serializers.Serializer):
-        results = ExperimentSummarySerializer(many=True, help_text=f"Newest first, at most {MAX_LIST}.")
+    pagination_class = ExperimentPagination
 
     class FilterSerializer(serializers.Serializer):
         assistant = serializers.SlugField(required=False)
@@ -91,7 +93,7 @@ class ExperimentListApi(APIView):
             OpenApiParameter("status", str, enum=[*Experiment.Status.values, ""]),
             OpenApiParameter("purpose", str, enum=[*Experiment.Purpose.values, ""]),
         ],
-        responses={200: OutputSerializer},
+        responses={200: ExperimentSummarySerializer(many=True)},
         operation_id="api_v1_experiments_list",
     )
     def get(self, request: Request) -> Response:
@@ -104,7 +106,7 @@ class ExperimentListApi(APIView):
         else:
             assistant = key.assistant if key.assistant_id is not None else None
         qs = selectors.experiment_list(assistant=assistant, status=f.get("status"), purpose=f.get("purpose"))
-        return Response({"results": ExperimentSummarySerializer(qs[:MAX_LIST], many=True).data})
+        return paginated_response(self, request, qs, ExperimentSummarySerializer)
 
 
 class ExperimentDetailApi(APIView):

@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from abtesting.services import experiment_start
 from assistants.models import ApiKey
@@ -117,4 +118,8 @@ def contract_key(db, assistant, _keep_the_test_transaction) -> str:
 def test_the_api_answers_as_its_schema_says(case, contract_key):
     if breaks_a_rule_openapi_cannot_state(case):
         return
-    case.call_and_validate(headers={"Authorization": f"Bearer {contract_key}"})
+    # A list's `cursor` is valid only as the API gave it out in a page's links, which a schema cannot
+    # state: a generated one is refused with 400, and that answer is checked like any other, but not
+    # as the acceptance of valid data.
+    excluded = [positive_data_acceptance] if "cursor" in (case.query or {}) else []
+    case.call_and_validate(headers={"Authorization": f"Bearer {contract_key}"}, excluded_checks=excluded)

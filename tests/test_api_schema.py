@@ -74,6 +74,32 @@ def test_what_the_api_returns_is_what_the_schema_says(client, db):
         assert "409" in schema["paths"][path]["post"]["responses"], path
 
 
+def test_the_lists_are_documented_as_cursor_pages(client, db):
+    schema = _schema(client)
+    components = schema["components"]["schemas"]
+    for path, row in (
+        ("/api/v1/jobs", "Job"),
+        ("/api/v1/datasets", "DatasetOutput"),
+        ("/api/v1/experiments", "ExperimentSummary"),
+    ):
+        get = schema["paths"][path]["get"]
+        ref = get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        page = components[ref]
+        assert page["required"] == ["next", "previous", "results"], path
+        assert page["properties"]["results"]["items"] == {"$ref": f"#/components/schemas/{row}"}
+        for link in ("next", "previous"):
+            assert page["properties"][link] | {"description": ""} == {
+                "type": "string",
+                "format": "uri",
+                "nullable": True,
+                "description": "",
+            }
+        parameters = {p["name"]: p for p in get["parameters"]}
+        assert parameters["cursor"]["schema"] == {"type": "string"}, path
+        assert parameters["limit"]["schema"] == {"type": "integer"}, path
+        assert "1 to 200" in parameters["limit"]["description"]
+
+
 def test_query_parameters_are_documented_by_each_filter_serializer(client, db):
     paths = _schema(client)["paths"]
     status = next(p for p in paths["/api/v1/jobs"]["get"]["parameters"] if p["name"] == "status")

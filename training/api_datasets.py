@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from assistants.api_pagination import ListPagination, paginated_response
 from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key
 from assistants.serializers import JsonInputSerializer, QueryChoiceField, QuerySerializer, QueryTextField
 from training import selectors
@@ -19,9 +20,6 @@ from training.models import TrainingDataset
 from training.pipeline import FORMATS, dataset_build
 from training.pipeline.erasure import dataset_ready
 from training.pipeline.storage import iter_json_array
-
-MAX_LIST = 200
-LIMIT_HELP = f"Use a number from 1 to {MAX_LIST}."
 
 
 class DatasetOutputSerializer(serializers.Serializer):
@@ -129,20 +127,18 @@ class DatasetCreateApi(APIView):
         return Response(DatasetOutputSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
 
+class DatasetPagination(ListPagination):
+    # The model's order: newest first, the id breaking ties.
+    ordering = ("-created_at", "-id")
+
+
 class DatasetListApi(APIView):
     permission_classes = [ReadScope]
+    # `limit` (rows per page) and `cursor` are the paginator's parameters.
+    pagination_class = DatasetPagination
 
     class FilterSerializer(QuerySerializer):
         assistant = QueryTextField()
-        # A number out of the range is brought into it, not refused.
-        limit = serializers.IntegerField(
-            required=False,
-            help_text=f"At most {MAX_LIST}, default 50.",
-            error_messages={"invalid": LIMIT_HELP, "max_string_length": LIMIT_HELP},
-        )
-
-        def validate_limit(self, value: int) -> int:
-            return min(max(value, 1), MAX_LIST)
 
     @extend_schema(parameters=[FilterSerializer], responses={200: DatasetOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
@@ -153,8 +149,8 @@ class DatasetListApi(APIView):
             if slug or request_key(request).assistant_id is not None
             else None
         )
-        datasets = selectors.dataset_list(assistant=assistant)[: f.get("limit", 50)]
-        return Response(DatasetOutputSerializer(datasets, many=True).data)
+        datasets = selectors.dataset_list(assistant=assistant)
+        return paginated_response(self, request, datasets, DatasetOutputSerializer)
 
 
 class DatasetCollectionApi(DatasetListApi, DatasetCreateApi):

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from assistants.api_pagination import ListPagination, paginated_response
 from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_key, require_user_permission
 from assistants.schema import ErrorSerializer
 from assistants.serializers import JsonInputSerializer, QueryChoiceField, QuerySerializer, QueryTextField
@@ -15,8 +16,6 @@ from feedback.serializers import FeedbackStatsSerializer
 from training import selectors, services
 from training.api_datasets import DatasetOptionsField
 from training.models import TrainingJob
-
-MAX_LIST = 200
 
 
 CONFLICT_ACTIVE = OpenApiResponse(ErrorSerializer, description="The assistant already has a job in flight.")
@@ -84,8 +83,15 @@ def _detail(job_id: int) -> dict:
     return JobDetailSerializer(selectors.job_get(job_id=job_id)).data
 
 
+class JobPagination(ListPagination):
+    # created_at is indexed and never changes; the id orders jobs created in the same microsecond.
+    ordering = ("-created_at", "-id")
+
+
 class JobListCreateApi(APIView):
     """GET lists jobs (read scope); POST starts one (manage scope). One URL, so one class with two methods."""
+
+    pagination_class = JobPagination
 
     def get_permissions(self):
         return [ManageScope()] if self.request.method == "POST" else [ReadScope()]
@@ -121,7 +127,7 @@ class JobListCreateApi(APIView):
             jobs = selectors.job_list(assistant=assistant_for_key(request, slug), status=f.get("status"))
         else:
             jobs = selectors.job_list(status=f.get("status"))
-        return Response(JobSerializer(jobs[:MAX_LIST], many=True).data)
+        return paginated_response(self, request, jobs, JobSerializer)
 
     @extend_schema(request=InputSerializer, responses={201: JobDetailSerializer, 409: CONFLICT_ACTIVE})
     def post(self, request: Request) -> Response:

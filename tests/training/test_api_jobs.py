@@ -119,11 +119,10 @@ def test_it_lists_and_filters_jobs(reader, assistant, other_assistant):
     make_job(assistant, S.FAILED)
     make_job(assistant, S.TRAINING)
     make_job(other_assistant, S.DEPLOYED)
-    assert len(reader.get("/api/v1/jobs").json()) == 3
-    assert [j["status"] for j in reader.get("/api/v1/jobs?assistant=shop&status=training").json()] == [
-        "training"
-    ]
-    assert len(reader.get("/api/v1/jobs?status=").json()) == 3  # empty: any status
+    assert len(reader.get("/api/v1/jobs").json()["results"]) == 3
+    filtered = reader.get("/api/v1/jobs?assistant=shop&status=training").json()["results"]
+    assert [j["status"] for j in filtered] == ["training"]
+    assert len(reader.get("/api/v1/jobs?status=").json()["results"]) == 3  # empty: any status
     bogus = reader.get("/api/v1/jobs?status=bogus")
     assert bogus.status_code == 400
     assert bogus.json()["errors"]["status"] == [
@@ -136,7 +135,7 @@ def test_a_key_bound_to_another_assistant_sees_none_of_its_jobs(assistant, other
     job = make_job(assistant, S.TRAINING)
     _, raw = api_key_create(scope=ApiKey.Scope.READ, assistant=other_assistant)
     client = client_for(raw)
-    assert client.get("/api/v1/jobs").json() == []
+    assert client.get("/api/v1/jobs").json()["results"] == []
     assert client.get(f"/api/v1/jobs/{job.pk}").status_code == 404
 
 
