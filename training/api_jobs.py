@@ -17,7 +17,6 @@ from training import selectors, services
 from training.api_datasets import DatasetOptionsField
 from training.models import TrainingJob
 
-
 CONFLICT_ACTIVE = OpenApiResponse(ErrorSerializer, description="The assistant already has a job in flight.")
 CONFLICT_STATUS = OpenApiResponse(
     ErrorSerializer, description="The job's status does not allow this (any more)."
