@@ -33,11 +33,13 @@ class RetrainConditionInline(admin.StackedInline):
     extra = 0
     verbose_name = "custom retrain condition"
     fields = (
-        ("metric", "comparison", "threshold"),
-        ("rating_field", "at_most", "kind"),
+        ("metric", "enabled"),
+        ("comparison", "threshold"),
+        ("rating_field", "at_most"),
+        "kind",
         "words",
         ("window_length", "window_unit"),
-        ("label", "enabled"),
+        "label",
     )
     formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 60})}}
 
