@@ -12,7 +12,7 @@ from assistants.models import Assistant
 from feedback.admin import InteractionAdmin
 from feedback.models import ErasureRecord, Interaction
 from training import services
-from training.conditions import figure
+from training.conditions import ConditionResult, figures
 from training.erasure import ERASE_PERM, customer_erase
 from training.models import (
     EvaluationPrompt,
@@ -184,17 +184,7 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>",
-            (
-                (
-                    result.label,
-                    result.window,
-                    _preview_value(result),
-                    result.condition.comparison,
-                    figure(result.condition, result.condition.threshold),
-                    result.status,
-                )
-                for result in results
-            ),
+            ((result.label, result.window, *_preview_figures(result), result.status) for result in results),
         )
         return format_html(
             "<table><thead><tr><th>Condition</th><th>Window</th><th>Now</th><th>Threshold</th>"
@@ -266,14 +256,16 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
             policy_schedule_delete(assistant_id=assistant_id)
 
 
-def _preview_value(result) -> str:
+def _preview_figures(result: ConditionResult) -> tuple[str, str, str]:
+    """The value now (with what a share or average rests on), the comparison and the threshold."""
+    condition = result.condition
+    value, threshold = figures(condition, result.value, condition.threshold)
     if result.value is None:
-        return "—"
-    value = figure(result.condition, result.value)
-    if result.observations is None:
-        return value
-    what = "feedback" if result.condition.metric == RetrainCondition.Metric.KIND_SHARE else "ratings"
-    return f"{value} (of {result.observations} {what})"
+        value = "—"
+    elif result.observations is not None:
+        what = "feedback" if condition.metric == RetrainCondition.Metric.KIND_SHARE else "ratings"
+        value = f"{value} (of {result.observations} {what})"
+    return value, condition.comparison, threshold
 
 
 class JobEventInline(admin.TabularInline):

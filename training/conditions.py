@@ -87,8 +87,8 @@ class ConditionResult:
     def reason(self) -> str:
         """The seed's wording: "Critical errors (7) > threshold (5)"."""
         c = self.condition
-        value = "no data" if self.value is None else figure(c, self.value)
-        return f"{self.label} ({value}) {c.comparison} threshold ({figure(c, c.threshold)})"
+        value, threshold = figures(c, self.value, c.threshold)
+        return f"{self.label} ({value}) {c.comparison} threshold ({threshold})"
 
     @property
     def status(self) -> str:
@@ -103,15 +103,28 @@ class ConditionResult:
         return "met: a check now would retrain" if self.met else "not met"
 
 
-def figure(condition: RetrainCondition, x: float) -> str:
+def figure(condition: RetrainCondition, x: float, decimals: int | None = None) -> str:
     """A value or threshold as the seed writes it: counts whole, shares in % and averages with one
-    decimal (more when the threshold has them, so "3.2 < 3.25" never reads "3.2 < 3.2")."""
+    decimal, or as many as the threshold has (up to 3)."""
     if condition.is_count:
         return f"{x:.0f}"
     scale, suffix = (100, "%") if condition.metric == M.KIND_SHARE else (1, "")
-    threshold = condition.threshold * scale
-    decimals = next((d for d in (1, 2, 3) if round(threshold, d) == round(threshold, 6)), 3)
+    if decimals is None:
+        threshold = condition.threshold * scale
+        decimals = next((d for d in (1, 2) if round(threshold, d) == round(threshold, 6)), 3)
     return f"{x * scale:.{decimals}f}{suffix}"
+
+
+def figures(condition: RetrainCondition, value: float | None, threshold: float) -> tuple[str, str]:
+    """A value and its threshold, with enough decimals that different figures never read the same
+    ("2.96 < 3.0", not "3.0 < 3.0")."""
+    if value is None:
+        return "no data", figure(condition, threshold)
+    for decimals in (None, 2, 3, 4):
+        shown = figure(condition, value, decimals), figure(condition, threshold, decimals)
+        if value == threshold or shown[0] != shown[1]:
+            return shown
+    return shown
 
 
 def window_text(condition: RetrainCondition) -> str:

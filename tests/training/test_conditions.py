@@ -16,6 +16,7 @@ from assistants.models import Assistant, Deployment, ModelVersion
 from feedback.models import Feedback, Interaction
 from feedback.rollups import rollups_refresh
 from training.checks import retrain_condition_hooks_check
+from training.conditions import figures
 from training.models import RetrainCondition, RetrainPolicy, TrainingJob
 from training.policy import RetrainDecision, decision_add_reasons, should_retrain
 from training.selectors import retrain_conditions_preview
@@ -224,6 +225,18 @@ def test_reasons_are_worded_as_the_seed_words_them(world):
         "Avg rating (2.67) < threshold (3.25)",
         "Avg accuracy rating (3.0) <= threshold (3.0)",
     ]
+
+
+def test_a_value_and_its_threshold_never_read_the_same_when_they_differ():
+    average = RetrainCondition(metric="rating_average", rating_field="rating", comparison="<", threshold=3)
+    assert figures(average, 2.96, 3) == ("2.96", "3.00")
+    assert figures(average, 2.9996, 3) == ("2.9996", "3.0000")
+    assert figures(average, 3.0, 3) == ("3.0", "3.0")
+    share = RetrainCondition(metric="kind_share", kind="text", comparison=">", threshold=0.2)
+    assert figures(share, 0.2004, 0.2) == ("20.04%", "20.00%")
+    assert figures(share, 0.5, 0.2) == ("50.0%", "20.0%")
+    count = RetrainCondition(metric="errors", comparison=">", threshold=5)
+    assert figures(count, 7, 5) == ("7", "5")
 
 
 def test_a_met_condition_alone_starts_a_retrain(world):
