@@ -350,6 +350,11 @@ OPENAI_TIMEOUT = env_int("OPENAI_TIMEOUT", 30)
 # policy training_timeout, and retry must exceed timeout (django-q2 requirement).
 TRAINING_TASK_TIMEOUT = env_int("TRAINING_TASK_TIMEOUT", 3 * 3600)
 
+# Retrain conditions written in Python, for what the admin's custom conditions cannot express: dotted
+# paths of callables hook(assistant, policy, stats) -> list of reasons; any reason starts a retrain
+# (training/conditions.py, docs/ARCHITECTURE.md). Comma-separated in the environment.
+RETRAIN_CONDITION_HOOKS = env_list("RETRAIN_CONDITION_HOOKS", [])
+
 Q_CLUSTER = {
     # Clusters sharing one Redis must have different names, or they take each other's tasks.
     "name": env_str("Q_CLUSTER_NAME", "trainloop"),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.db import connections, router
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from assistants.models import Assistant
@@ -46,6 +47,7 @@ def feedback_stats(
         "category_ratings": {
             name: _ratio(sums[f"{name}_sum"], sums[f"{name}_n"]) for name in CATEGORY_FIELDS
         },
+        "category_counts": {name: sums[f"{name}_n"] for name in CATEGORY_FIELDS},
         "success_count": sums["successes"],
         "signal_count": sums["signals"],
         "success_rate": _ratio(sums["successes"], sums["signals"]),
@@ -79,6 +81,93 @@ def feedback_daily_series(*, assistant: Assistant, days: int = 30) -> list[dict[
         for day, row in per_day.items()
         if row["feedback"]
     ]
+
+
+# Figures over raw rows for the admins' retrain conditions (training/conditions.py): one query each, with
+# the rollups' definition of each count (``feedback.rollups``), so a count here and on the overview agree.
+RATED_FIELDS = ("rating", *CATEGORY_FIELDS)
+
+
+class Share(NamedTuple):
+    """A ratio and the observations it rests on; ``value`` is None when there is nothing to divide by."""
+
+    value: float | None
+    observations: int
+
+
+def interaction_error_count(
+    *, assistant: Assistant, since: datetime | None = None, until: datetime | None = None
+) -> int:
+    """Interactions that ended in an error, over [since, until)."""
+    qs = _window(Interaction.objects.filter(assistant=assistant), since, until)
+    return qs.aggregate(n=rollups.INTERACTION_SUMS["errors"])["n"]
+
+
+def feedback_correction_count(
+    *, assistant: Assistant, since: datetime | None = None, until: datetime | None = None
+) -> int:
+    """Feedback carrying a corrected answer (the customer's or a reviewer's), over [since, until)."""
+    qs = _window(Feedback.objects.filter(assistant=assistant), since, until)
+    return qs.aggregate(n=rollups.FEEDBACK_SUMS["corrections"])["n"]
+
+
+def feedback_rated_at_most_count(
+    *,
+    assistant: Assistant,
+    field: str,
+    at_most: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> int:
+    """Feedback whose ``field`` (``rating`` or a category) is rated ``at_most`` or lower."""
+    if field not in RATED_FIELDS:
+        raise ValueError(f"Unknown rating field '{field}': use one of {', '.join(RATED_FIELDS)}.")
+    qs = _window(Feedback.objects.filter(assistant=assistant), since, until)
+    return qs.aggregate(n=Count("id", filter=Q(**{f"{field}__lte": at_most})))["n"]
+
+
+def comment_words_pattern(words: list[str], vendor: str) -> str:
+    """A regex matching any of ``words`` as whole words, in the dialect of the database ``vendor``.
+
+    PostgreSQL's regexes mark a word boundary with ``\\y`` (its ``\\b`` is a backspace); SQLite's REGEXP
+    is Python's ``re``, where it is ``\\b``. Both count letters of any script, digits and ``_`` as word
+    characters. ``re.escape`` escapes only punctuation, which both dialects then read literally.
+    """
+    boundary = r"\y" if vendor == "postgresql" else r"\b"
+    alternatives = "|".join(re.escape(word) for word in words)
+    return f"{boundary}(?:{alternatives}){boundary}"
+
+
+def feedback_comment_match_count(
+    *, assistant: Assistant, words: list[str], since: datetime | None = None, until: datetime | None = None
+) -> int:
+    """Feedback whose comment mentions any of ``words`` as a whole word, in any case (once per comment)."""
+    if not words:
+        return 0
+    vendor = connections[router.db_for_read(Feedback)].vendor
+    qs = _window(Feedback.objects.filter(assistant=assistant), since, until)
+    matching = Q(comment__iregex=comment_words_pattern(words, vendor))
+    return qs.aggregate(n=Count("id", filter=matching))["n"]
+
+
+def feedback_kind_share(
+    *, assistant: Assistant, kind: str, since: datetime | None = None, until: datetime | None = None
+) -> Share:
+    """The share of feedback of ``kind`` among all feedback over [since, until)."""
+    qs = _window(Feedback.objects.filter(assistant=assistant), since, until)
+    sums = qs.aggregate(part=rollups.FEEDBACK_SUMS[f"kind_{kind}"], whole=rollups.FEEDBACK_SUMS["feedback"])
+    return Share(_ratio(sums["part"], sums["whole"]), sums["whole"])
+
+
+def feedback_rating_average(
+    *, assistant: Assistant, field: str, since: datetime | None = None, until: datetime | None = None
+) -> Share:
+    """The average of ``field`` (``rating`` or a category) over the feedback that rated it."""
+    if field not in RATED_FIELDS:
+        raise ValueError(f"Unknown rating field '{field}': use one of {', '.join(RATED_FIELDS)}.")
+    qs = _window(Feedback.objects.filter(assistant=assistant), since, until)
+    sums = qs.aggregate(total=Sum(field), n=Count(field))
+    return Share(_ratio(sums["total"] or 0, sums["n"]), sums["n"])
 
 
 def interaction_get(

@@ -1,7 +1,10 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.db import models
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.utils.html import format_html, format_html_join
 
 from abtesting import selectors as ab_selectors
 from assistants.admin import ReadOnlyAdmin
@@ -9,9 +12,36 @@ from assistants.models import Assistant
 from feedback.admin import InteractionAdmin
 from feedback.models import ErasureRecord, Interaction
 from training import services
+from training.conditions import ConditionResult, figures
 from training.erasure import ERASE_PERM, customer_erase
-from training.models import EvaluationPrompt, JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
+from training.models import (
+    EvaluationPrompt,
+    JobEvent,
+    RetrainCondition,
+    RetrainPolicy,
+    TrainingDataset,
+    TrainingJob,
+)
 from training.schedules import policy_schedule_delete
+from training.selectors import retrain_conditions_preview
+
+
+class RetrainConditionInline(admin.StackedInline):
+    """The policy's own retrain conditions; the policy's "When to retrain" section previews their values."""
+
+    model = RetrainCondition
+    extra = 0
+    verbose_name = "custom retrain condition"
+    fields = (
+        ("metric", "enabled"),
+        ("comparison", "threshold"),
+        ("rating_field", "at_most"),
+        "kind",
+        "words",
+        ("window_length", "window_unit"),
+        "label",
+    )
+    formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 60})}}
 
 
 @admin.register(RetrainPolicy)
@@ -33,7 +63,8 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
             {
                 "description": "A check runs on the schedule below; it starts a job when any threshold "
                 "fires. "
-                "Metrics count feedback since the last deployment.",
+                "Metrics count feedback since the last deployment. Custom retrain conditions (at the "
+                "bottom of the page) add their own reasons, and any one met starts a job too.",
                 "fields": (
                     "min_feedback_count",
                     "min_success_rate",
@@ -42,6 +73,7 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
                     "max_days_since_retrain",
                     "max_performance_drop",
                     "min_quality_evidence",
+                    "conditions_preview",
                 ),
             },
         ),
@@ -138,7 +170,28 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
         ),
     )
 
-    readonly_fields = ("grader_calibration", "ab_power_plan")
+    readonly_fields = ("grader_calibration", "ab_power_plan", "conditions_preview")
+    inlines = (RetrainConditionInline,)
+
+    @admin.display(description="Custom conditions now")
+    def conditions_preview(self, obj: RetrainPolicy) -> str:
+        """Each saved condition's current value, as the next check would measure it."""
+        if obj.pk is None:
+            return "Save the policy with its conditions to see their current values here."
+        results = retrain_conditions_preview(policy=obj)
+        if not results:
+            return "None yet: add one below, e.g. errored interactions > 5 labelled Critical errors."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>",
+            ((result.label, result.window, *_preview_figures(result), result.status) for result in results),
+        )
+        return format_html(
+            "<table><thead><tr><th>Condition</th><th>Window</th><th>Now</th><th>Threshold</th>"
+            "<th>Status</th></tr></thead><tbody>{}</tbody></table>"
+            "<p>As saved; the values are measured when the page loads.</p>",
+            rows,
+        )
 
     @admin.display(description="Calibration against customers")
     def grader_calibration(self, obj: RetrainPolicy) -> str:
@@ -201,6 +254,18 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
         super().delete_queryset(request, queryset)
         for assistant_id in ids:
             policy_schedule_delete(assistant_id=assistant_id)
+
+
+def _preview_figures(result: ConditionResult) -> tuple[str, str, str]:
+    """The value now (with what a share or average rests on), the comparison and the threshold."""
+    condition = result.condition
+    value, threshold = figures(condition, result.value, condition.threshold)
+    if result.value is None:
+        value = "—"
+    elif result.observations is not None:
+        what = "feedback" if condition.metric == RetrainCondition.Metric.KIND_SHARE else "ratings"
+        value = f"{value} (of {result.observations} {what})"
+    return value, condition.comparison, threshold
 
 
 class JobEventInline(admin.TabularInline):

@@ -12,6 +12,8 @@ class TrainingConfig(AppConfig):
 
         experiment_concluded.connect(_on_experiment_concluded, dispatch_uid="training.experiment_concluded")
 
+        from training import checks  # noqa: F401  (registers the system checks)
+
 
 def _on_experiment_concluded(sender, experiment, **kwargs) -> None:
     from training.services import experiment_concluded

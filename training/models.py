@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,11 +20,14 @@ from django.utils import timezone
 
 from abtesting.models import MAX_PLANNED_LOOKS
 from assistants.models import Assistant, ModelVersion
-from feedback.models import Feedback
+from feedback.models import CATEGORY_FIELDS, Feedback
 from training.dataset_options import DatasetOptions
 
 UNIT = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 RATING = [MinValueValidator(1), MaxValueValidator(5)]
+# A word or phrase a retrain condition looks for in comments: a word character at each end, so that a
+# whole-word match is possible; inside, also spaces, hyphens and apostrophes.
+WORD_PATTERN = re.compile(r"\w(?:[\w' -]*\w)?")
 
 
 class EvalGrader(models.TextChoices):
@@ -347,6 +351,177 @@ class RetrainPolicy(models.Model):
             DatasetOptions.from_policy(self)
         except ValidationError as exc:
             return exc.message_dict
+        return {}
+
+
+class RetrainCondition(models.Model):
+    """An admin's own retrain condition on a policy: a metric over recent feedback, a comparison and a
+    threshold (the seed's "Custom Retraining Logic"). ``training/conditions.py`` measures it and words
+    its reason; any met condition triggers a retrain on its own, as the seed ORs them into the check."""
+
+    class Metric(models.TextChoices):
+        ERRORS = "errors", "errored interactions (count)"
+        RATED_AT_MOST = "rated_at_most", "feedback rated at most n (count)"
+        COMMENT_WORDS = "comment_words", "comments mentioning words (count)"
+        CORRECTIONS = "corrections", "corrections (count)"
+        KIND_SHARE = "kind_share", "share of a feedback kind (0–1)"
+        RATING_AVERAGE = "rating_average", "average rating (1–5)"
+
+    class Comparison(models.TextChoices):
+        # The values are the reasons' operators: ASCII, as in the seed's "Feedback count (150) >= threshold
+        # (100)".
+        GT = ">", "> more than"
+        GTE = ">=", "≥ at least"
+        LT = "<", "< less than"
+        LTE = "<=", "≤ at most"
+
+    class WindowUnit(models.TextChoices):
+        HOURS = "hours"
+        DAYS = "days"
+
+    COUNTS = (Metric.ERRORS, Metric.RATED_AT_MOST, Metric.COMMENT_WORDS, Metric.CORRECTIONS)
+    RATED_FIELDS = (("rating", "overall rating"), *((name, name) for name in CATEGORY_FIELDS))
+    MAX_WINDOW_DAYS = 366
+    MAX_WORDS = 50
+
+    policy = models.ForeignKey(RetrainPolicy, on_delete=models.CASCADE, related_name="conditions")
+    enabled = models.BooleanField(default=True)
+    label = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="How the reason names it, e.g. Critical errors; empty: the metric's name.",
+    )
+    metric = models.CharField(max_length=16, choices=Metric.choices)
+    rating_field = models.CharField(
+        max_length=16,
+        choices=RATED_FIELDS,
+        blank=True,
+        verbose_name="rating",
+        help_text="Which rating: for 'rated at most n' and 'average rating'.",
+    )
+    at_most = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=RATING, verbose_name="n", help_text="For 'rated at most n' (1–5)."
+    )
+    words = models.TextField(
+        blank=True,
+        help_text="For 'comments mentioning words': words or phrases, one per line or comma-separated; "
+        "whole words in any case, a comment counts once.",
+    )
+    kind = models.CharField(
+        max_length=16, choices=Feedback.Kind.choices, blank=True, help_text="For 'share of a feedback kind'."
+    )
+    comparison = models.CharField(max_length=2, choices=Comparison.choices, default=Comparison.GT)
+    threshold = models.FloatField(help_text="A count: a whole number; a share: 0–1; an average: 1–5.")
+    window_length = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        verbose_name="rolling window",
+        help_text="Count over the last this many hours or days; empty: since the last deployment.",
+    )
+    window_unit = models.CharField(max_length=5, choices=WindowUnit.choices, default=WindowUnit.HOURS)
+
+    class Meta:
+        ordering = ("policy", "id")
+
+    def __str__(self) -> str:
+        return self.label or self.get_metric_display()
+
+    @property
+    def is_count(self) -> bool:
+        return self.metric in self.COUNTS
+
+    @property
+    def window(self) -> dt.timedelta | None:
+        if not self.window_length:
+            return None
+        hours = self.window_length * (24 if self.window_unit == self.WindowUnit.DAYS else 1)
+        return dt.timedelta(hours=hours)
+
+    def word_list(self) -> list[str]:
+        """The words to look for, in the order given, each once (case aside)."""
+        seen: dict[str, str] = {}
+        for word in re.split(r"[,\n]", self.words):
+            word = " ".join(word.split())
+            if word and word.casefold() not in seen:
+                seen[word.casefold()] = word
+        return list(seen.values())
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        needs = {
+            self.Metric.RATED_AT_MOST: ("rating_field", "at_most"),
+            self.Metric.RATING_AVERAGE: ("rating_field",),
+            self.Metric.COMMENT_WORDS: ("words",),
+            self.Metric.KIND_SHARE: ("kind",),
+        }.get(self.metric, ())
+        for name in needs:
+            if getattr(self, name) in (None, ""):
+                errors[name] = f"Required for '{self.get_metric_display()}'."
+        # What the metric does not use is cleared, so a row never holds settings that do nothing.
+        for name, empty in (("rating_field", ""), ("at_most", None), ("words", ""), ("kind", "")):
+            if name not in needs:
+                setattr(self, name, empty)
+        if self.metric == self.Metric.COMMENT_WORDS and self.words:
+            errors.update(self._word_errors())
+        if self.threshold is not None and self.metric in self.Metric.values:
+            errors.update(self._threshold_errors())
+        errors.update(self._window_errors())
+        if errors:
+            raise ValidationError(errors)
+
+    def _word_errors(self) -> dict[str, str]:
+        words = self.word_list()
+        if not words:
+            return {"words": "Give at least one word."}
+        if len(words) > self.MAX_WORDS:
+            return {"words": f"At most {self.MAX_WORDS} words or phrases; {len(words)} given."}
+        for word in words:
+            # A whole-word match needs a word character at each end ("c++" would never match).
+            if len(word) > 100 or not WORD_PATTERN.fullmatch(word):
+                return {
+                    "words": f"'{word[:100]}': use letters, digits, spaces, hyphens and apostrophes, "
+                    "starting and ending with a letter or digit (at most 100 characters)."
+                }
+        return {}
+
+    def _threshold_errors(self) -> dict[str, str]:
+        t = self.threshold
+        if self.is_count:
+            what, low, high = "A count", 0.0, math.inf
+            if t < 0 or t != int(t):
+                return {"threshold": "A count's threshold is a whole number, 0 or more."}
+        elif self.metric == self.Metric.KIND_SHARE:
+            what, low, high = "A share", 0.0, 1.0
+            if not 0 <= t <= 1:
+                return {"threshold": "A share's threshold is between 0 and 1, e.g. 0.25 for 25 %."}
+        else:
+            what, low, high = "An average rating", 1.0, 5.0
+            if not 1 <= t <= 5:
+                return {"threshold": "An average rating's threshold is between 1 and 5."}
+        words = self.get_comparison_display().split(" ", 1)[1]  # "more than", "at least", ...
+        op = self.comparison
+        if (op == ">" and t >= high) or (op == "<" and t <= low):
+            return {"threshold": f"{what} is never {words} {t:g}: the condition could never be met."}
+        if (op == ">=" and t <= low) or (op == "<=" and t >= high):
+            return {"threshold": f"{what} is always {words} {t:g}: it would start a retrain on every check."}
+        return {}
+
+    def _window_errors(self) -> dict[str, str]:
+        window = self.window
+        if window is None:
+            return {}
+        if window > dt.timedelta(days=self.MAX_WINDOW_DAYS):
+            return {"window_length": f"At most {self.MAX_WINDOW_DAYS} days."}
+        # The admin's inline sets the policy being edited (with its new values) before validating.
+        retention = getattr(getattr(self, "policy", None), "retention_days", None)
+        # Conditions over a window read raw rows, which retention deletes: a longer window would count
+        # fewer rows than it says.
+        if retention and window > dt.timedelta(days=retention):
+            return {
+                "window_length": f"At most the policy's retention ({retention} days): older feedback is "
+                "deleted, so a longer window would undercount."
+            }
         return {}
 
 

@@ -11,12 +11,17 @@ no extra evidence. When the pure function is given no observation counts (the se
 feedback count stands in for them.
 
 Trigger: ``performance`` when the success rate dropped, else ``threshold`` when a count or quality
-threshold fired, else ``scheduled`` when only the days since the last retrain did.
+threshold, an admin's own condition or a hook fired, else ``scheduled`` when only the days since the last
+retrain did.
+
+Admins' own conditions (``RetrainCondition``) and the Python hooks of ``settings.RETRAIN_CONDITION_HOOKS``
+add their reasons to the base check's (``training.conditions``); any of them triggers on its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Q
@@ -24,6 +29,7 @@ from django.utils import timezone
 
 from assistants.models import Assistant, Deployment
 from feedback.selectors import feedback_stats
+from training.conditions import custom_reasons
 from training.models import RetrainPolicy, TrainingJob
 from training.services import job_active, policy_ensure
 
@@ -126,6 +132,12 @@ def last_deployment(assistant: Assistant) -> Deployment | None:
 
 def retrain_metrics(assistant: Assistant) -> dict[str, Any]:
     """The metrics ``should_retrain_metrics`` needs, counted since the last deployment."""
+    return _retrain_inputs(assistant)[0]
+
+
+def _retrain_inputs(assistant: Assistant) -> tuple[dict[str, Any], dict[str, Any], datetime | None]:
+    """The base check's metrics, the feedback stats they come from and when the window starts (the last
+    deployment; None: there is none, so all feedback counts)."""
     deployment = last_deployment(assistant)
     since = deployment.created_at if deployment is not None else None
     stats = feedback_stats(assistant=assistant, since=since)
@@ -135,7 +147,7 @@ def retrain_metrics(assistant: Assistant) -> dict[str, Any]:
     drop = None
     if baseline and stats["success_rate"] is not None:
         drop = max(0.0, (baseline - stats["success_rate"]) / baseline)
-    return {
+    metrics = {
         "feedback_count": stats["total_feedback"],
         "success_rate": stats["success_rate"],
         "avg_rating": stats["avg_rating"],
@@ -148,12 +160,30 @@ def retrain_metrics(assistant: Assistant) -> dict[str, Any]:
         "total_interactions": stats["total_interactions"],
         "since": since.isoformat() if since is not None else None,
     }
+    return metrics, stats, since
+
+
+def decision_add_reasons(decision: RetrainDecision, reasons: list[str]) -> RetrainDecision:
+    """Add the reasons of custom conditions and hooks to the base decision. Each one triggers a retrain on
+    its own, as the seed ORs its custom checks into the base check; they are thresholds, so the trigger
+    is ``threshold`` unless the success rate dropped (``performance`` stays)."""
+    if not reasons:
+        return decision
+    decision.reasons = [*decision.reasons, *reasons]
+    decision.should_retrain = True
+    if decision.trigger != TrainingJob.Trigger.PERFORMANCE:
+        decision.trigger = TrainingJob.Trigger.THRESHOLD
+    return decision
 
 
 def should_retrain(assistant: Assistant) -> RetrainDecision:
-    """Decide from the database. Nothing triggers while a job for the assistant is active."""
+    """Decide from the database: the base check, then the policy's own conditions and the settings' hooks
+    (``training.conditions``). Nothing triggers while a job for the assistant is active."""
     policy = policy_ensure(assistant=assistant)
-    decision = should_retrain_metrics(policy, retrain_metrics(assistant))
+    metrics, stats, since = _retrain_inputs(assistant)
+    decision = should_retrain_metrics(policy, metrics)
+    extra = custom_reasons(assistant=assistant, policy=policy, metrics=metrics, stats=stats, since=since)
+    decision = decision_add_reasons(decision, extra)
     active = job_active(assistant=assistant)
     if active is not None:
         decision.should_retrain = False

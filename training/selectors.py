@@ -1,5 +1,5 @@
 """Reads over training jobs: lists, a job's page, the active job, jobs awaiting approval, the health
-block and the overview's figures."""
+block, the overview's figures and the policy's own retrain conditions measured now."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from django.utils import timezone
 from assistants.models import Assistant, Deployment
 from feedback.rollups import local_midnight
 from feedback.selectors import feedback_daily_series, feedback_stats
+from training.conditions import ConditionResult, conditions_measure
 from training.models import EvaluationPrompt, JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
-from training.policy import retrain_metrics
+from training.policy import last_deployment, retrain_metrics
 from training.services import ACTIVE_STATUSES
 
 
@@ -145,6 +146,18 @@ def training_loop_health(*, assistant: Assistant) -> dict[str, Any]:
             assistant=assistant, since=deployment.created_at if deployment else None
         ),
     }
+
+
+def retrain_conditions_preview(*, policy: RetrainPolicy) -> list[ConditionResult]:
+    """The policy's own retrain conditions measured now, as its next check would, disabled ones listed
+    unmeasured: the feedback stats since the last deployment (a fixed number of queries over the rollups)
+    and at most one query per condition."""
+    deployment = last_deployment(policy.assistant)
+    since = deployment.created_at if deployment is not None else None
+    stats = feedback_stats(assistant=policy.assistant, since=since)
+    return conditions_measure(
+        assistant=policy.assistant, policy=policy, stats=stats, since=since, include_disabled=True
+    )
 
 
 OVERVIEW_DAYS = 30

@@ -2,12 +2,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from feedback.models import Feedback
 from feedback.selectors import (
     InteractionRef,
+    Share,
+    comment_words_pattern,
+    feedback_comment_match_count,
+    feedback_correction_count,
     feedback_daily_series,
+    feedback_kind_share,
+    feedback_rated_at_most_count,
+    feedback_rating_average,
+    interaction_error_count,
     interaction_refs,
     interaction_with_assistant_get,
 )
@@ -71,3 +80,45 @@ def test_interaction_with_assistant_get_loads_what_the_api_shows(assistant, djan
         interaction = interaction_with_assistant_get(interaction_id=logged.pk)
         assert (interaction.assistant.slug, interaction.model_version) == ("shop", None)
     assert interaction_with_assistant_get(interaction_id=logged.pk + 1) is None
+
+
+def test_the_condition_figures_count_their_window_in_one_query_each(
+    assistant, other_assistant, django_assert_num_queries
+):
+    now = timezone.now()
+    _feedback(assistant, 1, now - timedelta(days=3), rating=1, accuracy=1, comment="Refund?")
+    _feedback(assistant, 2, now - timedelta(hours=1), rating=2, comment="no REFUND, refunds")
+    _feedback(assistant, 3, now - timedelta(hours=1), rating=5, accuracy=4, corrected_answer="Like this.")
+    _feedback(other_assistant, 4, now - timedelta(hours=1), rating=1, comment="refund")
+    for n, error in enumerate((None, "", "timeout")):
+        interaction_log(assistant=assistant, request_id=f"e{n}", messages=[], response="", error=error)
+    interaction_log(assistant=other_assistant, request_id="e9", messages=[], response="", error="timeout")
+    since, until = now - timedelta(days=1), now + timedelta(minutes=1)
+    window = {"assistant": assistant, "since": since, "until": until}
+    with django_assert_num_queries(6):
+        figures = (
+            interaction_error_count(**window),
+            feedback_correction_count(**window),
+            feedback_rated_at_most_count(field="rating", at_most=2, **window),
+            feedback_comment_match_count(words=["refund"], **window),
+            feedback_kind_share(kind="rating", **window),
+            feedback_rating_average(field="accuracy", **window),
+        )
+    assert figures == (1, 1, 1, 1, Share(1.0, 2), Share(4.0, 1))
+    assert feedback_rated_at_most_count(assistant=assistant, field="accuracy", at_most=1) == 1
+    assert feedback_comment_match_count(assistant=assistant, words=["refund", "no"]) == 2
+    assert feedback_comment_match_count(assistant=assistant, words=[]) == 0
+    assert feedback_kind_share(assistant=assistant, kind="rating", since=until) == Share(None, 0)
+    assert feedback_rating_average(assistant=assistant, field="tone") == Share(None, 0)
+
+
+def test_a_rating_field_that_does_not_exist_is_refused(assistant):
+    with pytest.raises(ValueError, match="Unknown rating field 'comment'"):
+        feedback_rated_at_most_count(assistant=assistant, field="comment", at_most=2)
+
+
+def test_the_words_pattern_speaks_each_databases_dialect():
+    assert (
+        comment_words_pattern(["refund", "late delivery"], "postgresql") == r"\y(?:refund|late\ delivery)\y"
+    )
+    assert comment_words_pattern(["c.o.d"], "sqlite") == r"\b(?:c\.o\.d)\b"

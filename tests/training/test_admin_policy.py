@@ -23,9 +23,13 @@ def root(client):
 
 
 def _form(client, url: str) -> dict:
-    """What the admin's form would post unchanged."""
-    form = client.get(url).context["adminform"].form
+    """What the admin's form would post unchanged (with its inlines' management forms, no inline rows)."""
+    context = client.get(url).context
+    form = context["adminform"].form
     data = {}
+    for inline in context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        data.update({management.add_prefix(name): value for name, value in management.initial.items()})
     for name, field in form.fields.items():
         value = form[name].value()
         if isinstance(field.widget, forms.CheckboxInput):
