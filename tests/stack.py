@@ -76,7 +76,7 @@ def app_environment(env: Mapping[str, str]) -> dict[str, str]:
     return {key: interpolate(str(value), env) for key, value in compose()["x-app"]["environment"].items()}
 
 
-def _mounts(service: dict) -> dict[str, Path]:
+def mounts(service: dict) -> dict[str, Path]:
     """Container path -> repository path of the service's bind mounts (``./file:/path[:ro]``)."""
     found = {}
     for volume in service.get("volumes", []):
@@ -91,14 +91,14 @@ def local_command(name: str, *, port: int | None = None) -> list[str]:
     service = services()[name]
     command = service["command"]
     assert isinstance(command, list), f"{name}: write the command as a list in compose.yaml"
-    mounts = _mounts(service)
+    mounted = mounts(service)
     argv = []
     for arg in command:
         if arg == f"0.0.0.0:{CONTAINER_PORT}":
             assert port is not None, f"{name} listens: give it a port"
             arg = f"127.0.0.1:{port}"
-        elif arg in mounts:
-            arg = str(mounts[arg])
+        elif arg in mounted:
+            arg = str(mounted[arg])
         argv.append(arg)
     head = argv[0]
     if head == "python":
