@@ -191,9 +191,6 @@ class Stack:
     def __getitem__(self, name: str) -> list[Process]:
         return [p for p in self.processes if p.name == name]
 
-    def stop(self) -> None:
-        stop_all(self.processes)
-
 
 def _wait_http(url: str, processes: list[Process], deadline: float) -> None:
     while True:
@@ -235,7 +232,7 @@ def running(env: Mapping[str, str], workdir: Path, *, timeout: float = 90) -> It
         )
         for name in order:
             if program(name) == "caddy":
-                _start_proxy(name, env, workdir, addresses, started, deadline)
+                started.append(_proxy(name, env, workdir, addresses).start())
                 continue
             for replica in range(1, replicas(name) + 1):
                 label = name if replicas(name) == 1 else f"{name}.{replica}"
@@ -269,31 +266,24 @@ def running(env: Mapping[str, str], workdir: Path, *, timeout: float = 90) -> It
         stop_all(started)
 
 
-def _start_proxy(
-    name: str,
-    env: Mapping[str, str],
-    workdir: Path,
-    addresses: dict[str, list[str]],
-    started: list[Process],
-    deadline: float,
-) -> None:
+def _proxy(name: str, env: Mapping[str, str], workdir: Path, addresses: dict[str, list[str]]) -> Process:
     port = free_port()
-    own = {}
+    own = {
+        "SITE_ADDRESS": f"http://127.0.0.1:{port}",  # plain HTTP: a test has no certificate
+        "PROXY_BIND": "127.0.0.1",
+    }
     for key, value in services()[name].get("environment", {}).items():
-        # `web-1:8000 web-2:8000` -> where those services listen here.
-        words = []
-        for word in str(value).split():
-            service, _, word_port = word.partition(":")
-            if service in addresses and word_port == str(CONTAINER_PORT):
-                words.extend(addresses[service])
-            else:
-                words.append(word)
-        own[key] = " ".join(words)
-    own["SITE_ADDRESS"] = f"http://127.0.0.1:{port}"  # plain HTTP: a test has no certificate
-    own["PROXY_BIND"] = "127.0.0.1"
+        if key not in own:
+            # `web-1:8000 web-2:8000` -> where those services listen here.
+            words = []
+            for word in str(value).split():
+                service, _, word_port = word.partition(":")
+                found = addresses.get(service) if word_port == str(CONTAINER_PORT) else None
+                words.extend(found or [word])
+            own[key] = " ".join(words)
     var = workdir / name
     var.mkdir(parents=True, exist_ok=True)
-    process = Process(
+    return Process(
         name=name,
         argv=local_command(name),
         # Caddy keeps its state under XDG_DATA_HOME and XDG_CONFIG_HOME.
@@ -301,4 +291,3 @@ def _start_proxy(
         log=workdir / f"{name}.log",
         port=port,
     )
-    started.append(process.start())
