@@ -366,6 +366,8 @@ Q_CLUSTER = {
     "label": "Task queue",
     "sync": env_bool("Q_SYNC", False),
     "poll": 1,
+    # Successful task results kept (the oldest are deleted beyond it); 0 keeps all. Failures are kept.
+    "save_limit": env_int("Q_SAVE_LIMIT", 250),
 }
 # `manage.py qcluster` (training/management/commands/qcluster.py) lets running tasks finish this many
 # seconds after SIGTERM/SIGINT, then stops them: the whole stop stays within 10 s (systemd's default
