@@ -7,10 +7,12 @@ ENV PYTHONUNBUFFERED=1 \
     TRAINLOOP_VAR_DIR=/var/lib/trainloop
 
 WORKDIR /app
-# Dependencies first, so a code change does not reinstall them.
-COPY pyproject.toml ./
-RUN pip install .
+# Dependencies first, from the same lock `make run` and CI install, so a code change does not
+# reinstall them; then the project itself without resolving anything again.
+COPY requirements/run.lock requirements/
+RUN pip install --require-hashes -r requirements/run.lock
 COPY . .
+RUN pip install --no-deps .
 
 RUN useradd --system --no-create-home --home-dir /app trainloop \
     && mkdir -p /var/lib/trainloop /srv/media \
