@@ -311,7 +311,7 @@ def _lift_annotations() -> dict[str, Any]:
         "lift_source": Case(
             When(ab, then=Value("ab_test")),
             When(offline, then=Value("offline_evaluation")),
-            default=Value(""),
+            default=Value(None),
             output_field=CharField(),
         ),
         "lift": Case(
@@ -480,7 +480,7 @@ def track_record_jobs_by_week(
 def track_record_lifts(*, assistant: Assistant) -> list[dict[str, Any]]:
     """Each deployed job, newest first: its version, when it went live, and the lift it brought with its
     interval, from the A/B test's final analysis where there is one, else from the offline evaluation
-    (``source`` says which; empty when neither measured it). One query."""
+    (``lift_source`` says which; None when neither measured it). One query."""
     return list(
         TrainingJob.objects.filter(assistant=assistant, status=TrainingJob.Status.DEPLOYED)
         .annotate(**_lift_annotations())
