@@ -146,6 +146,8 @@ def version_rates_chart(series: dict[str, Any]) -> dict[str, Any]:
         "labels": list(series["labels"]),
         "percent": True,
         "yMax": 1,
+        # Versions' rates differ by a few points: an axis from zero would flatten them into one line.
+        "beginAtZero": False,
         "markers": list(series["markers"]),
         "datasets": [
             {"label": d["label"], "data": list(d["data"]), "borderColor": colours[i % len(colours)],

@@ -159,6 +159,9 @@ def train_now(request: HttpRequest, slug: str) -> HttpResponse:
 def track_record_all(request: HttpRequest) -> HttpResponse:
     """One row per assistant: jobs by outcome, deployed shares, average lift, median durations."""
     rows = selectors.training_report_all()
+    for row in rows:
+        live = row["assistant"].live_version
+        row["live"] = live.name.removeprefix(f"{row['assistant'].slug}-") if live else None
     context = {"rows": rows, "assistants": [row["assistant"] for row in rows], "assistant": None}
     return render(request, "training/track_record.html", context)
 
@@ -174,7 +177,7 @@ def track_record(request: HttpRequest, slug: str) -> HttpResponse:
         raise Http404(f"No assistant '{slug}'.")
     weeks = TrackRecordForm(request.GET).weeks_or_default()
     report = selectors.training_report(assistant=assistant, weeks=weeks)
-    series = report["success_rate"]
+    series = _short_version_names(report["success_rate"], prefix=f"{assistant.slug}-")
     marked = {m["label"]: m["text"] for m in series["markers"]}
     context = {
         "assistants": assistants,
@@ -190,6 +193,19 @@ def track_record(request: HttpRequest, slug: str) -> HttpResponse:
         "week_choices": WEEK_CHOICES,
     }
     return render(request, "training/track_record.html", context)
+
+
+def _short_version_names(series: dict[str, Any], *, prefix: str) -> dict[str, Any]:
+    """The series with versions named as on the page, which names the assistant: "v3", not "shop-v3"
+    (the names the trainers give, ``<slug>-v<N>``); the chart's legend and markers stay legible."""
+    return {
+        **series,
+        "datasets": [{**d, "label": d["label"].removeprefix(prefix)} for d in series["datasets"]],
+        "markers": [
+            {**m, "text": ", ".join(part.removeprefix(prefix) for part in m["text"].split(", "))}
+            for m in series["markers"]
+        ],
+    }
 
 
 # -- jobs -----------------------------------------------------------------------------------------------

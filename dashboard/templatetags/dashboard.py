@@ -1,4 +1,4 @@
-"""Number formatting for the dashboard's templates; every filter shows "–" for a missing value.
+"""Number and duration formatting for the dashboard's templates; every filter shows "–" for a missing value.
 
 "Missing" is common and meaningful (no feedback yet, undefined lift), so it must never render as 0.
 """

@@ -86,3 +86,19 @@ def test_the_command_says_what_it_wrote(db):
 def test_the_command_refuses_a_history_longer_than_the_report_shows(db):
     with pytest.raises(CommandError, match="--weeks must be from 1 to 104"):
         call_command("example_assistants", "--weeks", "0")
+
+
+def test_the_other_pages_show_the_example_history(examples, client, bob):
+    client.force_login(bob)
+    for experiment in Experiment.objects.all()[:3]:
+        response = client.get(f"/experiments/{experiment.pk}/")
+        assert response.status_code == 200
+        assert experiment.variant.name in response.content.decode()
+    for job in TrainingJob.objects.order_by("-id")[:6]:
+        response = client.get(f"/jobs/{job.pk}/")
+        assert response.status_code == 200
+        assert f"Job {job.pk}" in response.content.decode()
+    for slug in SLUGS:
+        response = client.get(f"/assistants/{slug}/")
+        assert response.status_code == 200
+    assert client.get("/models/").status_code == 200
