@@ -134,3 +134,24 @@ def chart_table(chart: dict[str, Any] | None) -> dict[str, Any] | None:
             for i, label in enumerate(chart["labels"])
         ],
     }
+
+
+def version_rates_chart(series: dict[str, Any]) -> dict[str, Any]:
+    """Each model version's success rate on one chart, from a selector's ``{labels, datasets, markers}``
+    (a dataset per version: ``label`` and ``data``), one colour per version, with a dashed line at each
+    marker's label (a deployment)."""
+    colours = (*SERIES_COLOURS, INK, GREY)
+    return {
+        "type": "line",
+        "labels": list(series["labels"]),
+        "percent": True,
+        "yMax": 1,
+        # Versions' rates differ by a few points: an axis from zero would flatten them into one line.
+        "beginAtZero": False,
+        "markers": list(series["markers"]),
+        "datasets": [
+            {"label": d["label"], "data": list(d["data"]), "borderColor": colours[i % len(colours)],
+             "backgroundColor": colours[i % len(colours)], "tension": 0.2}
+            for i, d in enumerate(series["datasets"])
+        ],
+    }  # fmt: skip

@@ -99,6 +99,9 @@ def contract_key(db, assistant, _keep_the_test_transaction) -> str:
     give_feedback(assistant, 5, rating=4)
     candidate = train_local(assistant, ["How do I pay?"], ["By card."])
     make_job(assistant, "awaiting_approval", new_model_version=candidate, base_version=live_v1)
+    # A track record for the training report: a deployed job with its offline lift, a rejected one.
+    make_job(assistant, "deployed", new_model_version=live_v1, evaluation={"improvement_ci": [0.1, 0.0, 0.2]})
+    make_job(assistant, "rejected", decision_reason="Lift too small.")
     variant = model_version_create(assistant=assistant, name="shop-variant")
     experiment_start(assistant=assistant, control=live_v1, variant=variant)
     # Bound to the shop, so requests may leave out `assistant` as the schema allows ("optional when the

@@ -99,6 +99,7 @@ MATRIX: dict[str, dict[str, int]] = {
     "POST api/v1/jobs/<int:job_id>/cancel": MANAGE_OBJECT,
     "GET api/v1/health": READ,
     "GET api/v1/assistants/<slug:slug>/should-retrain": READ,
+    "GET api/v1/assistants/<slug:slug>/training-report": READ,
     # The shop has had one version only: nothing to roll back to (409) for whoever may roll back.
     "POST api/v1/assistants/<slug:slug>/rollback": api(
         ingest=403, read=403, manage=409, other=403, publishable=403
@@ -112,6 +113,8 @@ MATRIX: dict[str, dict[str, int]] = {
     "GET assistants/<slug:slug>/": VIEW_PAGE,
     # A job is already active: the page comes back saying so.
     "POST assistants/<slug:slug>/train/": REVIEWER_ACTION,
+    "GET assistants/<slug:slug>/track-record/": VIEW_PAGE,
+    "GET track-record/": VIEW_PAGE,
     "GET jobs/": VIEW_PAGE,
     "GET jobs/<int:job_id>/": VIEW_PAGE,
     "GET jobs/<int:job_id>/progress/": VIEW_PAGE,

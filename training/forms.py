@@ -1,5 +1,5 @@
 """The training pages' query-string parameters: the jobs list's filters, the per-prompt table's filter
-and page, a dataset download's split."""
+and page, a dataset download's split, the track record's weeks."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from assistants.models import Assistant
 from dashboard.forms import FilterForm
 from dashboard.pagination import PageField
 from training.models import TrainingJob
+from training.selectors import TRACK_RECORD_MAX_WEEKS, TRACK_RECORD_WEEKS
 
 
 class JobFilterForm(FilterForm):
@@ -67,3 +68,12 @@ class DatasetSplitForm(FilterForm):
 
     def clean_split(self) -> str:
         return self.cleaned_data["split"] or "train"
+
+
+class TrackRecordForm(FilterForm):
+    """How many local weeks the track record's weekly table and chart cover (a bad value: the default)."""
+
+    weeks = forms.IntegerField(min_value=1, max_value=TRACK_RECORD_MAX_WEEKS)
+
+    def weeks_or_default(self) -> int:
+        return self.values["weeks"] or TRACK_RECORD_WEEKS

@@ -1,4 +1,5 @@
-"""The reviewer dashboard's training pages: overview per assistant, jobs, job detail and its actions.
+"""The reviewer dashboard's training pages: overview per assistant, jobs, job detail and its actions, the
+training track record.
 
 Reads go through selectors, writes through ``training.services``; every page runs a constant number of
 queries whatever the data size.
@@ -23,12 +24,12 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from assistants.exceptions import DomainError
 from assistants.models import Assistant
 from assistants.selectors import assistant_get, assistant_list, deployments_since
-from dashboard.charts import chart_table, loss_chart, rate_trend_chart
+from dashboard.charts import chart_table, loss_chart, rate_trend_chart, version_rates_chart
 from dashboard.http import bad_request, refused_status, wants_partial
 from dashboard.pagination import paginate
 from dashboard.permissions import page_permission_required
 from training import selectors, services
-from training.forms import DatasetSplitForm, EvalPromptsForm, JobFilterForm
+from training.forms import DatasetSplitForm, EvalPromptsForm, JobFilterForm, TrackRecordForm
 from training.models import RetrainPolicy, TrainingJob
 from training.pipeline.erasure import dataset_ready
 from training.policy import should_retrain_metrics
@@ -40,6 +41,7 @@ TRIGGER_PERM = "training.trigger_trainingjob"
 DATASET_PERM = "training.view_trainingdataset"
 STATS_DAYS = selectors.OVERVIEW_DAYS
 PAGE_SIZE = 50
+WEEK_CHOICES = (4, 12, 26, 52)  # the track record's links; ?weeks= takes any count up to two years
 S = TrainingJob.Status
 
 
@@ -147,6 +149,63 @@ def train_now(request: HttpRequest, slug: str) -> HttpResponse:
     if request.htmx:
         return HttpResponseClientRedirect(target)
     return redirect(target)
+
+
+# -- the training track record --------------------------------------------------------------------------
+
+
+@require_GET
+@page_permission_required(VIEW_PERM)
+def track_record_all(request: HttpRequest) -> HttpResponse:
+    """One row per assistant: jobs by outcome, deployed shares, average lift, median durations."""
+    rows = selectors.training_report_all()
+    for row in rows:
+        live = row["assistant"].live_version
+        row["live"] = live.name.removeprefix(f"{row['assistant'].slug}-") if live else None
+    context = {"rows": rows, "assistants": [row["assistant"] for row in rows], "assistant": None}
+    return render(request, "training/track_record.html", context)
+
+
+@require_GET
+@page_permission_required(VIEW_PERM)
+def track_record(request: HttpRequest, slug: str) -> HttpResponse:
+    """One assistant's record: the seed's report, jobs by week and outcome, each deployed version's lift,
+    the versions' success rates on one chart, median durations and why jobs were rejected."""
+    assistants = list(assistant_list().order_by("name", "slug"))
+    assistant = next((a for a in assistants if a.slug == slug), None)
+    if assistant is None:
+        raise Http404(f"No assistant '{slug}'.")
+    weeks = TrackRecordForm(request.GET).weeks_or_default()
+    report = selectors.training_report(assistant=assistant, weeks=weeks)
+    series = _short_version_names(report["success_rate"], prefix=f"{assistant.slug}-")
+    marked = {m["label"]: m["text"] for m in series["markers"]}
+    context = {
+        "assistants": assistants,
+        "assistant": assistant,
+        "report": report,
+        "chart": version_rates_chart(series),
+        # The chart's numbers beside it: per week, each version's rate with the feedback behind it, and
+        # the deployments of that week.
+        "chart_rows": [
+            (week, [(d["data"][i], d["feedback"][i]) for d in series["datasets"]], marked.get(week, ""))
+            for i, week in enumerate(series["labels"])
+        ],
+        "week_choices": WEEK_CHOICES,
+    }
+    return render(request, "training/track_record.html", context)
+
+
+def _short_version_names(series: dict[str, Any], *, prefix: str) -> dict[str, Any]:
+    """The series with versions named as on the page, which names the assistant: "v3", not "shop-v3"
+    (the names the trainers give, ``<slug>-v<N>``); the chart's legend and markers stay legible."""
+    return {
+        **series,
+        "datasets": [{**d, "label": d["label"].removeprefix(prefix)} for d in series["datasets"]],
+        "markers": [
+            {**m, "text": ", ".join(part.removeprefix(prefix) for part in m["text"].split(", "))}
+            for m in series["markers"]
+        ],
+    }
 
 
 # -- jobs -----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Number formatting for the dashboard's templates; every filter shows "–" for a missing value.
+"""Number and duration formatting for the dashboard's templates; every filter shows "–" for a missing value.
 
 "Missing" is common and meaningful (no feedback yet, undefined lift), so it must never render as 0.
 """
@@ -57,3 +57,19 @@ def pvalue(value: Any) -> str:
     if number is None:
         return DASH
     return "< 0.0001" if number < 0.0001 else f"{number:.4f}"
+
+
+@register.filter
+def duration(value: Any) -> str:
+    """A timedelta in the two largest units that matter: 3 d 4 h, 5 h 20 min, 12 min, 40 s."""
+    if not hasattr(value, "total_seconds"):
+        return DASH
+    seconds = round(value.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if days:
+        return f"{days} d {hours % 24} h" if hours % 24 else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes % 60} min" if minutes % 60 else f"{hours} h"
+    return f"{minutes} min"

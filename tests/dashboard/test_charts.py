@@ -6,7 +6,14 @@ import datetime as dt
 
 from django.utils import timezone
 
-from dashboard.charts import arm_history_charts, arm_rates_chart, chart_table, loss_chart, rate_trend_chart
+from dashboard.charts import (
+    arm_history_charts,
+    arm_rates_chart,
+    chart_table,
+    loss_chart,
+    rate_trend_chart,
+    version_rates_chart,
+)
 
 
 def test_the_trend_has_a_point_per_day_and_a_marker_per_deployment():
@@ -71,3 +78,19 @@ def test_a_chart_reads_as_a_table():
     table = chart_table(loss_chart([{"step": 1, "loss": 0.9, "acc": 0.5}, {"step": 2, "loss": 0.4}]))
     assert table == {"columns": ["acc", "loss"], "rows": [(1, [0.5, 0.9]), (2, [None, 0.4])]}
     assert chart_table(None) is None
+
+
+def test_versions_rates_are_one_line_each_with_the_deployments_marked():
+    series = {
+        "labels": ["2024-06-03", "2024-06-10"],
+        "datasets": [{"label": "v1", "data": [0.5, None], "feedback": [4, None]},
+                     {"label": "v2", "data": [None, 0.8], "feedback": [None, 5]}],
+        "markers": [{"label": "2024-06-10", "text": "v2 (approval)"}],
+    }  # fmt: skip
+    chart = version_rates_chart(series)
+    assert (chart["type"], chart["percent"], chart["yMax"]) == ("line", True, 1)
+    assert chart["labels"] == ["2024-06-03", "2024-06-10"]
+    assert [(d["label"], d["data"]) for d in chart["datasets"]] == [("v1", [0.5, None]), ("v2", [None, 0.8])]
+    assert chart["datasets"][0]["borderColor"] != chart["datasets"][1]["borderColor"]
+    assert chart["markers"] == [{"label": "2024-06-10", "text": "v2 (approval)"}]
+    assert chart_table(chart)["rows"] == [("2024-06-03", [0.5, None]), ("2024-06-10", [None, 0.8])]

@@ -1,7 +1,8 @@
-"""The dashboard template filters ({% load dashboard %}): a missing number shows "–", never 0."""
+"""The dashboard template filters ({% load dashboard %}): a missing number or duration shows "–", never 0."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import pytest
@@ -31,6 +32,13 @@ def _render(expression: str, value) -> str:
         ("{{ value|pvalue }}", 0.00001, "&lt; 0.0001"),
         ("{{ value|pvalue }}", 0.04767, "0.0477"),
         ("{{ value|pvalue }}", None, "–"),
+        ("{{ value|duration }}", dt.timedelta(seconds=40.4), "40 s"),
+        ("{{ value|duration }}", dt.timedelta(minutes=12, seconds=20), "12 min"),
+        ("{{ value|duration }}", dt.timedelta(hours=5), "5 h"),
+        ("{{ value|duration }}", dt.timedelta(hours=5, minutes=20), "5 h 20 min"),
+        ("{{ value|duration }}", dt.timedelta(days=3, hours=4, minutes=59), "3 d 4 h"),
+        ("{{ value|duration }}", dt.timedelta(days=2), "2 d"),
+        ("{{ value|duration }}", None, "–"),
     ],
 )
 def test_numbers_show_as_people_read_them(expression, value, shown):
