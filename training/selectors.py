@@ -11,6 +11,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from assistants.models import Assistant, Deployment
+from assistants.selectors import deployments_since
 from feedback.rollups import local_midnight
 from feedback.selectors import feedback_daily_series, feedback_stats
 from training.models import EvaluationPrompt, JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
@@ -61,6 +62,17 @@ def job_detail_get(*, job_id: int) -> TrainingJob | None:
             "experiment__control",
             "experiment__variant",
             "decided_by",
+        )
+        .filter(pk=job_id)
+        .first()
+    )
+
+
+def job_charts_get(*, job_id: int) -> TrainingJob | None:
+    """A job with what its charts read: its metrics (the loss curve), its A/B test and stored results."""
+    return (
+        TrainingJob.objects.select_related(
+            "experiment", "experiment__control", "experiment__variant", "experiment__stopped_by"
         )
         .filter(pk=job_id)
         .first()
@@ -175,6 +187,12 @@ def overview_figures(*, assistant: Assistant, refresh: bool = False) -> dict[str
         }
         caches["figures"].set(key, figures, OVERVIEW_FIGURES_TTL)
     return figures
+
+
+def overview_deployments(*, assistant: Assistant) -> list[Deployment]:
+    """The deployments of the overview's last OVERVIEW_DAYS days, oldest first, with their version."""
+    since = timezone.now() - dt.timedelta(days=OVERVIEW_DAYS)
+    return list(deployments_since(assistant=assistant, since=since))
 
 
 def evaluation_prompts(*, job: TrainingJob, only_differing: bool = False) -> QuerySet[EvaluationPrompt]:

@@ -6,7 +6,6 @@ queries whatever the data size.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.contrib import messages
@@ -16,14 +15,13 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
 from assistants.exceptions import DomainError
 from assistants.models import Assistant
-from assistants.selectors import assistant_get, assistant_list, deployments_since
-from dashboard.charts import chart_table, loss_chart, rate_trend_chart
+from assistants.selectors import assistant_get, assistant_list
+from dashboard.charts import chart_table, loss_chart
 from dashboard.http import bad_request, wants_partial
 from dashboard.pagination import paginate
 from dashboard.permissions import page_permission_required
@@ -82,24 +80,21 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
     if assistant is None:
         raise Http404(f"No assistant '{slug}'.")
     figures = selectors.overview_figures(assistant=assistant)
-    stats, series = figures["stats"], figures["series"]
-    since = timezone.now() - dt.timedelta(days=STATS_DAYS)
-    deployments = list(deployments_since(assistant=assistant, since=since))
+    stats = figures["stats"]
     active = selectors.job_active_get(assistant=assistant)
     # The seed's health block (trainingLoop), without training_loop_health's two extra feedback scans.
     health = selectors.job_counts(assistant=assistant)
     decision = _retrain_decision(assistant, active, figures["retrain_metrics"])
     health["ready"] = assistant.live_version_id is not None and decision["policy"] is not None
-    markers = [(d.created_at, f"{d.version.name} ({d.reason})") for d in deployments]
+    # The charts are fetched by the page (training.api_charts); their numbers are shown as tables here.
     context = {
         "assistants": assistants,
         "assistant": assistant,
         "stats": stats,
         "stats_days": STATS_DAYS,
         "categories": sorted(stats["category_ratings"].items()),
-        "trend_chart": rate_trend_chart(series, markers),
-        "series": series,
-        "deployments": deployments,
+        "series": figures["series"],
+        "deployments": selectors.overview_deployments(assistant=assistant),
         "decision": decision,
         "health": health,
         "figures_at": figures["computed_at"],
@@ -202,7 +197,6 @@ def _job_context(
     request: HttpRequest, job: TrainingJob, *, prompts: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     metrics = job.metrics or {}
-    curve = loss_chart(metrics.get("loss_curve"))
     if prompts is None:
         # A decision re-renders the job's body: the per-prompt table starts over at its first page.
         prompts = _evaluation_prompts(job, EvalPromptsForm())
@@ -215,8 +209,8 @@ def _job_context(
         "metric_rows": [
             (k, v) for k, v in scalar_rows(metrics, skip=("loss_curve",)) if not k.startswith("eval_")
         ],
-        "loss_chart": curve,
-        "loss_table": chart_table(curve),
+        # The loss chart's numbers; the chart itself is fetched by the page (training.api_charts).
+        "loss_table": chart_table(loss_chart(metrics.get("loss_curve"))),
         "evaluation": evaluation_report(job.evaluation or {}),
         **prompts,
         "can_decide": job.status == S.AWAITING_APPROVAL,
