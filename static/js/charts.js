@@ -2,7 +2,10 @@
  * chart views (dashboard/charts.py, built on django-chartjs), fetched with the reviewer's session:
  * {type, labels, datasets, percent, markers: [{label, text}], yMin, yMax, beginAtZero, indexAxis}.
  * Each page shows the same numbers in a table, so a chart that cannot be fetched only says so.
- * Sets data-rendered="1" on a drawn canvas, data-chart-error on one that failed. */
+ * Sets data-rendered="1" on a drawn canvas, data-chart-error on one that failed.
+ * A canvas is named by data-chart="NAME", never an id: across an htmx swap, htmx copies the old
+ * attributes of an element with the same id onto the new one, and the style Chart.js gave the old canvas
+ * would be an inline style attribute, which the Content-Security-Policy refuses. */
 (function () {
   "use strict";
 

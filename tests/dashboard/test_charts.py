@@ -56,9 +56,11 @@ def test_a_plain_loss_curve_is_numbered_from_one():
 
 
 def test_a_loss_curve_of_points_has_a_line_per_measure():
-    chart = loss_chart(
-        [{"step": 10, "train_loss": 0.9, "valid_loss": 1.0}, {"step": 20, "train_loss": 0.5, "valid_loss": "?"}]
-    )
+    curve = [
+        {"step": 10, "train_loss": 0.9, "valid_loss": 1.0},
+        {"step": 20, "train_loss": 0.5, "valid_loss": "?"},  # not a number: a gap
+    ]
+    chart = loss_chart(curve)
     assert chart.labels == [10, 20]
     assert _data(chart) == [("train_loss", [0.9, 0.5]), ("valid_loss", [1.0, None])]
 
