@@ -11,6 +11,7 @@ from rest_framework.exceptions import NotFound
 
 from abtesting.panels import analysis_panel
 from assistants.charts import ChartApi
+from assistants.models import Deployment
 from dashboard.charts import (
     Chart,
     arm_rates_chart,
@@ -43,11 +44,13 @@ class AssistantSuccessRateChartApi(_OverviewChartApi):
     at each deployment (`markers`: the day, the version and why it was deployed). Rates are fractions
     (`percent`); a day without feedback is a gap (null)."""
 
+    @cached_property
+    def deployments(self) -> list[Deployment]:
+        return selectors.overview_deployments(assistant=self.figures["assistant"])
+
     def get_chart(self) -> Chart:
-        figures = self.figures
-        self.deployments = selectors.overview_deployments(assistant=figures["assistant"])
         markers = [(d.created_at, f"{d.version.name} ({d.reason})") for d in self.deployments]
-        return rate_trend_chart(figures["series"], markers)
+        return rate_trend_chart(self.figures["series"], markers)
 
     def get_last_modified(self) -> dt.datetime | None:
         # A deployment after the figures were computed adds a marker.
@@ -66,6 +69,7 @@ class AssistantCategoryRatingsChartApi(_OverviewChartApi):
 class _JobChartApi(ChartApi):
     page_permission = VIEW_PERM
 
+    @cached_property
     def job(self) -> TrainingJob:
         job_id = self.kwargs["job_id"]
         job = selectors.job_charts_get(job_id=job_id)
@@ -81,7 +85,7 @@ class JobLossChartApi(_JobChartApi):
     labels and no datasets while the job has no curve (not trained yet, or a provider without one)."""
 
     def get_chart(self) -> Chart | None:
-        return loss_chart((self.job().metrics or {}).get("loss_curve"))
+        return loss_chart((self.job.metrics or {}).get("loss_curve"))
 
 
 class JobAbTestChartApi(_JobChartApi):
@@ -90,6 +94,6 @@ class JobAbTestChartApi(_JobChartApi):
     experiment is gone. No labels and no datasets for a job without an A/B test."""
 
     def get_chart(self) -> Chart | None:
-        job = self.job()
+        job = self.job
         panel = analysis_panel(job.experiment, results=job.ab_test_results or None)
         return arm_rates_chart(panel["arms"], panel["level"]) if panel is not None else None
