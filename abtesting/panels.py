@@ -11,7 +11,6 @@ from typing import Any
 from django.utils import timezone
 
 from abtesting.models import Experiment
-from dashboard.charts import arm_rates_chart
 
 
 def analysis_panel(
@@ -77,7 +76,8 @@ def analysis_panel(
         "outcome": outcome,
         "level": level,
         "arms": arms,
-        "chart": arm_rates_chart(arms, level) if any(a["rate"] is not None for a in arms) else None,
+        # The arms' chart is fetched by the page (``abtesting.api_charts``, ``training.api_charts``).
+        "has_chart": any(a["rate"] is not None for a in arms),
         "absolute_lift": analysis.get("absolute_lift"),
         "relative_lift": analysis.get("relative_lift", results.get("improvement")),
         # The fixed-horizon p-value is evidence only for one look at a fixed sample: shown at the planned

@@ -15,7 +15,6 @@ from abtesting.forms import ExperimentFilterForm
 from abtesting.models import Experiment
 from abtesting.panels import analysis_panel
 from assistants.selectors import assistant_list
-from dashboard.charts import arm_history_charts
 from dashboard.http import refused_status, wants_partial
 from dashboard.pagination import paginate
 from dashboard.permissions import page_permission_required
@@ -55,8 +54,8 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
 
 
 def _detail_context(request: HttpRequest, experiment: Experiment) -> dict[str, Any]:
+    # The history table; its two charts are fetched by the page (abtesting.api_charts).
     history = selectors.experiment_history(experiment=experiment)
-    rates, lift = arm_history_charts(history)
     # A running test's live figures, computed on demand (cached for a minute), labelled interim.
     live = services.experiment_interim(experiment=experiment)
     return {
@@ -64,8 +63,6 @@ def _detail_context(request: HttpRequest, experiment: Experiment) -> dict[str, A
         "live": analysis_panel(experiment, analysis=live, interim=True) if live is not None else None,
         "ab": analysis_panel(experiment),
         "history": history,
-        "rates_chart": rates,
-        "lift_chart": lift,
         "can_stop": request.user.has_perm(CHANGE_PERM) and experiment.status == Experiment.Status.RUNNING,
     }
 

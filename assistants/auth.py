@@ -187,6 +187,26 @@ class ManageScope(_ScopePermission):
     scope = ApiKey.Scope.MANAGE
 
 
+class ReadScopeOrPagePermission(BasePermission):
+    """Reads that dashboard pages fetch too (charts): a key as ``ReadScope`` allows it, or a signed-in
+    dashboard user (``SessionAuthentication``) holding the view's ``page_permission``."""
+
+    def has_permission(self, request: Request, view) -> bool:
+        if isinstance(request.auth, ApiKey):
+            return ReadScope().has_permission(request, view)
+        user = request.user
+        if user is None or not user.is_authenticated:
+            raise exceptions.NotAuthenticated(
+                "Send an API key ('Authorization: Bearer <key>'), or sign in to the dashboard."
+            )
+        if not user.has_perm(view.page_permission):
+            raise exceptions.PermissionDenied(
+                f"User '{user.get_username()}' lacks the '{view.page_permission}' permission: "
+                "ask an admin to add you to the viewer or reviewer group."
+            )
+        return True
+
+
 def assistant_for_key(request: Request, slug: str | None) -> Assistant:
     """The assistant named by ``slug``, if this key may act on it (404 unknown, 403 not bound)."""
     key = request_key(request)

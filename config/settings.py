@@ -312,6 +312,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The chart JSON's enums (dashboard/charts.py), named so no other "type" field can collide with them.
+    "ENUM_NAME_OVERRIDES": {
+        "ChartTypeEnum": "dashboard.charts.CHART_TYPES",
+        "ChartIndexAxisEnum": "dashboard.charts.INDEX_AXES",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "assistants.schema.apply_serializer_rules",

@@ -100,6 +100,34 @@ def test_the_lists_are_documented_as_cursor_pages(client, db):
         assert "1 to 200" in parameters["limit"]["description"]
 
 
+CHART_PATHS = (
+    "/api/v1/assistants/{slug}/charts/success-rate",
+    "/api/v1/assistants/{slug}/charts/category-ratings",
+    "/api/v1/assistants/{slug}/charts/version-rates",
+    "/api/v1/jobs/{job_id}/charts/loss",
+    "/api/v1/jobs/{job_id}/charts/ab-test",
+    "/api/v1/experiments/{experiment_id}/charts/arms",
+    "/api/v1/experiments/{experiment_id}/charts/daily-rates",
+    "/api/v1/experiments/{experiment_id}/charts/daily-lift",
+)
+
+
+def test_every_chart_is_documented_with_its_json_and_validators(client, db):
+    schema = _schema(client)
+    for path in CHART_PATHS:
+        operation = schema["paths"][path]["get"]
+        assert operation["tags"] == ["charts"] and operation["description"], path
+        # A read key, or the dashboard's session (the pages fetch the same URL).
+        assert operation["security"] == [{"ApiKey": []}, {"cookieAuth": []}], path
+        ok = operation["responses"]["200"]
+        assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Chart"}
+        assert set(ok["headers"]) == {"ETag", "Last-Modified"} and "If-None-Match" in ok["description"]
+    chart = schema["components"]["schemas"]["Chart"]
+    assert set(chart["required"]) == {"type", "labels", "datasets", "percent", "markers"}
+    dataset = schema["components"]["schemas"]["ChartDataset"]["properties"]
+    assert {"label", "data", "borderColor", "backgroundColor"} <= set(dataset)
+
+
 def test_query_parameters_are_documented_by_each_filter_serializer(client, db):
     paths = _schema(client)["paths"]
     status = next(p for p in paths["/api/v1/jobs"]["get"]["parameters"] if p["name"] == "status")

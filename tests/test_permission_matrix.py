@@ -4,7 +4,8 @@ The URLs come from the URL conf itself, so a new URL without an entry in MATRIX 
 ``test_every_url_has_an_entry``. Callers: anonymous, API keys (ingest, read, manage -- each bound to
 the shop; manage acting for a reviewer --, a manage key of another assistant, a revoked key, a
 publishable key) and dashboard users (viewer, reviewer, staff = a superuser). API keys mean nothing to
-pages (they use the session), and a session means nothing to the API (it uses keys).
+pages (they use the session), and a session means nothing to the API (it uses keys), except to the chart
+endpoints, which the dashboard's pages fetch with the reviewer's session.
 
 Each request is one a caller with the right would make: it names the shop's objects and, for a POST, has a
 valid body, so a 2xx means "allowed", 401/403 (or a 404 that hides another assistant's object) mean
@@ -64,6 +65,9 @@ READ = api(ingest=403, read=200, manage=200, other=403, publishable=403)
 # Another assistant's object: 404, as if it did not exist (nothing to probe).
 READ_OBJECT = api(ingest=403, read=200, manage=200, other=404, publishable=403)
 MANAGE_OBJECT = api(ingest=403, read=403, manage=200, other=404, publishable=403)
+# Chart JSON: a read key as for READ / READ_OBJECT, or a dashboard user who may see the page drawing it.
+CHART = {**READ, **dict.fromkeys(USERS, 200)}
+CHART_OBJECT = {**READ_OBJECT, **dict.fromkeys(USERS, 200)}
 VIEW_PAGE = page(viewer=200, reviewer=200, staff=200)
 # A reviewer's action: the form answers with a redirect back to the page (or the htmx fragment).
 REVIEWER_ACTION = page(viewer=403, reviewer=302, staff=302)
@@ -108,6 +112,14 @@ MATRIX: dict[str, dict[str, int]] = {
     # Erasing a customer needs feedback.erase_customer, which no role has by default (not even reviewers).
     "DELETE api/v1/users/<path:user_ref>": api(ingest=403, read=403, manage=403, other=403, publishable=403),
     "POST v1/chat/completions": SERVER_INGEST,
+    "GET api/v1/assistants/<slug:slug>/charts/success-rate": CHART,
+    "GET api/v1/assistants/<slug:slug>/charts/category-ratings": CHART,
+    "GET api/v1/assistants/<slug:slug>/charts/version-rates": CHART,
+    "GET api/v1/jobs/<int:job_id>/charts/loss": CHART_OBJECT,
+    "GET api/v1/jobs/<int:job_id>/charts/ab-test": CHART_OBJECT,
+    "GET api/v1/experiments/<int:experiment_id>/charts/arms": CHART_OBJECT,
+    "GET api/v1/experiments/<int:experiment_id>/charts/daily-rates": CHART_OBJECT,
+    "GET api/v1/experiments/<int:experiment_id>/charts/daily-lift": CHART_OBJECT,
     # --- dashboard pages
     "GET ": page(viewer=302, reviewer=302, staff=302),  # to the first assistant's overview
     "GET assistants/<slug:slug>/": VIEW_PAGE,

@@ -133,7 +133,7 @@ class RejectionReasonSerializer(serializers.Serializer):
     last_job = serializers.IntegerField()
 
 
-class ChartDatasetSerializer(serializers.Serializer):
+class VersionRatesDatasetSerializer(serializers.Serializer):
     label = serializers.CharField(help_text="The model version.")
     data = serializers.ListField(
         child=serializers.FloatField(allow_null=True),
@@ -144,15 +144,15 @@ class ChartDatasetSerializer(serializers.Serializer):
     )
 
 
-class ChartMarkerSerializer(serializers.Serializer):
+class VersionRatesMarkerSerializer(serializers.Serializer):
     label = serializers.CharField(help_text="The week (one of `labels`).")
     text = serializers.CharField(help_text="The versions made live that week, each with its reason.")
 
 
 class SuccessRateChartSerializer(serializers.Serializer):
     labels = serializers.ListField(child=serializers.CharField(), help_text="The weeks' Mondays.")
-    datasets = ChartDatasetSerializer(many=True)
-    markers = ChartMarkerSerializer(many=True)
+    datasets = VersionRatesDatasetSerializer(many=True)
+    markers = VersionRatesMarkerSerializer(many=True)
 
 
 class TrainingReportSerializer(serializers.Serializer):

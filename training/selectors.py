@@ -33,6 +33,7 @@ from django.db.models.functions import Cast, Coalesce, Lower, RowNumber, Trim, T
 from django.utils import timezone
 
 from assistants.models import Assistant, Deployment, ModelVersion
+from assistants.selectors import deployments_since
 from feedback.models import DailyRollup, Feedback, RollupMark
 from feedback.rollups import FEEDBACK_SUMS, local_midnight
 from feedback.selectors import feedback_daily_series, feedback_stats
@@ -85,6 +86,17 @@ def job_detail_get(*, job_id: int) -> TrainingJob | None:
             "experiment__control",
             "experiment__variant",
             "decided_by",
+        )
+        .filter(pk=job_id)
+        .first()
+    )
+
+
+def job_charts_get(*, job_id: int) -> TrainingJob | None:
+    """A job with what its charts read: its metrics (the loss curve), its A/B test and stored results."""
+    return (
+        TrainingJob.objects.select_related(
+            "experiment", "experiment__control", "experiment__variant", "experiment__stopped_by"
         )
         .filter(pk=job_id)
         .first()
@@ -211,6 +223,12 @@ def overview_figures(*, assistant: Assistant, refresh: bool = False) -> dict[str
         }
         caches["figures"].set(key, figures, OVERVIEW_FIGURES_TTL)
     return figures
+
+
+def overview_deployments(*, assistant: Assistant) -> list[Deployment]:
+    """The deployments of the overview's last OVERVIEW_DAYS days, oldest first, with their version."""
+    since = timezone.now() - dt.timedelta(days=OVERVIEW_DAYS)
+    return list(deployments_since(assistant=assistant, since=since))
 
 
 def evaluation_prompts(*, job: TrainingJob, only_differing: bool = False) -> QuerySet[EvaluationPrompt]:

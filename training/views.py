@@ -7,7 +7,6 @@ queries whatever the data size.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.contrib import messages
@@ -17,14 +16,13 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
 from assistants.exceptions import DomainError
 from assistants.models import Assistant
-from assistants.selectors import assistant_get, assistant_list, deployments_since
-from dashboard.charts import chart_table, loss_chart, rate_trend_chart, version_rates_chart
+from assistants.selectors import assistant_get, assistant_list
+from dashboard.charts import chart_table, loss_chart, version_rates_chart
 from dashboard.http import bad_request, refused_status, wants_partial
 from dashboard.pagination import paginate
 from dashboard.permissions import page_permission_required
@@ -84,24 +82,21 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
     if assistant is None:
         raise Http404(f"No assistant '{slug}'.")
     figures = selectors.overview_figures(assistant=assistant)
-    stats, series = figures["stats"], figures["series"]
-    since = timezone.now() - dt.timedelta(days=STATS_DAYS)
-    deployments = list(deployments_since(assistant=assistant, since=since))
+    stats = figures["stats"]
     active = selectors.job_active_get(assistant=assistant)
     # The seed's health block (trainingLoop), without training_loop_health's two extra feedback scans.
     health = selectors.job_counts(assistant=assistant)
     decision = _retrain_decision(assistant, active, figures["retrain_metrics"])
     health["ready"] = assistant.live_version_id is not None and decision["policy"] is not None
-    markers = [(d.created_at, f"{d.version.name} ({d.reason})") for d in deployments]
+    # The charts are fetched by the page (training.api_charts); their numbers are shown as tables here.
     context = {
         "assistants": assistants,
         "assistant": assistant,
         "stats": stats,
         "stats_days": STATS_DAYS,
         "categories": sorted(stats["category_ratings"].items()),
-        "trend_chart": rate_trend_chart(series, markers),
-        "series": series,
-        "deployments": deployments,
+        "series": figures["series"],
+        "deployments": selectors.overview_deployments(assistant=assistant),
         "decision": decision,
         "health": health,
         "figures_at": figures["computed_at"],
@@ -177,13 +172,14 @@ def track_record(request: HttpRequest, slug: str) -> HttpResponse:
         raise Http404(f"No assistant '{slug}'.")
     weeks = TrackRecordForm(request.GET).weeks_or_default()
     report = selectors.training_report(assistant=assistant, weeks=weeks)
-    series = _short_version_names(report["success_rate"], prefix=f"{assistant.slug}-")
-    marked = {m["label"]: m["text"] for m in series["markers"]}
+    series = report["success_rate"]
+    chart = version_rates_chart(series, prefix=f"{assistant.slug}-")  # the JSON view draws the same
+    marked = {m["label"]: m["text"] for m in chart.options["markers"]}
     context = {
         "assistants": assistants,
         "assistant": assistant,
         "report": report,
-        "chart": version_rates_chart(series),
+        "chart": chart,
         # The chart's numbers beside it: per week, each version's rate with the feedback behind it, and
         # the deployments of that week.
         "chart_rows": [
@@ -193,19 +189,6 @@ def track_record(request: HttpRequest, slug: str) -> HttpResponse:
         "week_choices": WEEK_CHOICES,
     }
     return render(request, "training/track_record.html", context)
-
-
-def _short_version_names(series: dict[str, Any], *, prefix: str) -> dict[str, Any]:
-    """The series with versions named as on the page, which names the assistant: "v3", not "shop-v3"
-    (the names the trainers give, ``<slug>-v<N>``); the chart's legend and markers stay legible."""
-    return {
-        **series,
-        "datasets": [{**d, "label": d["label"].removeprefix(prefix)} for d in series["datasets"]],
-        "markers": [
-            {**m, "text": ", ".join(part.removeprefix(prefix) for part in m["text"].split(", "))}
-            for m in series["markers"]
-        ],
-    }
 
 
 # -- jobs -----------------------------------------------------------------------------------------------
@@ -261,7 +244,6 @@ def _job_context(
     request: HttpRequest, job: TrainingJob, *, prompts: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     metrics = job.metrics or {}
-    curve = loss_chart(metrics.get("loss_curve"))
     if prompts is None:
         # A decision re-renders the job's body: the per-prompt table starts over at its first page.
         prompts = _evaluation_prompts(job, EvalPromptsForm())
@@ -274,8 +256,8 @@ def _job_context(
         "metric_rows": [
             (k, v) for k, v in scalar_rows(metrics, skip=("loss_curve",)) if not k.startswith("eval_")
         ],
-        "loss_chart": curve,
-        "loss_table": chart_table(curve),
+        # The loss chart's numbers; the chart itself is fetched by the page (training.api_charts).
+        "loss_table": chart_table(loss_chart(metrics.get("loss_curve"))),
         "evaluation": evaluation_report(job.evaluation or {}),
         **prompts,
         "can_decide": job.status == S.AWAITING_APPROVAL,

@@ -1,6 +1,11 @@
-/* Renders every <canvas data-chart="ID"> from the JSON in <script id="ID" type="application/json">
- * (written by Django's json_script, so no user text is ever parsed as HTML).
- * Spec: {type, labels, datasets, percent, markers: [{label, text}], yMin, yMax}. */
+/* Draws every <canvas data-chart-url="URL"> with Chart.js 4 from the chart JSON at URL: the product's
+ * chart views (dashboard/charts.py, built on django-chartjs), fetched with the reviewer's session:
+ * {type, labels, datasets, percent, markers: [{label, text}], yMin, yMax, beginAtZero, indexAxis}.
+ * Each page shows the same numbers in a table, so a chart that cannot be fetched only says so.
+ * Sets data-rendered="1" on a drawn canvas, data-chart-error on one that failed.
+ * A canvas is named by data-chart="NAME", never an id: across an htmx swap, htmx copies the old
+ * attributes of an element with the same id onto the new one, and the style Chart.js gave the old canvas
+ * would be an inline style attribute, which the Content-Security-Policy refuses. */
 (function () {
   "use strict";
 
@@ -31,12 +36,7 @@
 
   function pct(v) { return v === null || v === undefined ? "–" : (v * 100).toFixed(1) + "%"; }
 
-  function render(canvas) {
-    if (canvas.dataset.rendered || typeof Chart === "undefined") return;
-    const source = document.getElementById(canvas.dataset.chart);
-    if (!source) return;
-    const spec = JSON.parse(source.textContent);
-    canvas.dataset.rendered = "1";
+  function draw(canvas, spec) {
     const y = { beginAtZero: spec.beginAtZero !== false };
     if (spec.yMin !== undefined) y.min = spec.yMin;
     if (spec.yMax !== undefined) y.max = spec.yMax;
@@ -66,12 +66,35 @@
       },
       plugins: [markerPlugin],
     });
+    canvas.dataset.rendered = "1";
   }
 
-  function renderAll(root) {
-    (root || document).querySelectorAll("canvas[data-chart]").forEach(render);
+  function fail(canvas, reason) {
+    canvas.dataset.chartError = reason;
+    const note = document.createElement("p");
+    note.className = "muted";
+    note.textContent = "The chart could not be loaded (" + reason + "); its numbers are in the table.";
+    (canvas.closest(".chart") || canvas).after(note);
   }
 
-  document.addEventListener("DOMContentLoaded", () => renderAll(document));
-  document.addEventListener("htmx:afterSettle", (e) => renderAll(e.target));
+  function load(canvas) {
+    if (canvas.dataset.chartState || typeof Chart === "undefined") return;
+    canvas.dataset.chartState = "loading";
+    fetch(canvas.dataset.chartUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then((response) => {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then((spec) => {
+        if (canvas.isConnected) draw(canvas, spec);  // htmx may have swapped it out meanwhile
+      })
+      .catch((error) => fail(canvas, error.message));
+  }
+
+  function loadAll(root) {
+    (root || document).querySelectorAll("canvas[data-chart-url]").forEach(load);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => loadAll(document));
+  document.addEventListener("htmx:afterSettle", (e) => loadAll(e.target));
 })();

@@ -83,7 +83,7 @@ def url(experiment) -> str:
     return reverse("abtesting-experiment-detail", args=[experiment.pk])
 
 
-def test_it_shows_the_analysis_and_daily_history(client, bob, url):
+def test_it_shows_the_analysis_and_daily_history(client, bob, experiment, url):
     client.force_login(bob)
     response = client.get(url)
     assert response.status_code == 200
@@ -92,7 +92,11 @@ def test_it_shows_the_analysis_and_daily_history(client, bob, url):
     assert "+12.7%" in body and "-1.0% to +26.0%" in body and "0.0900" in body  # decision interval, history
     assert "planned look 3 of 7" in body and "2.03 / 3.20" in body
     assert "0.0420" not in body and "not valid after peeking" in body  # no fixed-horizon p while running
-    assert 'id="rates-chart"' in body and 'id="lift-chart"' in body and "2026-11-22" in body
+    for canvas, name in (("ab-chart", "arms"), ("rates-chart", "daily-rates"), ("lift-chart", "daily-lift")):
+        chart = reverse(f"abtesting-api-chart-{name}", args=[experiment.pk])
+        assert f'<canvas data-chart="{canvas}" data-chart-url="{chart}"' in body
+    assert body.count('data-chart-url="') == 3  # the interim figures have no chart
+    assert "2026-11-22" in body
     assert "290 / 900" in body  # users with feedback vs the plan
     assert body.count("78.9%") >= 2  # the analysis and the daily table
     assert 'id="live-panel"' in body and "Interim" in body  # a running test's live figures

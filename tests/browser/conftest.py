@@ -126,3 +126,18 @@ def log_in(page, username: str, password: str) -> None:
 def screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def expect_chart(page, name: str) -> None:
+    """The canvas ``data-chart=name`` was drawn by Chart.js from the JSON its ``data-chart-url`` answered,
+    with data in it."""
+    from playwright.sync_api import expect
+
+    selector = f'canvas[data-chart="{name}"]'
+    expect(page.locator(selector)).to_have_attribute("data-rendered", "1")
+    points = page.evaluate(
+        "selector => Chart.getChart(document.querySelector(selector)).data.datasets"
+        ".reduce((n, d) => n + d.data.filter(v => v !== null).length, 0)",
+        selector,
+    )
+    assert points > 0, f"{name} was drawn without data"

@@ -10,13 +10,13 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from abtesting import services
-from abtesting.models import Experiment
+from abtesting.models import Experiment, ExperimentSnapshot
 from abtesting.routing import route
 from assistants.models import Deployment
 from assistants.services import deployment_make_live, model_version_create
 from feedback.models import Feedback, Interaction
 from feedback.services import feedback_submit, interaction_log
-from tests.browser.conftest import LIVE_DB, log_in, screenshot
+from tests.browser.conftest import LIVE_DB, expect_chart, log_in, screenshot
 
 pytestmark = LIVE_DB
 
@@ -52,8 +52,21 @@ def experiment(assistant) -> Experiment:
 
 
 def test_a_running_experiment_shows_interim_figures_and_a_stop_reads_no_decision(page, alice, experiment):
+    yesterday = timezone.localdate() - timedelta(days=1)
+    results = {"controlSuccessRate": 0.6, "variantSuccessRate": 0.78, "improvement": 0.3, "ci": [-0.05, 0.6]}
+    ExperimentSnapshot.objects.create(
+        experiment=experiment, day=yesterday, analysis={"ab_test_results": results}
+    )
     log_in(page, "alice", "alice-password")
     page.goto(f"/experiments/{experiment.pk}/")
+    # The daily history: two charts fetched from their JSON, and the same numbers in a table.
+    expect_chart(page, "rates-chart")
+    expect_chart(page, "lift-chart")
+    page.locator("#history-data summary").click()
+    row = page.locator("#history-data tbody tr").first
+    expect(row).to_contain_text(yesterday.isoformat())
+    expect(row).to_contain_text("78.0%")
+    expect(page.locator("canvas[data-chart=ab-chart]")).to_have_count(0)  # no planned look yet: no arms chart
     live = page.locator("#live-panel")
     expect(live).to_contain_text("Live figures (interim)")
     expect(live.get_by_test_id("interim-note")).to_contain_text(
@@ -77,6 +90,8 @@ def test_a_running_experiment_shows_interim_figures_and_a_stop_reads_no_decision
     expect(page.locator("#ab-verdict")).to_contain_text("Stopped early by alice: no decision")
     expect(page.locator("#live-panel")).to_have_count(0)
     expect(page.locator("#ab-panel")).not_to_contain_text("variant_better")
+    # The swapped-in panel's chart is fetched too: the figures when the test was stopped.
+    expect_chart(page, "ab-chart")
     screenshot(page, "experiment-stopped.png")
 
     page.goto("/experiments/")

@@ -9,7 +9,7 @@ from abtesting.models import Experiment
 from assistants.models import Deployment
 from assistants.services import deployment_make_live, model_version_create
 from feedback.services import feedback_submit, interaction_log
-from tests.browser.conftest import LIVE_DB, log_in, screenshot
+from tests.browser.conftest import LIVE_DB, expect_chart, log_in, screenshot
 from training.models import JobEvent, TrainingJob
 
 ANALYSIS = {
@@ -114,7 +114,12 @@ def test_a_reviewer_approves_a_job_and_sees_it_deployed(page, alice, job, assist
     log_in(page, "alice", "alice-password")
     expect(page.locator(".switcher .badge")).to_have_text("1 awaiting approval")
     expect(page.get_by_text("Awaiting your approval")).to_be_visible()
-    expect(page.locator("canvas[data-chart=trend-chart]")).to_have_attribute("data-rendered", "1")
+    expect_chart(page, "trend-chart")
+    expect_chart(page, "categories-chart")
+    expect(page.locator("#category-ratings")).to_contain_text("accuracy")  # the figures, as text too
+    page.locator("#trend-data summary").click()  # the trend's numbers, under the chart
+    expect(page.locator("#trend-data table")).to_contain_text("66.7%")  # 8 of 12 helpful, today
+    expect(page.locator("#trend-data")).to_contain_text("shop-v1 (initial)")
     screenshot(page, "overview.png")
 
     page.get_by_role("link", name="review it").click()
@@ -124,7 +129,10 @@ def test_a_reviewer_approves_a_job_and_sees_it_deployed(page, alice, job, assist
     expect(panel.locator("#ab-lift")).to_have_text("+8.7%")
     expect(panel.locator("#ab-lift-low")).to_have_text("+0.4%")  # lift at least, 95 % confidence
     expect(panel).to_contain_text("610 / 1200")  # users with feedback vs the plan
-    expect(page.locator("canvas[data-chart=ab-chart]")).to_have_attribute("data-rendered", "1")
+    expect_chart(page, "ab-chart")
+    expect_chart(page, "loss-chart")
+    page.locator("#loss-data summary").click()
+    expect(page.locator("#loss-data table")).to_contain_text("train_loss")
     screenshot(page, "job-detail.png")
 
     page.once("dialog", lambda dialog: dialog.accept())

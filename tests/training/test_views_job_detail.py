@@ -130,7 +130,10 @@ def test_it_shows_every_figure_a_reviewer_needs(client, alice, job):
     assert "0.6500" in body and "sample ratio mismatch" not in body  # SRM
     assert "610 / 1200" in body  # users with feedback vs the plan
     assert "+12.0%" in body and 'data-testid="underpowered"' in body  # detectable lift above 5 %
-    assert 'id="ab-chart"' in body and 'id="loss-chart"' in body
+    ab_chart = reverse("training-api-chart-ab-test", args=[job.pk])
+    loss_chart = reverse("training-api-chart-loss", args=[job.pk])
+    assert f'<canvas data-chart="ab-chart" data-chart-url="{ab_chart}"' in body
+    assert f'<canvas data-chart="loss-chart" data-chart-url="{loss_chart}"' in body
     assert "mean_quality" in body and "0.700" in body and "0.500" in body  # candidate vs live
     assert "dropped.dupes" in body
     assert reverse("training-dataset-download", args=[job.dataset.pk]) + "?split=train" in body

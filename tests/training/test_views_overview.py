@@ -54,7 +54,13 @@ def test_it_shows_stats_trend_and_retrain_decision(client, alice, assistant, url
     assert response.status_code == 200
     body = response.content.decode()
     assert "75.0%" in body  # success rate: 3 of 4
-    assert 'id="trend-chart"' in body and "shop-v1 (initial)" in body  # deployment marker in the chart data
+    # The charts are fetched from their JSON views; their numbers are on the page as tables.
+    trend = reverse("training-api-chart-success-rate", args=["shop"])
+    assert f'<canvas data-chart="trend-chart" data-chart-url="{trend}"' in body
+    categories = reverse("training-api-chart-category-ratings", args=["shop"])
+    assert f'<canvas data-chart="categories-chart" data-chart-url="{categories}"' in body
+    assert 'type="application/json"' not in body  # no chart data inlined in the page
+    assert "shop-v1 (initial)" in body  # the deployment, in the table under the chart
     assert "Should it retrain?" in body
     assert "accuracy" in body and "4.00" in body
     assert "Train now" in body

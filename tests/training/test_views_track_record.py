@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 
 import pytest
@@ -79,17 +78,20 @@ def test_an_assistants_page_shows_the_seeds_report_and_more(client, bob, assista
     assert "Tone got worse" in rejections and "reviewers" in rejections
 
 
-def test_the_chart_has_its_data_and_a_table_beside_it(client, bob, assistant, record):
+def test_the_chart_is_fetched_from_its_json_view_with_a_table_beside_it(client, bob, assistant, record):
     client.force_login(bob)
-    body = client.get(reverse("training-track-record", args=[assistant.slug])).content.decode()
-    spec = json.loads(
-        re.search(r'<script id="version-rate-chart" type="application/json">(.*?)</script>', body).group(1)
-    )
+    body = client.get(reverse("training-track-record", args=[assistant.slug]) + "?weeks=12").content.decode()
+    url = re.search(r'data-chart="version-rate-chart" data-chart-url="([^"]+)"', body).group(1)
+    assert url == reverse("training-api-chart-version-rates", args=[assistant.slug]) + "?weeks=12"
+    response = client.get(url)
+    assert response.status_code == 200
+    spec = response.json()
     assert spec["type"] == "line" and spec["percent"] is True and len(spec["labels"]) == 12
     assert [d["label"] for d in spec["datasets"]] == ["v2"]  # the page names the assistant
     assert spec["datasets"][0]["data"][-1] == 0.75  # 3 of 4
     table = body[body.index('id="success-rate-data"') :]
     assert '<td class="num" title="of 4 answers with feedback">75.0%</td>' in table
+    assert client.get(url.replace("weeks=12", "weeks=0")).status_code == 400  # the API's rule: say what to fix
 
 
 def test_weeks_follow_the_query_and_a_bad_value_is_the_default(client, bob, assistant, record):
