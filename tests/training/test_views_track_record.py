@@ -91,7 +91,7 @@ def test_the_chart_is_fetched_from_its_json_view_with_a_table_beside_it(client, 
     assert spec["datasets"][0]["data"][-1] == 0.75  # 3 of 4
     table = body[body.index('id="success-rate-data"') :]
     assert '<td class="num" title="of 4 answers with feedback">75.0%</td>' in table
-    assert client.get(url.replace("weeks=12", "weeks=0")).status_code == 400  # the API's rule: say what to fix
+    assert client.get(url.replace("weeks=12", "weeks=0")).status_code == 400  # the API says what to fix
 
 
 def test_weeks_follow_the_query_and_a_bad_value_is_the_default(client, bob, assistant, record):
