@@ -1,5 +1,8 @@
 """Reads for experiments: per-arm counts aggregated by the database, lists, detail and daily history.
 
+Over 400 lines because the per-arm tallies, the incremental look and the full recount share one
+SQL definition of what counts; a third of it is the explanation below.
+
 What counts, per arm
 --------------------
 - ``n_assigned``: the units routing sent to the arm, which the SRM check compares with the configured

@@ -1,5 +1,9 @@
 """Statistics for A/B tests between two assistant versions (pure scipy/numpy, no Django).
 
+Over 400 lines because the group-sequential plan (spending function, boundaries, information
+fraction), the per-user tests and their intervals share one plan and one set of JSON-safe conventions;
+much of it is the explanation of why each figure is valid the way the product uses it.
+
 The primary metric is the success rate (share of rated interactions with positive feedback); the
 secondary metric is the average rating. Everything returned is JSON-safe: floats are finite or ``None``
 where undefined, never NaN/inf.

@@ -1,5 +1,8 @@
 """Gateway endpoints: which version should answer this user, and an OpenAI-compatible chat endpoint.
 
+Over 400 lines because plain and streamed answers share routing, the one-record-per-request
+interaction, and OpenAI's error shapes, which only make sense read together.
+
 ``POST /v1/chat/completions`` lets any OpenAI client library talk to an assistant: ``model`` is the
 assistant's slug, the bearer token an ingest key. Every answer is logged as an Interaction whose id comes
 back as ``interaction_id`` (and ``id = "chatcmpl-<interaction id>"``) with its ``feedback_token``, so the

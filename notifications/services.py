@@ -1,5 +1,8 @@
 """Writes: record an event, email it, deliver it to webhooks (signed, retried, logged), digests, health.
 
+Over 400 lines because every channel (email, signed webhooks, the Slack format, the digest, loop
+health) goes through one event record and one delivery log; split by channel, that path would be too.
+
 Nothing here runs inside a request or a job transition: the lower apps send signals after their commit,
 ``receivers`` enqueue a task, and the worker calls these services. Each HTTP attempt has a bounded
 timeout and runs in its own task, so one slow receiver delays nobody else.

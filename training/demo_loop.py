@@ -1,5 +1,8 @@
 """The demo that plays itself out: a month of the demo shop's past, then customers arriving live.
 
+Over 400 lines because the history and the live customers share one customer model (questions,
+paraphrases, judging the answer), and the story below is what the charts show.
+
 ``demo_history_write`` writes a back-dated history on a fresh demo database, so every chart has a real
 shape from the first page view. Nothing in it is drawn by hand: customers ask the FAQ's questions (and
 paraphrases), the model version routing gives them answers them with the local model, and they judge

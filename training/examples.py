@@ -1,5 +1,7 @@
 """The seed's three example assistants, each with a back-dated training history for the track record.
 
+Over 400 lines: three assistants' policies and the one history writer that fits all three.
+
 The seed's "Real-World Examples" configure three assistants: an e-commerce customer support bot (retrain
 check daily, at least 50 feedback, success rate 85 %, rating 4.0, approval required), a SaaS product
 documentation Q&A (weekly, 100 feedback, 90 %, 4.5, approval and A/B tests) and an internal knowledge base
