@@ -134,7 +134,8 @@ def test_it_shows_every_figure_a_reviewer_needs(client, alice, job):
     assert "mean_quality" in body and "0.700" in body and "0.500" in body  # candidate vs live
     assert "dropped.dupes" in body
     assert reverse("training-dataset-download", args=[job.dataset.pk]) + "?split=train" in body
-    assert "step 2" in body
+    assert "step 2" in body  # the timeline
+    assert "Step 6 of 8: awaiting approval" in body  # the progress bar
 
 
 def test_it_escapes_event_text(client, alice, job):
