@@ -215,3 +215,31 @@ def test_the_loss_curve_reads_without_javascript(client, alice, job):
     assert '<th class="num">train_loss</th>' in table and '<th class="num">valid_loss</th>' in table
     assert '<td>1</td><td class="num">1.2000</td><td class="num">1.3000</td>' in table
     assert '<td>2</td><td class="num">0.9000</td><td class="num">–</td>' in table
+
+
+def test_a_local_job_shows_the_live_version_it_trained_on_not_a_provider_model(
+    client, alice, assistant, live_v1
+):
+    job = TrainingJob.objects.create(
+        assistant=assistant,
+        trigger="manual",
+        backend="local",
+        base_model="gpt-4o-mini-2024-07-18",
+        base_version=live_v1,
+    )
+    client.force_login(alice)
+    response = client.get(reverse("training-job-detail", args=[job.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert f'<dt>Based on</dt><dd id="job-base">{live_v1.name}</dd>' in body
+    assert "gpt-4o-mini" not in body
+
+
+def test_a_provider_job_shows_its_base_model(client, alice, assistant):
+    job = TrainingJob.objects.create(
+        assistant=assistant, trigger="manual", backend="openai", base_model="gpt-4o-mini-2024-07-18"
+    )
+    client.force_login(alice)
+    body = client.get(reverse("training-job-detail", args=[job.pk])).content.decode()
+    assert 'id="job-base">nothing (first version)</dd>' in body
+    assert "<dt>Provider base model</dt><dd>gpt-4o-mini-2024-07-18</dd>" in body
