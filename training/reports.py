@@ -61,6 +61,55 @@ def job_progress_info(job: TrainingJob) -> dict[str, Any]:
     }
 
 
+# Human labels for the JSON reports' keys; the page shows the key itself in a tooltip, and the API keeps
+# the wire names. A key without a label is shown as it is.
+LABELS = {
+    # A dataset's stats (training/pipeline/build.py).
+    "sourceCount": "Feedback rows read",
+    "candidateCount": "Candidate examples",
+    "filteredCount": "Rows kept by the filters",
+    "deduplicatedCount": "Rows kept after deduplication",
+    "exampleCount": "Examples written",
+    "trainCount": "Training examples",
+    "validationCount": "Validation examples",
+    "avgRating": "Average rating",
+    "avgQuality": "Average answer quality",
+    "filterRate": "Share removed by the filters",
+    "dedupeRate": "Share removed as duplicates",
+    "estimatedTokens": "Estimated tokens",
+    "tokenizer": "Tokenizer",
+    "contextLimit": "Context limit (tokens)",
+    "seconds": "Build time (s)",
+    "dedup.similarity": "Duplicates: similarity",
+    "dedup.threshold": "Duplicates: similarity threshold",
+    "dedup.numPerm": "Duplicates: MinHash permutations",
+    "dedup.bands": "Duplicates: LSH bands",
+    "dedup.rows": "Duplicates: rows per band",
+    "dedup.candidatePairs": "Duplicates: candidate pairs",
+    "dedup.verifiedPairs": "Duplicates: verified pairs",
+    "dedup.exactDuplicates": "Duplicates: exact",
+    "dedup.seconds": "Duplicates: time (s)",
+    "dedup.cpuSeconds": "Duplicates: CPU time (s)",
+    "redaction.enabled": "Redaction on",
+    "redaction.total": "Values redacted",
+    "redaction.examples": "Examples with redactions",
+    # A local trainer's metrics (training/trainers/local.py).
+    "validation_accuracy": "Validation accuracy",
+    "coverage": "Coverage (share answered)",
+    "answered_accuracy": "Accuracy when answering",
+    "threshold": "Answer threshold",
+    "threshold_source": "Threshold chosen",
+    "train_examples": "Training examples",
+    "fallback_examples": "Fallback examples",
+    "validation_examples": "Validation examples",
+}
+
+
+def labelled_rows(rows: list[tuple[str, Any]]) -> list[tuple[str, str, Any]]:
+    """``scalar_rows`` as (label, key, value): the label for people, the key for a tooltip."""
+    return [(LABELS.get(key, key), key, value) for key, value in rows]
+
+
 def scalar_rows(data: dict | None, skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
     """Flatten one level of a JSON report into (name, value) rows for a table."""
     rows: list[tuple[str, Any]] = []

@@ -32,7 +32,7 @@ from training.forms import DatasetSplitForm, EvalPromptsForm, JobFilterForm
 from training.models import RetrainPolicy, TrainingJob
 from training.pipeline.erasure import dataset_ready
 from training.policy import should_retrain_metrics
-from training.reports import SETTLED, evaluation_report, job_progress_info, scalar_rows
+from training.reports import SETTLED, evaluation_report, job_progress_info, labelled_rows, scalar_rows
 
 VIEW_PERM = "training.view_trainingjob"
 APPROVE_PERM = "training.approve_trainingjob"
@@ -244,11 +244,11 @@ def _job_context(
         "job": job,
         "progress": job_progress_info(job),
         "events": list(selectors.job_events(job=job)),
-        "dataset_stats": scalar_rows(job.dataset.stats if job.dataset else None),
+        "dataset_stats": labelled_rows(scalar_rows(job.dataset.stats if job.dataset else None)),
         # eval_* numbers are the evaluation table's; showing them twice would only invite comparison.
-        "metric_rows": [
-            (k, v) for k, v in scalar_rows(metrics, skip=("loss_curve",)) if not k.startswith("eval_")
-        ],
+        "metric_rows": labelled_rows(
+            [(k, v) for k, v in scalar_rows(metrics, skip=("loss_curve",)) if not k.startswith("eval_")]
+        ),
         "loss_chart": curve,
         "loss_table": chart_table(curve),
         "evaluation": evaluation_report(job.evaluation or {}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from training.models import TrainingJob
-from training.reports import evaluation_report, job_progress_info, scalar_rows
+from training.reports import evaluation_report, job_progress_info, labelled_rows, scalar_rows
 
 S = TrainingJob.Status
 
@@ -56,3 +56,12 @@ def test_the_evaluation_compares_candidate_and_live_with_intervals():
 
 def test_no_evaluation_is_no_section():
     assert evaluation_report({}) is None
+
+
+def test_report_rows_get_human_labels_and_keep_their_key():
+    rows = labelled_rows(scalar_rows({"filteredCount": 96, "dedup": {"numPerm": 128}, "custom": 1}))
+    assert rows == [
+        ("Rows kept by the filters", "filteredCount", 96),
+        ("Duplicates: MinHash permutations", "dedup.numPerm", 128),
+        ("custom", "custom", 1),  # no label: the key as it is
+    ]

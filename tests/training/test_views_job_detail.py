@@ -83,7 +83,7 @@ def job(assistant) -> TrainingJob:
         train_file="datasets/t.jsonl",
         train_count=90,
         validation_count=10,
-        stats={"examples": 100, "dropped": {"dupes": 3}},
+        stats={"examples": 100, "dropped": {"dupes": 3}, "filteredCount": 96},
     )
     job = TrainingJob.objects.create(
         assistant=assistant,
@@ -133,6 +133,9 @@ def test_it_shows_every_figure_a_reviewer_needs(client, alice, job):
     assert 'id="ab-chart"' in body and 'id="loss-chart"' in body
     assert "mean_quality" in body and "0.700" in body and "0.500" in body  # candidate vs live
     assert "dropped.dupes" in body
+    # Dataset and metrics keys read as labels, with the wire name in a tooltip.
+    assert '<th title="filteredCount">Rows kept by the filters</th><td class="num">96</td>' in body
+    assert '<th title="validation_accuracy">Validation accuracy</th>' in body
     assert reverse("training-dataset-download", args=[job.dataset.pk]) + "?split=train" in body
     assert "step 2" in body  # the timeline
     assert "Step 6 of 8: awaiting approval" in body  # the progress bar
