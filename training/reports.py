@@ -107,7 +107,13 @@ LABELS = {
 
 def labelled_rows(rows: list[tuple[str, Any]]) -> list[tuple[str, str, Any]]:
     """``scalar_rows`` as (label, key, value): the label for people, the key for a tooltip."""
-    return [(LABELS.get(key, key), key, value) for key, value in rows]
+    return [(_label(key), key, value) for key, value in rows]
+
+
+def _label(key: str) -> str:
+    if key.startswith("filteredByReason."):
+        return f"Removed: {key.removeprefix('filteredByReason.').replace('_', ' ')}"
+    return LABELS.get(key, key)
 
 
 def scalar_rows(data: dict | None, skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:

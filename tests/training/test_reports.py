@@ -59,9 +59,15 @@ def test_no_evaluation_is_no_section():
 
 
 def test_report_rows_get_human_labels_and_keep_their_key():
-    rows = labelled_rows(scalar_rows({"filteredCount": 96, "dedup": {"numPerm": 128}, "custom": 1}))
-    assert rows == [
+    report = {
+        "filteredCount": 96,
+        "filteredByReason": {"low_rating": 10},
+        "dedup": {"numPerm": 128},
+        "custom": 1,
+    }
+    assert labelled_rows(scalar_rows(report)) == [
         ("Rows kept by the filters", "filteredCount", 96),
+        ("Removed: low rating", "filteredByReason.low_rating", 10),
         ("Duplicates: MinHash permutations", "dedup.numPerm", 128),
         ("custom", "custom", 1),  # no label: the key as it is
     ]
