@@ -12,13 +12,8 @@ from training.models import TrainingJob
 
 S = TrainingJob.Status
 
-# Where each status sits on the progress bar. Statuses that wait on people or traffic (testing, awaiting
-# approval) sit high: the machine's work is done, what is left is evidence and a decision.
-PROGRESS = {
-    S.PENDING: 5, S.PREPARING: 15, S.TRAINING: 30, S.EVALUATING: 65, S.TESTING: 75,
-    S.AWAITING_APPROVAL: 90, S.DEPLOYING: 95,
-    S.DEPLOYED: 100, S.REJECTED: 100, S.FAILED: 100, S.CANCELLED: 100,
-}  # fmt: skip
+# The steps a job goes through, in order. The bar sits at the share of steps reached, so "Step 6 of 8"
+# and the bar say the same thing (6/8 = 75 %).
 STEPS = (
     S.PENDING,
     S.PREPARING,
@@ -34,20 +29,91 @@ SETTLED = (*TrainingJob.TERMINAL, S.AWAITING_APPROVAL)
 
 
 def job_progress_info(job: TrainingJob) -> dict[str, Any]:
-    """Percent done and a label for the progress bar (training progress refines the 'training' step)."""
-    percent = PROGRESS.get(job.status, 0)
-    fraction = (job.metrics or {}).get("progress")
-    if job.status == S.TRAINING and isinstance(fraction, int | float) and 0 <= fraction <= 1:
-        percent = 20 + round(45 * fraction)
-    step = STEPS.index(job.status) + 1 if job.status in STEPS else None
+    """Where a job is, said once: "Step 6 of 8: awaiting approval" with the bar at 6/8.
+
+    While training, the trainer's own progress moves the bar from the previous step's share to this one's
+    (so it never moves back when the first progress report arrives) and the label says "40 % trained".
+    A job that ended off the happy path (rejected,
+    failed, cancelled) has no step: its bar is full and its label the status.
+    """
+    status_label = job.get_status_display()
+    if job.status not in STEPS:
+        return {
+            "percent": 100, "step": None, "steps": len(STEPS), "label": status_label,
+            "settled": job.status in SETTLED, "terminal": job.is_terminal,
+        }  # fmt: skip
+    step = STEPS.index(job.status) + 1
+    reached = float(step)
+    label = f"Step {step} of {len(STEPS)}: {status_label.lower()}"
+    if job.status == S.TRAINING:
+        fraction = (job.metrics or {}).get("progress")
+        known = isinstance(fraction, int | float) and 0 <= fraction <= 1
+        reached = step - 1 + (fraction if known else 0)
+        if known:
+            label += f" ({round(100 * fraction)} % trained)"
     return {
-        "percent": percent,
+        "percent": round(100 * reached / len(STEPS)),
         "step": step,
         "steps": len(STEPS),
-        "label": job.get_status_display(),
+        "label": label,
         "settled": job.status in SETTLED,
         "terminal": job.is_terminal,
     }
+
+
+# Human labels for the JSON reports' keys; the page shows the key itself in a tooltip, and the API keeps
+# the wire names. A key without a label is shown as it is.
+LABELS = {
+    # A dataset's stats (training/pipeline/build.py).
+    "sourceCount": "Feedback rows read",
+    "candidateCount": "Candidate examples",
+    "filteredCount": "Rows kept by the filters",
+    "deduplicatedCount": "Rows kept after deduplication",
+    "exampleCount": "Examples written",
+    "trainCount": "Training examples",
+    "validationCount": "Validation examples",
+    "avgRating": "Average rating",
+    "avgQuality": "Average answer quality",
+    "filterRate": "Share removed by the filters",
+    "dedupeRate": "Share removed as duplicates",
+    "estimatedTokens": "Estimated tokens",
+    "tokenizer": "Tokenizer",
+    "contextLimit": "Context limit (tokens)",
+    "seconds": "Build time (s)",
+    "dedup.similarity": "Duplicates: similarity",
+    "dedup.threshold": "Duplicates: similarity threshold",
+    "dedup.numPerm": "Duplicates: MinHash permutations",
+    "dedup.bands": "Duplicates: LSH bands",
+    "dedup.rows": "Duplicates: rows per band",
+    "dedup.candidatePairs": "Duplicates: candidate pairs",
+    "dedup.verifiedPairs": "Duplicates: verified pairs",
+    "dedup.exactDuplicates": "Duplicates: exact",
+    "dedup.seconds": "Duplicates: time (s)",
+    "dedup.cpuSeconds": "Duplicates: CPU time (s)",
+    "redaction.enabled": "Redaction on",
+    "redaction.total": "Values redacted",
+    "redaction.examples": "Examples with redactions",
+    # A local trainer's metrics (training/trainers/local.py).
+    "validation_accuracy": "Validation accuracy",
+    "coverage": "Coverage (share answered)",
+    "answered_accuracy": "Accuracy when answering",
+    "threshold": "Answer threshold",
+    "threshold_source": "Threshold chosen",
+    "train_examples": "Training examples",
+    "fallback_examples": "Fallback examples",
+    "validation_examples": "Validation examples",
+}
+
+
+def labelled_rows(rows: list[tuple[str, Any]]) -> list[tuple[str, str, Any]]:
+    """``scalar_rows`` as (label, key, value): the label for people, the key for a tooltip."""
+    return [(_label(key), key, value) for key, value in rows]
+
+
+def _label(key: str) -> str:
+    if key.startswith("filteredByReason."):
+        return f"Removed: {key.removeprefix('filteredByReason.').replace('_', ' ')}"
+    return LABELS.get(key, key)
 
 
 def scalar_rows(data: dict | None, skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:

@@ -31,7 +31,7 @@ from training.forms import DatasetSplitForm, EvalPromptsForm, JobFilterForm, Tra
 from training.models import RetrainPolicy, TrainingJob
 from training.pipeline.erasure import dataset_ready
 from training.policy import should_retrain_metrics
-from training.reports import SETTLED, evaluation_report, job_progress_info, scalar_rows
+from training.reports import SETTLED, evaluation_report, job_progress_info, labelled_rows, scalar_rows
 
 VIEW_PERM = "training.view_trainingjob"
 APPROVE_PERM = "training.approve_trainingjob"
@@ -111,13 +111,47 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
 def _retrain_decision(
     assistant: Assistant, active: TrainingJob | None, metrics: dict[str, Any]
 ) -> dict[str, Any]:
-    """``training.policy.should_retrain`` without its side effect: a page view must not create a policy."""
+    """``training.policy.should_retrain`` without its side effect: a page view must not create a policy.
+
+    Adds what the page says: ``blocked_by`` ("job 1 is testing") when conditions are met but a job is
+    already running, and ``not_met`` (why not, against each threshold) when no condition is met.
+    """
     policy = selectors.policy_get(assistant=assistant)
-    decision = should_retrain_metrics(policy or RetrainPolicy(assistant=assistant), metrics)
+    effective = policy or RetrainPolicy(assistant=assistant)
+    decision = should_retrain_metrics(effective, metrics)
     if active is not None:
         decision.should_retrain = False
-        decision.blocked_by = f"Job {active.pk} is already {active.get_status_display().lower()}."
-    return {**decision.as_dict(), "policy": policy}
+        decision.blocked_by = f"job {active.pk} is {active.get_status_display().lower()}"
+    not_met = [] if decision.reasons else _retrain_not_met(effective, metrics)
+    return {**decision.as_dict(), "policy": policy, "not_met": not_met}
+
+
+def _retrain_not_met(policy: RetrainPolicy, metrics: dict[str, Any]) -> list[str]:
+    """Why no retrain condition holds, one line per threshold the metrics can be compared with."""
+    since = "since the deployment" if metrics.get("since") else "so far"
+    lines: list[str] = []
+    count = metrics.get("feedback_count")
+    if count is not None:
+        lines.append(f"{count} new feedback {since}, {policy.min_feedback_count} needed")
+    enough = policy.min_quality_evidence
+    rate = metrics.get("success_rate")
+    if rate is not None:
+        if (metrics.get("signal_count") or 0) < enough:
+            lines.append(
+                f"too few signals to judge the success rate ({metrics.get('signal_count') or 0} of {enough})"
+            )
+        else:
+            lines.append(f"success rate {rate:.1%}, retrains below {policy.min_success_rate:.1%}")
+    rating = metrics.get("avg_rating")
+    if rating is not None and (metrics.get("rated_count") or 0) >= enough:
+        lines.append(f"average rating {rating:.1f}, retrains below {policy.min_avg_rating:.1f}")
+    errors = metrics.get("error_rate")
+    if errors is not None and (metrics.get("total_interactions") or 0) >= enough:
+        lines.append(f"error rate {errors:.1%}, retrains above {policy.max_error_rate:.1%}")
+    days = metrics.get("days_since_retrain")
+    if days is not None:
+        lines.append(f"{days} days since the deployment, retrains after {policy.max_days_since_retrain}")
+    return lines
 
 
 @require_POST
@@ -251,11 +285,11 @@ def _job_context(
         "job": job,
         "progress": job_progress_info(job),
         "events": list(selectors.job_events(job=job)),
-        "dataset_stats": scalar_rows(job.dataset.stats if job.dataset else None),
+        "dataset_stats": labelled_rows(scalar_rows(job.dataset.stats if job.dataset else None)),
         # eval_* numbers are the evaluation table's; showing them twice would only invite comparison.
-        "metric_rows": [
-            (k, v) for k, v in scalar_rows(metrics, skip=("loss_curve",)) if not k.startswith("eval_")
-        ],
+        "metric_rows": labelled_rows(
+            [(k, v) for k, v in scalar_rows(metrics, skip=("loss_curve",)) if not k.startswith("eval_")]
+        ),
         # The loss chart's numbers; the chart itself is fetched by the page (training.api_charts).
         "loss_table": chart_table(loss_chart(metrics.get("loss_curve"))),
         "evaluation": evaluation_report(job.evaluation or {}),

@@ -16,12 +16,12 @@ def test_the_progress_bar_advances_while_a_job_runs(page, alice, assistant):
     log_in(page, "alice", "alice-password")
     page.goto(f"/jobs/{job.pk}/")
     bar = page.locator(f"#job-progress-{job.pk} progress")
-    expect(bar).to_have_attribute("value", "15")
+    expect(bar).to_have_attribute("value", "25")
 
     TrainingJob.objects.filter(pk=job.pk).update(status="training", metrics={"progress": 0.5})
-    expect(bar).to_have_attribute("value", "42")
+    expect(bar).to_have_attribute("value", "31")
     TrainingJob.objects.filter(pk=job.pk).update(status="evaluating")
-    expect(bar).to_have_attribute("value", "65")
+    expect(bar).to_have_attribute("value", "50")
 
     # Awaiting approval: polling stops and the page refreshes itself to show the decision buttons.
     candidate = model_version_create(assistant=assistant, name="shop-v2")

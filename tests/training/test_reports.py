@@ -5,27 +5,30 @@ from __future__ import annotations
 import pytest
 
 from training.models import TrainingJob
-from training.reports import evaluation_report, job_progress_info, scalar_rows
+from training.reports import evaluation_report, job_progress_info, labelled_rows, scalar_rows
 
 S = TrainingJob.Status
 
 
 @pytest.mark.parametrize(
-    ("status", "metrics", "percent", "step", "settled"),
+    ("status", "metrics", "percent", "step", "label", "settled"),
     [
-        (S.PENDING, {}, 5, 1, False),
-        (S.TRAINING, {}, 30, 3, False),
-        (S.TRAINING, {"progress": 0.5}, 42, 3, False),  # the trainer's own progress within its step
-        (S.TRAINING, {"progress": 7}, 30, 3, False),  # nonsense is ignored
-        (S.AWAITING_APPROVAL, {}, 90, 6, True),
-        (S.DEPLOYED, {}, 100, 8, True),
-        (S.FAILED, {}, 100, None, True),
+        (S.PENDING, {}, 12, 1, "Step 1 of 8: pending", False),
+        (S.PREPARING, {}, 25, 2, "Step 2 of 8: preparing", False),
+        # Training moves from the previous step's share to its own with the trainer's progress.
+        (S.TRAINING, {}, 25, 3, "Step 3 of 8: training", False),
+        (S.TRAINING, {"progress": 0.5}, 31, 3, "Step 3 of 8: training (50 % trained)", False),
+        (S.TRAINING, {"progress": 7}, 25, 3, "Step 3 of 8: training", False),  # nonsense is ignored
+        (S.TESTING, {}, 62, 5, "Step 5 of 8: testing", False),
+        (S.AWAITING_APPROVAL, {}, 75, 6, "Step 6 of 8: awaiting approval", True),
+        (S.DEPLOYED, {}, 100, 8, "Step 8 of 8: deployed", True),
+        (S.FAILED, {}, 100, None, "Failed", True),
     ],
 )
-def test_the_progress_bar(status, metrics, percent, step, settled):
+def test_the_progress_bar_and_its_label_say_the_same_step(status, metrics, percent, step, label, settled):
     info = job_progress_info(TrainingJob(status=status, metrics=metrics))
     assert (info["percent"], info["step"], info["steps"], info["settled"]) == (percent, step, 8, settled)
-    assert info["label"] == S(status).label
+    assert info["label"] == label
 
 
 def test_a_report_flattens_one_level():
@@ -53,3 +56,18 @@ def test_the_evaluation_compares_candidate_and_live_with_intervals():
 
 def test_no_evaluation_is_no_section():
     assert evaluation_report({}) is None
+
+
+def test_report_rows_get_human_labels_and_keep_their_key():
+    report = {
+        "filteredCount": 96,
+        "filteredByReason": {"low_rating": 10},
+        "dedup": {"numPerm": 128},
+        "custom": 1,
+    }
+    assert labelled_rows(scalar_rows(report)) == [
+        ("Rows kept by the filters", "filteredCount", 96),
+        ("Removed: low rating", "filteredByReason.low_rating", 10),
+        ("Duplicates: MinHash permutations", "dedup.numPerm", 128),
+        ("custom", "custom", 1),  # no label: the key as it is
+    ]

@@ -83,7 +83,7 @@ def job(assistant) -> TrainingJob:
         train_file="datasets/t.jsonl",
         train_count=90,
         validation_count=10,
-        stats={"examples": 100, "dropped": {"dupes": 3}},
+        stats={"examples": 100, "dropped": {"dupes": 3}, "filteredCount": 96},
     )
     job = TrainingJob.objects.create(
         assistant=assistant,
@@ -136,8 +136,12 @@ def test_it_shows_every_figure_a_reviewer_needs(client, alice, job):
     assert f'<canvas data-chart="loss-chart" data-chart-url="{loss_chart}"' in body
     assert "mean_quality" in body and "0.700" in body and "0.500" in body  # candidate vs live
     assert "dropped.dupes" in body
+    # Dataset and metrics keys read as labels, with the wire name in a tooltip.
+    assert '<th title="filteredCount">Rows kept by the filters</th><td class="num">96</td>' in body
+    assert '<th title="validation_accuracy">Validation accuracy</th>' in body
     assert reverse("training-dataset-download", args=[job.dataset.pk]) + "?split=train" in body
-    assert "step 2" in body
+    assert "step 2" in body  # the timeline
+    assert "Step 6 of 8: awaiting approval" in body  # the progress bar
 
 
 def test_it_escapes_event_text(client, alice, job):
@@ -217,3 +221,31 @@ def test_the_loss_curve_reads_without_javascript(client, alice, job):
     assert '<th class="num">train_loss</th>' in table and '<th class="num">valid_loss</th>' in table
     assert '<td>1</td><td class="num">1.2000</td><td class="num">1.3000</td>' in table
     assert '<td>2</td><td class="num">0.9000</td><td class="num">–</td>' in table
+
+
+def test_a_local_job_shows_the_live_version_it_trained_on_not_a_provider_model(
+    client, alice, assistant, live_v1
+):
+    job = TrainingJob.objects.create(
+        assistant=assistant,
+        trigger="manual",
+        backend="local",
+        base_model="gpt-4o-mini-2024-07-18",
+        base_version=live_v1,
+    )
+    client.force_login(alice)
+    response = client.get(reverse("training-job-detail", args=[job.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert f'<dt>Based on</dt><dd id="job-base">{live_v1.name}</dd>' in body
+    assert "gpt-4o-mini" not in body
+
+
+def test_a_provider_job_shows_its_base_model(client, alice, assistant):
+    job = TrainingJob.objects.create(
+        assistant=assistant, trigger="manual", backend="openai", base_model="gpt-4o-mini-2024-07-18"
+    )
+    client.force_login(alice)
+    body = client.get(reverse("training-job-detail", args=[job.pk])).content.decode()
+    assert 'id="job-base">nothing (first version)</dd>' in body
+    assert "<dt>Provider base model</dt><dd>gpt-4o-mini-2024-07-18</dd>" in body

@@ -22,13 +22,13 @@ def test_it_returns_the_progress_bar_that_keeps_polling(client, bob, job, url):
     assert response.status_code == 200
     body = response.content.decode()
     assert body.startswith('<div class="progress"') and "<html" not in body
-    assert 'value="30"' in body and 'hx-trigger="every 2s"' in body
+    assert 'value="25"' in body and "Step 3 of 8: training" in body and 'hx-trigger="every 2s"' in body
 
 
 def test_it_uses_the_trainers_progress_within_training(client, bob, job, url):
     TrainingJob.objects.filter(pk=job.pk).update(metrics={"progress": 1.0})
     client.force_login(bob)
-    assert b'value="65"' in client.get(url, HTTP_HX_REQUEST="true").content
+    assert b'value="38"' in client.get(url, HTTP_HX_REQUEST="true").content  # the training step's share
 
 
 def test_it_stops_polling_when_the_job_ends(client, bob, job, url):
@@ -54,7 +54,7 @@ def test_without_htmx_it_is_a_plain_200(client, bob, job, url):
     assert response.status_code == 200 and "HX-Trigger" not in response
     body = response.content.decode()
     assert body.startswith('<div class="progress"') and "<html" not in body
-    assert 'value="100"' in body and "Deployed" in body and "hx-trigger" not in body
+    assert 'value="100"' in body and "Step 8 of 8: deployed" in body and "hx-trigger" not in body
 
 
 def test_it_forbids_users_without_view_permission(client, django_user_model, url):
@@ -76,7 +76,7 @@ def test_it_runs_few_queries(client, bob, url, django_assert_max_num_queries):
     with django_assert_max_num_queries(5):
         response = client.get(url, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
-    assert b'value="30"' in response.content and b'hx-trigger="every 2s"' in response.content
+    assert b'value="25"' in response.content and b'hx-trigger="every 2s"' in response.content
 
 
 def test_polling_stops_when_the_job_is_gone(client, bob, job, url):

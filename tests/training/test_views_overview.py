@@ -8,7 +8,7 @@ from django.urls import reverse
 from assistants.models import Deployment
 from assistants.services import deployment_make_live, model_version_create
 from feedback.services import feedback_submit, interaction_log
-from training.models import TrainingJob
+from training.models import RetrainPolicy, TrainingJob
 
 
 @pytest.fixture
@@ -73,7 +73,34 @@ def test_it_shows_the_active_job_with_a_polling_progress_bar(client, alice, assi
     assert reverse("training-job-progress", args=[job.pk]) in body
     assert 'hx-trigger="every 2s"' in body
     assert "Train now" not in body  # one job at a time
-    assert "already training" in body
+
+
+def test_it_says_which_conditions_hold_and_why_it_does_not_start(client, alice, assistant, url):
+    RetrainPolicy.objects.create(assistant=assistant, min_feedback_count=2)
+    _feedback(assistant, 3, helpful=True)
+    job = TrainingJob.objects.create(assistant=assistant, trigger="manual", status="testing")
+    client.force_login(alice)
+    response = client.get(url)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert '<span class="badge">not now</span>' in body
+    assert (
+        "Conditions met: Feedback count (3) &gt;= threshold (2) — "
+        f"<strong>not starting because job {job.pk} is testing</strong>."
+    ) in body
+
+
+def test_it_says_why_not_when_no_condition_holds(client, alice, assistant, url):
+    version = model_version_create(assistant=assistant, name="shop-v1")
+    deployment_make_live(version=version, reason=Deployment.Reason.INITIAL)
+    _feedback(assistant, 12, helpful=True)
+    client.force_login(alice)
+    response = client.get(url)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert '<span class="badge">no</span>' in body
+    assert "No: 12 new feedback since the deployment, 100 needed;" in body
+    assert "0 days since the deployment, retrains after 30" in body
 
 
 def test_it_badges_jobs_awaiting_approval(client, bob, alice, assistant, url):

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from assistants.models import Assistant
+from assistants.models import Assistant, ModelVersion
 from training.dataset_options import DatasetOptions
 from training.events import job_record_event
 from training.exceptions import JobActive
@@ -104,6 +104,13 @@ def dataset_options(
         raise ValueError(f"Invalid dataset_options: {detail}") from None
 
 
+def _provider_base_model(policy: RetrainPolicy) -> str:
+    """The provider model a job fine-tunes: the policy's for the OpenAI backend. A local job trains on the
+    live version (``base_version``) and has no provider model; its dataset is still sized against the
+    policy's ``base_model`` (``dataset_options`` falls back to it)."""
+    return policy.base_model if policy.backend == ModelVersion.Backend.OPENAI else ""
+
+
 def trigger_training(
     *,
     assistant: Assistant,
@@ -149,7 +156,7 @@ def trigger_training(
                 reasons=list(reasons or []),
                 options=clean,
                 backend=policy.backend,
-                base_model=clean.get("base_model") or policy.base_model,
+                base_model=clean.get("base_model") or _provider_base_model(policy),
                 base_version=base_version,
                 created_at=now,
                 updated_at=now,
