@@ -78,6 +78,7 @@ MATRIX: dict[str, dict[str, int]] = {
     "POST accounts/logout/": dict.fromkeys(CALLERS, 302),
     "GET api/schema/": PUBLIC,
     "GET api/docs/": PUBLIC,
+    "GET favicon.ico": dict.fromkeys(CALLERS, 301),
     "GET admin/": page(viewer=302, reviewer=302, staff=200),
     # --- REST API
     "POST api/v1/interactions": {**SERVER_INGEST, "ingest": 201, "manage": 201},
