@@ -9,26 +9,39 @@
 (function () {
   "use strict";
 
-  // Vertical dashed lines at x labels (deployments), so the trend shows what changed when.
+  // Vertical dashed lines at x labels (deployments), so the trend shows what changed when. Deployments
+  // on the same label share one line and one caption; a caption that would run into the one before it
+  // goes on the next row down, so captions of nearby days never overlap.
   const markerPlugin = {
     id: "markers",
     afterDatasetsDraw(chart, _args, opts) {
       const markers = (opts && opts.items) || [];
       if (!markers.length) return;
       const { ctx, chartArea, scales } = chart;
+      const byLabel = new Map();
+      for (const m of markers) {
+        const x = scales.x.getPixelForValue(m.label);
+        if (x === undefined || isNaN(x)) continue;
+        if (byLabel.has(m.label)) byLabel.get(m.label).texts.push(m.text);
+        else byLabel.set(m.label, { x, texts: [m.text] });
+      }
       ctx.save();
       ctx.strokeStyle = "#a76200";
       ctx.fillStyle = "#a76200";
       ctx.setLineDash([4, 4]);
       ctx.font = "11px system-ui, sans-serif";
-      for (const m of markers) {
-        const x = scales.x.getPixelForValue(m.label);
-        if (x === undefined || isNaN(x)) continue;
+      const rowEnds = [];  // per caption row, the x where its last caption ends
+      for (const { x, texts } of [...byLabel.values()].sort((a, b) => a.x - b.x)) {
         ctx.beginPath();
         ctx.moveTo(x, chartArea.top);
         ctx.lineTo(x, chartArea.bottom);
         ctx.stroke();
-        ctx.fillText(m.text, x + 3, chartArea.top + 10);
+        const text = texts.join(", ");
+        const width = ctx.measureText(text).width;
+        let row = rowEnds.findIndex((end) => x + 3 > end + 4);
+        if (row === -1) { row = rowEnds.length; rowEnds.push(0); }
+        rowEnds[row] = x + 3 + width;
+        ctx.fillText(text, x + 3, chartArea.top + 10 + row * 13);
       }
       ctx.restore();
     },
