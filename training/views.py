@@ -99,6 +99,7 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
         "categories": sorted(stats["category_ratings"].items()),
         "trend_chart": rate_trend_chart(series, markers),
         "series": series,
+        "versions": figures["versions"],
         "deployments": deployments,
         "decision": decision,
         "health": health,
