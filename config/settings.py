@@ -340,7 +340,8 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "trainloop@localhost")
 # Links in emails and webhooks are absolute: where reviewers reach this site. Unset, the address `start`
-# serves on (`make run PORT=8001` exports PORT to it and to its worker, which sends the notifications).
+# serves on: `start` passes the port it serves (`--port`, else PORT) to its web server and worker, which
+# sends the notifications.
 SITE_URL = (env_str("SITE_URL") or f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")
 if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", SITE_URL):
     raise ImproperlyConfigured(f"SITE_URL={SITE_URL!r} is not a URL: write e.g. https://loop.example.com")

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import Count, F, Q, QuerySet, Sum, Value
+from django.db.models import Count, F, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -351,3 +351,58 @@ def daily_sums(*, assistant_id: int, first: dt.date, columns: Iterable[str]) -> 
             day = dt.date.fromisoformat(day)
         add(day, dict(zip(columns, values, strict=True)))
     return dict(sorted(days.items()))
+
+
+def version_sums(
+    *, assistant_id: int, columns: Iterable[str] = ("feedback", "signals", "successes")
+) -> dict[int, dict[str, int]]:
+    """``columns`` summed over all time per model version of one assistant (0: rows without a version).
+
+    Two queries: the mark, then one statement adding the rollups to the raw rows past the mark. That
+    statement reads the mark again itself, so both halves see the same moment and a refresh committing
+    meanwhile can neither count a row twice nor lose one; the mark read first (never ahead of the one
+    inside) is there for PostgreSQL's planner, which cannot size ``id > (subquery)`` and, assuming a
+    third of the table, hash-joins every interaction. A version's sums cover its whole life, however
+    long ago it served and after retention has deleted its old raw rows.
+    """
+    columns = list(columns)
+    using = router.db_for_read(DailyRollup)
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    summed = (
+        DailyRollup.objects.using(using)
+        .filter(assistant_id=assistant_id)
+        .order_by()
+        .values(r_version=F("model_version_id"))
+        .annotate(**{f"r_{name}": Sum(name) for name in columns})
+        .values_list("r_version", *(f"r_{name}" for name in columns))
+    )
+    marks = RollupMark.objects.using(using).filter(pk=1).values("feedback_id")
+    floor = marks.values_list("feedback_id", flat=True).first() or 0
+    recent = (
+        Feedback.objects.using(using)
+        .filter(assistant_id=assistant_id, id__gt=floor)
+        .filter(id__gt=Coalesce(Subquery(marks), Value(0)))
+        .order_by()
+        .values(r_version=Coalesce(F("interaction__model_version_id"), Value(0)))
+        .annotate(**{f"r_{name}": FEEDBACK_SUMS[name] for name in columns})
+        .values_list("r_version", *(f"r_{name}" for name in columns))
+    )
+    summed_sql, summed_params = summed.query.get_compiler(using=using).as_sql()
+    recent_sql, recent_params = recent.query.get_compiler(using=using).as_sql()
+    if connection.vendor == "sqlite":
+        # As in ``_past_mark``: leave SQLite's planner the primary key's range for the rows past the mark.
+        table = qn(Feedback._meta.db_table)
+        recent_sql = recent_sql.replace(f"FROM {table}", f"FROM {table} NOT INDEXED", 1)
+    names = ", ".join(f"SUM({qn('r_' + name)})" for name in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {qn('r_version')}, {names} FROM ("
+            f"SELECT * FROM ({summed_sql}) AS summed UNION ALL SELECT * FROM ({recent_sql}) AS recent"
+            f") AS parts GROUP BY {qn('r_version')}",
+            (*summed_params, *recent_params),
+        )
+        return {
+            int(version): dict(zip(columns, (int(v or 0) for v in values), strict=True))
+            for version, *values in cursor.fetchall()
+        }

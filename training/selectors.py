@@ -35,9 +35,10 @@ from django.utils import timezone
 from assistants.models import Assistant, Deployment, ModelVersion
 from assistants.selectors import deployments_since
 from feedback.models import DailyRollup, Feedback, RollupMark
-from feedback.rollups import FEEDBACK_SUMS, local_midnight
+from feedback.rollups import FEEDBACK_SUMS, local_midnight, version_sums
 from feedback.selectors import feedback_daily_series, feedback_stats
 from training.conditions import ConditionResult, conditions_measure
+from training.evaluation.intervals import wilson_interval
 from training.models import EvaluationPrompt, JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
 from training.policy import last_deployment, retrain_metrics
 from training.services import ACTIVE_STATUSES
@@ -201,8 +202,67 @@ OVERVIEW_DAYS = 30
 OVERVIEW_FIGURES_TTL = 300
 
 
+VERSIONS_SHOWN = 5
+
+
+def version_success_rates(*, assistant: Assistant) -> list[dict[str, Any]]:
+    """Each recent model version's success rate over its whole life, most recently live first.
+
+    The versions: the live one, those live before it, and the candidates A/B tested since it was
+    trained (never live), at most VERSIONS_SHOWN, the live one always among them. ``success_rate`` is
+    the overview's (``feedback_stats``): successes over feedback that says whether the answer helped
+    (``signals``), with a 95 % Wilson interval; the counts come from the daily rollups and the raw rows
+    past their mark (``feedback.rollups.version_sums``), so they survive retention. "Live" is a
+    deployment taking all traffic (a rollout's partial stages are not); a version made live twice, by a
+    rollback, shows its first start and its last end. Three queries, whatever the history.
+    """
+    sums = version_sums(assistant_id=assistant.pk)
+    full = Deployment.objects.filter(assistant=assistant, traffic_share__gte=1)
+    mine = full.filter(version=OuterRef("pk"))
+    tested = Q(pk__in=[pk for pk, figures in sums.items() if pk and figures["signals"]])
+    if assistant.live_version_id is not None:
+        live_created = ModelVersion.objects.filter(pk=assistant.live_version_id).values("created_at")
+        tested &= Q(created_at__gt=Subquery(live_created))
+    versions = (
+        ModelVersion.objects.filter(assistant=assistant)
+        .annotate(
+            live_from=Subquery(mine.order_by("created_at", "id").values("created_at")[:1]),
+            last_live=Subquery(mine.order_by("-created_at", "-id").values("created_at")[:1]),
+            live_until=Subquery(
+                full.filter(created_at__gt=OuterRef("last_live"))
+                .exclude(version=OuterRef("pk"))
+                .order_by("created_at", "id")
+                .values("created_at")[:1]
+            ),
+            is_live=ExpressionWrapper(Q(pk=assistant.live_version_id), output_field=BooleanField()),
+            shown_at=Coalesce(F("last_live"), F("created_at")),
+        )
+        .filter(Q(live_from__isnull=False) | tested)
+        .order_by("-is_live", "-shown_at", "-id")
+        .values("id", "name", "live_from", "live_until", "is_live", "shown_at")[:VERSIONS_SHOWN]
+    )
+    rows = []
+    for version in sorted(versions, key=lambda v: (v["shown_at"], v["id"]), reverse=True):
+        figures = sums.get(version["id"], {"feedback": 0, "signals": 0, "successes": 0})
+        judged, successes = figures["signals"], figures["successes"]
+        low, high = wilson_interval(successes, judged) if judged else (None, None)
+        rows.append(
+            {
+                **{k: version[k] for k in ("id", "name", "live_from", "live_until", "is_live")},
+                "feedback": figures["feedback"],
+                "judged": judged,
+                "successes": successes,
+                "success_rate": successes / judged if judged else None,
+                "success_low": low,
+                "success_high": high,
+            }
+        )
+    return rows
+
+
 def overview_figures(*, assistant: Assistant, refresh: bool = False) -> dict[str, Any]:
-    """The overview page's aggregates: 30-day feedback stats, the daily series and the retrain metrics.
+    """The overview page's aggregates: 30-day feedback stats, the daily series, the retrain metrics and
+    the success rate of each recent version (``version_success_rates``).
 
     The window is the last OVERVIEW_DAYS local days, today included, for the stats as for the chart:
     whole days, which the daily rollups answer without reading raw rows (``feedback.rollups``), so a
@@ -212,13 +272,15 @@ def overview_figures(*, assistant: Assistant, refresh: bool = False) -> dict[str
     """
     key = f"overview:{assistant.pk}"
     figures = None if refresh else caches["figures"].get(key)
-    if figures is None:
+    # An entry cached by a release that computed fewer figures is computed afresh.
+    if figures is None or "versions" not in figures:
         now = timezone.now()
         since = local_midnight(timezone.localdate() - dt.timedelta(days=OVERVIEW_DAYS - 1))
         figures = {
             "stats": feedback_stats(assistant=assistant, since=since),
             "series": feedback_daily_series(assistant=assistant, days=OVERVIEW_DAYS),
             "retrain_metrics": retrain_metrics(assistant),
+            "versions": version_success_rates(assistant=assistant),
             "computed_at": now,
         }
         caches["figures"].set(key, figures, OVERVIEW_FIGURES_TTL)

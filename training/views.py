@@ -96,6 +96,7 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
         "stats_days": STATS_DAYS,
         "categories": sorted(stats["category_ratings"].items()),
         "series": figures["series"],
+        "versions": figures["versions"],
         "deployments": selectors.overview_deployments(assistant=assistant),
         "decision": decision,
         "health": health,

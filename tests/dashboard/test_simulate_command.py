@@ -180,9 +180,9 @@ def test_the_live_demo_policy_has_minute_scale_checks_and_looks():
     demo = demo_ensure()
     assert demo.policy.ab_look_interval_minutes == 1440  # daily until the history is written
     policy = demo_policy_live(assistant=demo)
-    assert (policy.schedule, policy.ab_look_interval_minutes) == ("minutely", 2)
+    assert (policy.schedule, policy.ab_look_interval_minutes) == ("minutely", 1)
     assert policy.ab_max_duration_days * 1440 == pytest.approx(72)
-    assert planned_looks(policy.ab_max_duration_days, 2 / 1440) == 36
+    assert planned_looks(policy.ab_max_duration_days, 1 / 1440) == 72
     assert policy.require_approval and policy.auto_deploy_threshold == DEMO_POLICY["auto_deploy_threshold"]
     schedule = Schedule.objects.get(name=schedule_name(demo.pk))
     assert (schedule.schedule_type, schedule.minutes) == (Schedule.MINUTES, 1)

@@ -73,6 +73,78 @@ def test_the_port_comes_from_PORT(db, monkeypatch):
             call_command("start", stdout=StringIO())
 
 
+def _children(pid: int) -> dict[str, dict[str, str]]:
+    """Each child process of ``pid``: its command line, and the environment it was started with (/proc)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its closing parenthesis.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            command = (stat.parent / "cmdline").read_bytes().decode().replace("\0", " ").strip()
+            environ = (stat.parent / "environ").read_bytes().decode().split("\0")
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+        children[command] = dict(item.split("=", 1) for item in environ if "=" in item)
+    return children
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads child processes' /proc")
+def test_the_port_given_with_port_reaches_the_children_so_site_url_names_it(tmp_path):
+    """``start --port`` without PORT in the environment: the web server and the worker it starts get
+    the port, so the links they write (SITE_URL, unset here) point at the port actually served."""
+    port = _free_port()
+    env = {**os.environ, "TRAINLOOP_VAR_DIR": str(tmp_path), "DJANGO_SUPERUSER_PASSWORD": "pw-for-test"}
+    for name in ("PORT", "SITE_URL", "DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "start", "--port", str(port), "--workers", "1", "--no-demo"],
+        cwd=Path(settings.BASE_DIR),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        status = None
+        while time.monotonic() < deadline and status is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=2) as response:
+                    status = response.status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200
+        children = _children(proc.pid)
+        assert sorted("gunicorn" in c or "qcluster" in c for c in children) == [True, True], list(children)
+        assert [child.get("PORT") for child in children.values()] == [str(port)] * 2
+        site_url = subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "--no-imports",
+                "-c",
+                "from django.conf import settings; print(settings.SITE_URL)",
+            ],
+            cwd=Path(settings.BASE_DIR),
+            env=next(iter(children.values())),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+        assert site_url == f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
 def _count(db_path: Path, sql: str) -> int:
     try:
         with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5) as conn:

@@ -266,3 +266,46 @@ def test_figures_are_plain_numbers_on_every_database(db):
         assert stats[name] is None or type(stats[name]) is float, name
     for row in feedback_daily_series(assistant=assistant, days=30):
         assert row["avg_rating"] is None or type(row["avg_rating"]) is float
+
+
+def recount_by_version(assistant_id) -> dict[int, dict[str, int]]:
+    """Per-version figures counted from every raw row."""
+    rows = (
+        Feedback.objects.filter(assistant_id=assistant_id)
+        .values("interaction__model_version_id")
+        .annotate(**{name: FEEDBACK_SUMS[name] for name in ("feedback", "signals", "successes")})
+        .order_by()
+    )
+    return {
+        row.pop("interaction__model_version_id") or 0: {k: v or 0 for k, v in row.items()} for row in rows
+    }
+
+
+def test_version_sums_equal_a_recount_before_and_after_the_refresh(db):
+    world = World(10)
+    world.add(60)
+    for assistant in world.assistants:  # nothing rolled up yet: all from raw rows
+        assert rollups.version_sums(assistant_id=assistant.pk) == recount_by_version(assistant.pk)
+    rollups_refresh(chunk=11)
+    world.add(20, days_back=(0, 0.01))  # past the mark
+    world.add(10, days_back=(40, 50))  # late rows for closed days, past the mark too
+    for assistant in world.assistants:
+        sums = rollups.version_sums(assistant_id=assistant.pk)
+        assert sums == recount_by_version(assistant.pk)
+        assert set(sums) <= {0, *(v.pk for v in world.versions[assistant.pk][1:])}
+        assert all(type(v) is int for figures in sums.values() for v in figures.values())
+    rollups_refresh()
+    for assistant in world.assistants:
+        assert rollups.version_sums(assistant_id=assistant.pk) == recount_by_version(assistant.pk)
+
+
+def test_version_sums_survive_retention_in_two_queries(db, django_assert_num_queries):
+    world = World(11)
+    world.add(80)
+    rollups_refresh()
+    assistant = world.assistants[0]
+    before = recount_by_version(assistant.pk)
+    Interaction.objects.filter(created_at__lt=world.when(20)).delete()  # retention: feedback goes with it
+    assert recount_by_version(assistant.pk) != before
+    with django_assert_num_queries(2):  # the mark, then one aggregate
+        assert rollups.version_sums(assistant_id=assistant.pk) == before

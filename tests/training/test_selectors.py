@@ -115,3 +115,78 @@ def test_the_health_of_all_assistants_is_one_block_each(assistant, other_assista
     }
     assert blocks["bank"]["training_loop"]["active_job"] is None
     assert blocks["bank"]["training_loop_ready"] is False
+
+
+def _judged(assistant, version, *, good: int, bad: int, tag: str) -> None:
+    """``good`` helpful and ``bad`` unhelpful answers of ``version``, plus a bare comment (no verdict)."""
+    from feedback.services import feedback_submit, interaction_log
+
+    for i, verdict in enumerate([True] * good + [False] * bad + [None]):
+        interaction = interaction_log(
+            assistant=assistant, request_id=f"{tag}-{i}", messages=[], response="", model_version=version
+        ).interaction
+        data = {"comment": "hm"} if verdict is None else {"helpful": verdict}
+        feedback_submit(interaction=interaction, data=data)
+
+
+def test_version_success_rates_cover_the_live_version_those_before_it_and_tested_candidates(
+    assistant, django_assert_num_queries
+):
+    from scipy.stats import binomtest
+
+    from assistants.models import Deployment
+    from assistants.services import deployment_make_live, deployment_record_stage, model_version_create
+
+    old_reject, v1, v2 = (
+        model_version_create(assistant=assistant, name=name) for name in ("shop-v0", "shop-v1", "shop-v2")
+    )
+    _judged(assistant, old_reject, good=1, bad=9, tag="v0")  # tested before v2 existed, then rejected
+    first = deployment_make_live(version=v1, reason=Deployment.Reason.INITIAL)
+    _judged(assistant, v1, good=30, bad=70, tag="v1")
+    deployment_record_stage(version=v2, traffic_share=0.5)  # a rollout stage is not "live"
+    second = deployment_make_live(version=v2, reason=Deployment.Reason.APPROVAL)
+    _judged(assistant, v2, good=80, bad=20, tag="v2")
+    v3, fresh = (model_version_create(assistant=assistant, name=name) for name in ("shop-v3", "shop-v4"))
+    _judged(assistant, v3, good=9, bad=1, tag="v3")  # a candidate under test
+    assistant.refresh_from_db()
+
+    with django_assert_num_queries(3):
+        rows = selectors.version_success_rates(assistant=assistant)
+
+    assert [row["name"] for row in rows] == ["shop-v3", "shop-v2", "shop-v1"]  # no v0, no v4 (no feedback)
+    candidate, live, before = rows
+    assert (live["is_live"], live["live_from"], live["live_until"]) == (True, second.created_at, None)
+    assert (before["is_live"], before["live_from"], before["live_until"]) == (
+        False,
+        first.created_at,
+        second.created_at,
+    )
+    assert (candidate["is_live"], candidate["live_from"]) == (False, None)
+    assert (live["feedback"], live["judged"], live["successes"]) == (101, 100, 80)
+    assert live["success_rate"] == pytest.approx(0.8) and before["success_rate"] == pytest.approx(0.3)
+    wilson = binomtest(80, 100).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (live["success_low"], live["success_high"]) == pytest.approx((wilson.low, wilson.high))
+    assert fresh.pk not in {row["id"] for row in rows}
+
+
+def test_version_success_rates_keep_the_live_version_and_read_the_rollups(assistant):
+    from assistants.models import Deployment
+    from assistants.services import deployment_make_live, model_version_create
+    from feedback.models import Interaction
+    from feedback.rollups import rollups_refresh
+
+    live = model_version_create(assistant=assistant, name="shop-live")
+    deployment_make_live(version=live, reason=Deployment.Reason.INITIAL)
+    _judged(assistant, live, good=3, bad=1, tag="live")
+    for n in range(selectors.VERSIONS_SHOWN + 1):  # more tested candidates than the table shows
+        candidate = model_version_create(assistant=assistant, name=f"shop-c{n}")
+        _judged(assistant, candidate, good=1, bad=1, tag=f"c{n}")
+    assistant.refresh_from_db()
+    rows = selectors.version_success_rates(assistant=assistant)
+    assert len(rows) == selectors.VERSIONS_SHOWN and rows[-1]["name"] == "shop-live"
+    assert [row["name"] for row in rows[:-1]] == ["shop-c5", "shop-c4", "shop-c3", "shop-c2"]
+
+    rollups_refresh()
+    Interaction.objects.all().delete()  # retention took every raw row: the rollups keep the figures
+    assert selectors.version_success_rates(assistant=assistant) == rows
+    assert rows[-1]["success_rate"] == pytest.approx(0.75)

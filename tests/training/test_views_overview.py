@@ -16,13 +16,14 @@ def url(assistant) -> str:
     return reverse("training-overview", args=[assistant.slug])
 
 
-def _feedback(assistant, n: int, *, helpful: bool, comment: str = "") -> None:
+def _feedback(assistant, n: int, *, helpful: bool, comment: str = "", version=None) -> None:
     for i in range(n):
         logged = interaction_log(
             assistant=assistant,
-            request_id=f"r-{helpful}-{i}",
+            request_id=f"r-{helpful}-{version.pk if version else 0}-{i}",
             messages=[{"role": "user", "content": "hi"}],
             response="hello",
+            model_version=version,
         )
         feedback_submit(
             interaction=logged.interaction,
@@ -149,6 +150,7 @@ def _history(assistant, size: int) -> None:
     for i in range(size):
         version = model_version_create(assistant=assistant, name=f"{assistant.slug}-v{i}")
         deployment_make_live(version=version, reason=Deployment.Reason.MANUAL)
+        _feedback(assistant, 1, helpful=True, version=version)
         TrainingJob.objects.create(assistant=assistant, trigger="manual", status="failed")
     TrainingJob.objects.create(assistant=assistant, trigger="threshold", status="awaiting_approval")
 
@@ -160,8 +162,9 @@ def _overview_queries(client, assistant, size: int) -> int:
     body = response.content.decode()
     assert f"<h1>{assistant.name}" in body and f"live: {assistant.slug}-v{size - 1}" in body
     assert f"<dt>Total jobs</dt><dd>{size + 1}</dd>" in body
-    assert f"<dt>Feedback</dt><dd>{4 * size}</dd>" in body
+    assert f"<dt>Feedback</dt><dd>{5 * size}</dd>" in body
     assert f"{assistant.slug}-v0 (manual)" in body  # the first deployment, marked on the trend
+    assert f'<td>{assistant.slug}-v{size - 1} <span class="badge live">live</span></td>' in body
     return len(queries)
 
 
@@ -172,7 +175,7 @@ def test_it_runs_a_constant_number_of_queries(client, alice, assistant, other_as
     # Constant, whatever the data: the figures add up daily rollups plus the raw rows past their mark.
     small = _overview_queries(client, assistant, 1)
     large = _overview_queries(client, other_assistant, 20)
-    assert small == large <= 28
+    assert small == large <= 31
 
 
 def test_htmx_refresh_gets_the_same_page_for_hx_select(client, alice, assistant, url):
@@ -214,3 +217,62 @@ def test_the_worker_refreshes_the_figures_the_page_reads(
     assert response.context["stats"]["total_feedback"] == 3
     refresh_overview_figures()
     assert client.get(url).context["stats"]["total_feedback"] == 5
+
+
+def _versions_table(body: str) -> str:
+    return body[body.index("<h2>Success rate by version</h2>") : body.index("<h2>Success rate by day</h2>")]
+
+
+def test_after_an_approval_it_reports_the_new_versions_success_rate_above_the_old_ones(
+    client, alice, assistant, url
+):
+    old = model_version_create(assistant=assistant, name="shop-v1")
+    deployment_make_live(version=old, reason=Deployment.Reason.INITIAL)
+    _feedback(assistant, 30, helpful=True, version=old)
+    _feedback(assistant, 70, helpful=False, version=old)
+    new = model_version_create(assistant=assistant, name="shop-v2", base_version=old)
+    _feedback(assistant, 18, helpful=True, version=new)  # its A/B test
+    _feedback(assistant, 2, helpful=False, version=new)
+    approved = deployment_make_live(version=new, reason=Deployment.Reason.APPROVAL, user=alice)
+    _feedback(assistant, 60, helpful=True, version=new)  # after the approval, past the rollups' mark
+    _feedback(assistant, 20, helpful=False, version=new)
+    client.force_login(alice)
+
+    response = client.get(url)
+
+    assert response.status_code == 200
+    table = _versions_table(response.content.decode())
+    assert table.index("shop-v2") < table.index("shop-v1")  # the live version first
+    rows = table.split("<tr>")[2:]
+    assert rows[0].startswith('<td>shop-v2 <span class="badge live">live</span></td>')
+    assert f"<td>{approved.created_at:%Y-%m-%d %H:%M}</td><td>now</td>" in rows[0]
+    assert '<td class="num">100</td><td class="num">78.0%</td><td class="num">68.9% – 85.0%</td>' in rows[0]
+    assert f"<td>{approved.created_at:%Y-%m-%d %H:%M}</td>" in rows[1]  # v1: live until v2 took over
+    assert '<td class="num">100</td><td class="num">30.0%</td><td class="num">21.9% – 39.6%</td>' in rows[1]
+    new_rate, old_rate = (row["success_rate"] for row in response.context["versions"])
+    assert new_rate > old_rate
+
+
+def test_it_says_so_when_no_version_has_served(client, alice, assistant, url):
+    client.force_login(alice)
+    table = _versions_table(client.get(url).content.decode())
+    assert "No version has served yet." in table
+
+
+def test_per_version_rates_are_the_same_after_retention_deletes_the_raw_rows(client, alice, assistant, url):
+    from feedback.models import Interaction
+    from training.tasks import refresh_overview_figures
+
+    old = model_version_create(assistant=assistant, name="shop-v1")
+    deployment_make_live(version=old, reason=Deployment.Reason.INITIAL)
+    _feedback(assistant, 3, helpful=True, version=old)
+    _feedback(assistant, 1, helpful=False, version=old)
+    client.force_login(alice)
+    refresh_overview_figures()  # the worker: the rollups brought up to date, then the figures
+    before = _versions_table(client.get(url).content.decode())
+    assert '<td class="num">4</td><td class="num">75.0%</td>' in before
+
+    Interaction.objects.all().delete()  # what retention does to rows past their days
+    refresh_overview_figures()
+
+    assert _versions_table(client.get(url).content.decode()) == before

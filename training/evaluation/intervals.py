@@ -151,13 +151,13 @@ def win_rate_interval(
     if clusters and len(set(clusters)) < n:
         (means,) = _resampled_means([values], clusters, seed)
         return _percentiles(means, estimate), "cluster bootstrap over customers"
-    low, high = _wilson(float(values.sum()), n, alpha=1 - CONFIDENCE)
+    low, high = wilson_interval(float(values.sum()), n, alpha=1 - CONFIDENCE)
     return Interval(estimate, low, high), "Wilson over prompts"
 
 
-def _wilson(successes: float, n: int, alpha: float) -> tuple[float, float]:
-    """Wilson score interval. Written out rather than scipy's ``binomtest(...).proportion_ci``, which
-    takes whole successes only: ties count half here."""
+def wilson_interval(successes: float, n: int, alpha: float = 1 - CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval of a proportion (``n`` > 0). Written out rather than scipy's
+    ``binomtest(...).proportion_ci``, which takes whole successes only: ties count half in win rates."""
     z = float(stats.norm.isf(alpha / 2))
     p = successes / n
     denom = 1.0 + z * z / n

@@ -18,6 +18,7 @@ import uuid
 from collections import defaultdict
 
 from django.core.management.base import BaseCommand, CommandError
+from django_q.tasks import async_task
 
 from abtesting.routing import route
 from assistants.backends import BackendError, answer
@@ -35,6 +36,7 @@ from training.demo_loop import (
     demo_history_write,
     wait_for_server,
 )
+from training.schedules import CHECK_FUNC
 
 
 def _route(assistant: Assistant, user_ref: str):
@@ -142,8 +144,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--per-minute",
             type=float,
-            default=60.0,
-            help="--live: customers arriving per minute (default 60: the A/B test decides in minutes).",
+            default=90.0,
+            help="--live: customers arriving per minute (default 90: the A/B test decides in minutes).",
         )
         parser.add_argument(
             "--customers", type=int, default=None, help="--live: stop after this many (default: never)."
@@ -224,9 +226,13 @@ class Command(BaseCommand):
                 f"{totals['feedback']} feedback, {totals['corrections']} corrections)."
             )
             policy = demo_policy_live(assistant=demo)
+            # The history leaves a reason to retrain: the first check runs now, not at the schedule's next
+            # minute (up to a minute and a half with the worker's half-minute scheduler).
+            async_task(CHECK_FUNC, demo.pk)
+            looks = policy.ab_look_interval_minutes
             self.stdout.write(
-                f"Demo: the retrain check now runs every minute; A/B tests take a planned look every "
-                f"{policy.ab_look_interval_minutes} minutes (see DEMO_POLICY in training/demo.py)."
+                "Demo: the retrain check runs now, then every minute; A/B tests take a planned look every "
+                f"{'minute' if looks == 1 else f'{looks} minutes'} (see DEMO_POLICY in training/demo.py)."
             )
         try:
             wait_for_server(url.rstrip("/"))

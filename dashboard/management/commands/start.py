@@ -146,7 +146,12 @@ class Command(BaseCommand):
             commands["worker"] = [sys.executable, manage, "qcluster"]
         if run_demo:
             commands["demo"] = [sys.executable, manage, "simulate", "--live", url]
-        children = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
+        # The children read their settings afresh: PORT makes their default SITE_URL (the links in
+        # notifications, the widget demo's allowed origin) name the port served, however it was chosen.
+        env = {**os.environ, "PORT": str(port)}
+        children = {
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env) for name, cmd in commands.items()
+        }
         self.stdout.write(self.style.SUCCESS(f"Dashboard on {url}/ (admin at /admin/). Ctrl-C stops."))
         if run_demo:
             self.stdout.write(
