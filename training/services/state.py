@@ -14,6 +14,7 @@ the tests check it directly (a stale worker can neither renew, save nor move the
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import uuid
@@ -125,10 +126,21 @@ def job_transition(
             to_status=to,
         )
         announce(job.pk, source, to, user)
+        _log_transition(job, source, to, message)
     for name, value in values.items():
         setattr(job, name, value)
     job._lease_token = None
     return True
+
+
+def _log_transition(job: TrainingJob, source: str, to: str, message: str) -> None:
+    """One line per status change, once it is committed (a rolled-back move did not happen)."""
+    fields = {"job_id": job.pk, "assistant_id": job.assistant_id, "from_status": source, "to_status": to}
+    level = logging.WARNING if to == S.FAILED else logging.INFO
+    why = f": {message}" if message else ""
+    transaction.on_commit(
+        lambda: logger.log(level, "Job %s %s -> %s%s", job.pk, source, to, why, extra=fields)
+    )
 
 
 def announce(job_id: int, from_status: str, to_status: str, user: AbstractBaseUser | None) -> None:
@@ -231,7 +243,10 @@ def lease_heartbeat(job: TrainingJob) -> Iterator[None]:
         finally:
             connection.close()  # this thread's connection
 
-    thread = threading.Thread(target=beat, name=f"lease-heartbeat-{job.pk}", daemon=True)
+    # In this thread's log context (the job, the request that led here), so its lines name them too.
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(beat,), name=f"lease-heartbeat-{job.pk}", daemon=True
+    )
     thread.start()
     try:
         yield
