@@ -615,7 +615,7 @@ def experiment_conclude(
                 "Experiment %s %s (decision %s): %s",
                 experiment.pk,
                 status,
-                decision,
+                decision or "none",
                 reason,
                 extra={
                     "experiment_id": experiment.pk,
