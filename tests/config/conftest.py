@@ -40,7 +40,7 @@ def metrics_token(settings) -> str:
 
 
 @pytest.fixture
-def scrape(client, metrics_token):
+def scrape(client, metrics_token, db):
     """``scrape()``: GET /metrics with the token, parsed."""
 
     def read() -> Samples:

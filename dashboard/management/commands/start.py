@@ -48,7 +48,9 @@ def port_problem(host: str, port: int) -> str | None:
 STOP_TIMEOUT = 12
 
 
-def gunicorn_command(host: str, port: int, *, workers: int, threads: int) -> list[str]:
+def gunicorn_command(
+    host: str, port: int, *, workers: int, threads: int, control_socket: Path | None = None
+) -> list[str]:
     """The web server's command line: gunicorn with threaded workers and our settings file
     (``config/gunicorn.py``: log format, metrics of exited workers)."""
     return [
@@ -67,7 +69,7 @@ def gunicorn_command(host: str, port: int, *, workers: int, threads: int) -> lis
         "--threads",
         str(threads),
         "--control-socket",
-        str(settings.VAR_DIR / "gunicorn.ctl"),
+        str(control_socket or settings.VAR_DIR / "gunicorn.ctl"),
         "--timeout",
         "120",
         "--graceful-timeout",
