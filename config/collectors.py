@@ -50,8 +50,8 @@ class LoopCollector:
                 .values_list("purpose")
                 .annotate(n=Count("pk"))
             )
-        except DatabaseError:
-            logger.exception("Metrics: could not read jobs and experiments")
+        except DatabaseError as exc:  # scraped every few seconds: one line each time, no traceback
+            logger.warning("Metrics: could not read jobs and experiments: %s", exc)
             up.add_metric(["database"], 0)
         else:
             up.add_metric(["database"], 1)
@@ -71,8 +71,8 @@ class LoopCollector:
             yield running
         try:
             depth = broker_queue_size()
-        except Exception:  # any broker's failure (Redis, the ORM's database): reported as down
-            logger.exception("Metrics: could not read the broker's queue")
+        except Exception as exc:  # any broker's failure (Redis, the ORM's database): reported as down
+            logger.warning("Metrics: could not read the broker's queue: %s", exc)
             up.add_metric(["broker"], 0)
         else:
             up.add_metric(["broker"], 1)
