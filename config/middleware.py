@@ -41,7 +41,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = log_context.request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        request_id = log_context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
         # Bound until Django's request_finished (config.logging.request_ended), not just until this
         # returns: Django logs 4xx/5xx answers after the middleware, and a streamed answer (the chat
         # gateway) is produced while the server sends it.
