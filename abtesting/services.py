@@ -609,24 +609,27 @@ def experiment_conclude(
             return False
         for name, value in fields.items():
             setattr(experiment, name, value)
-        transaction.on_commit(lambda: experiment_concluded.send(sender=Experiment, experiment=experiment))
-        transaction.on_commit(
-            lambda: logger.info(
-                "Experiment %s %s (decision %s): %s",
-                experiment.pk,
-                status,
-                decision or "none",
-                reason,
-                extra={
-                    "experiment_id": experiment.pk,
-                    "assistant_id": experiment.assistant_id,
-                    "purpose": experiment.purpose,
-                    "status": status,
-                    "decision": decision,
-                },
-            )
-        )
+        transaction.on_commit(lambda: _concluded(experiment, status, decision, reason))
     return True
+
+
+def _concluded(experiment: Experiment, status: str, decision: str, reason: str) -> None:
+    """Once committed: one log line, then the signal to the apps above."""
+    logger.info(
+        "Experiment %s %s (decision %s): %s",
+        experiment.pk,
+        status,
+        decision or "none",
+        reason,
+        extra={
+            "experiment_id": experiment.pk,
+            "assistant_id": experiment.assistant_id,
+            "purpose": experiment.purpose,
+            "status": status,
+            "decision": decision,
+        },
+    )
+    experiment_concluded.send(sender=Experiment, experiment=experiment)
 
 
 def _ci(analysis: dict[str, Any]) -> str:

@@ -193,6 +193,18 @@ def test_a_job_transition_is_one_line_with_its_ids(assistant, log_lines, django_
     assert JobEvent.objects.get(job=job).data["request_id"] == "req-move-1"
 
 
+def test_a_new_job_is_one_line_too(assistant, log_lines, django_capture_on_commit_callbacks, monkeypatch):
+    from training.services import trigger_training
+
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: None)  # the job stays pending
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = trigger_training(assistant=assistant)
+    [line] = _lines_of("training.services.state", log_lines())
+    assert line["message"] == f"Job {job.pk} created (pending): Created (manual)."
+    assert (line["job_id"], line["from_status"], line["to_status"]) == (job.pk, "", "pending")
+
+
 def test_a_transition_that_is_rolled_back_logs_nothing(
     assistant, log_lines, django_capture_on_commit_callbacks
 ):

@@ -125,33 +125,37 @@ def job_transition(
             from_status=source,
             to_status=to,
         )
-        announce(job.pk, source, to, user)
-        _log_transition(job, source, to, message)
+        announce(job, source, to, user, message=message)
     for name, value in values.items():
         setattr(job, name, value)
     job._lease_token = None
     return True
 
 
-def _log_transition(job: TrainingJob, source: str, to: str, message: str) -> None:
-    """One line per status change, once it is committed (a rolled-back move did not happen)."""
-    fields = {"job_id": job.pk, "assistant_id": job.assistant_id, "from_status": source, "to_status": to}
-    level = logging.WARNING if to == S.FAILED else logging.INFO
-    why = f": {message}" if message else ""
-    transaction.on_commit(
-        lambda: logger.log(level, "Job %s %s -> %s%s", job.pk, source, to, why, extra=fields)
-    )
-
-
-def announce(job_id: int, from_status: str, to_status: str, user: AbstractBaseUser | None) -> None:
-    """Tell listeners (notifications) about a status change once it is committed; their errors are
-    logged by ``send_robust`` and never undo or fail the transition."""
+def announce(
+    job: TrainingJob, from_status: str, to_status: str, user: AbstractBaseUser | None, *, message: str = ""
+) -> None:
+    """Once the status change is committed (a rolled-back one did not happen): log it as one line, and
+    tell listeners (notifications), whose errors are logged by ``send_robust`` and never undo or fail it."""
+    job_id = job.pk
     user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
-    transaction.on_commit(
-        lambda: job_status_changed.send_robust(
+    fields = {
+        "job_id": job_id,
+        "assistant_id": job.assistant_id,
+        "from_status": from_status,
+        "to_status": to_status,
+    }
+    level = logging.WARNING if to_status == S.FAILED else logging.INFO
+    moved = f"{from_status} -> {to_status}" if from_status else f"created ({to_status})"
+    why = f": {message}" if message else ""
+
+    def committed() -> None:
+        logger.log(level, "Job %s %s%s", job_id, moved, why, extra=fields)
+        job_status_changed.send_robust(
             sender=TrainingJob, job_id=job_id, from_status=from_status, to_status=to_status, user_id=user_id
         )
-    )
+
+    transaction.on_commit(committed)
 
 
 def enqueue_advance(job_id: int) -> None:
