@@ -33,8 +33,9 @@ class RequestIdMiddleware:
     The id is the client's ``X-Request-ID`` when it is acceptable (``config.logging.REQUEST_ID_RE``: at most
     128 letters, digits and ``._:-``), else a new one; it is bound for every line logged while the request
     runs, travels into the django-q2 tasks the request enqueues (``config.queue``) and into the job events
-    they write, and comes back in the answer's ``X-Request-ID``. First in MIDDLEWARE, so even an answer
-    from another middleware (a redirect, a static file) carries it.
+    they write, and comes back in the answer's ``X-Request-ID`` (unless the view chose its own: the chat
+    gateway's). First in MIDDLEWARE, so even an answer from another middleware (a redirect, a static file)
+    carries it.
     """
 
     def __init__(self, get_response):
@@ -48,14 +49,28 @@ class RequestIdMiddleware:
         log_context.request_started(request_id)
         started = time.perf_counter()
         response = self.get_response(request)
-        self._log(request, response, time.perf_counter() - started)
-        response[REQUEST_ID_HEADER] = request_id
+        # The chat gateway answers with its interaction's request id, as OpenAI does (the SDK reads it
+        # as the completion's request id, and feedback can name it): that one stays, and the request's
+        # line names both.
+        answered_id = response.get(REQUEST_ID_HEADER)
+        self._log(request, response, time.perf_counter() - started, answered_id)
+        if answered_id is None:
+            response[REQUEST_ID_HEADER] = request_id
         return response
 
     @staticmethod
-    def _log(request: HttpRequest, response: HttpResponse, seconds: float) -> None:
+    def _log(request: HttpRequest, response: HttpResponse, seconds: float, answered_id: str | None) -> None:
         match = getattr(request, "resolver_match", None)
         level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+        fields = {
+            "method": request.method,
+            "path": request.path,
+            "view": match.view_name if match is not None else "",
+            "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 1),
+        }
+        if answered_id is not None:
+            fields["answered_request_id"] = answered_id
         request_logger.log(
             level,
             "%s %s %s in %.0f ms",
@@ -63,13 +78,7 @@ class RequestIdMiddleware:
             request.path,
             response.status_code,
             seconds * 1000,
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "view": match.view_name if match is not None else "",
-                "status": response.status_code,
-                "duration_ms": round(seconds * 1000, 1),
-            },
+            extra=fields,
         )
 
 

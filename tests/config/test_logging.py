@@ -25,7 +25,7 @@ from assistants.services import api_key_create, deployment_make_live, model_vers
 from config import logging as log_context
 from tests.conftest import client_for
 from tests.fake_openai import FakeOpenAIServer
-from tests.training.conftest import make_job
+from tests.training.conftest import make_job, train_local
 from training.models import JobEvent, TrainingJob
 from training.services import job_transition
 
@@ -78,6 +78,21 @@ def test_a_request_line_names_the_view_not_only_the_path(client, log_lines, read
         line for line in _lines_of("trainloop.request", log_lines()) if line["request_id"] == "req-view-1"
     ]
     assert line["view"] == "training-api-jobs" and line["method"] == "GET" and line["status"] == 200
+
+
+def test_the_chat_gateway_keeps_answering_with_its_interactions_request_id(ingest, assistant, log_lines):
+    from feedback.models import Interaction
+
+    train_local(assistant, ["Where is my order?"], ["Open Orders and click Track."], live=True)
+    body = {"model": "shop", "messages": [{"role": "user", "content": "Where is my order?"}]}
+    response = ingest.post("/v1/chat/completions", body, format="json", HTTP_X_REQUEST_ID="req-gw-1")
+    assert response.status_code == 200
+    interaction = Interaction.objects.get()
+    assert response["X-Request-ID"] == interaction.request_id != "req-gw-1"  # as OpenAI's API does
+    [line] = [
+        line for line in _lines_of("trainloop.request", log_lines()) if line["path"] == "/v1/chat/completions"
+    ]
+    assert (line["request_id"], line["answered_request_id"]) == ("req-gw-1", interaction.request_id)
 
 
 # -- the request id in the worker: a real qcluster process -----------------------------------------------
