@@ -34,6 +34,7 @@ analysis then reads "stopped early by X: no decision" (``Experiment.outcome``).
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +52,8 @@ from abtesting.signals import experiment_concluded
 from abtesting.statistics import SRM_THRESHOLD, Analysis, ArmCounts, Look, analyse
 from assistants.models import Assistant, Deployment, ModelVersion
 from assistants.services import deployment_make_live
+
+logger = logging.getLogger(__name__)
 
 DAY_MINUTES = 1440  # the default look interval: one planned look a day
 
@@ -527,9 +530,32 @@ def experiment_analyse(
             )
     if updated:
         experiment.last_analysis, experiment.analysed_at, experiment.plan = analysis, now, plan
+        _log_look(experiment, analysis)
     else:
         experiment.refresh_from_db()
     return analysis
+
+
+def _log_look(experiment: Experiment, analysis: dict[str, Any]) -> None:
+    sequential = analysis.get("sequential") or {}
+    look, planned = sequential.get("look") or 0, sequential.get("planned_looks") or 0
+    where = f"planned look {look} of {planned}" if look else "interim look"
+    logger.info(
+        "Experiment %s (%s) %s: %s",
+        experiment.pk,
+        experiment.purpose,
+        where,
+        analysis.get("verdict"),
+        extra={
+            "experiment_id": experiment.pk,
+            "assistant_id": experiment.assistant_id,
+            "purpose": experiment.purpose,
+            "look": look,
+            "planned_looks": planned,
+            "verdict": analysis.get("verdict"),
+            "p_value": analysis.get("p_value"),
+        },
+    )
 
 
 INTERIM_CACHE_SECONDS = 60
@@ -583,8 +609,27 @@ def experiment_conclude(
             return False
         for name, value in fields.items():
             setattr(experiment, name, value)
-        transaction.on_commit(lambda: experiment_concluded.send(sender=Experiment, experiment=experiment))
+        transaction.on_commit(lambda: _concluded(experiment, status, decision, reason))
     return True
+
+
+def _concluded(experiment: Experiment, status: str, decision: str, reason: str) -> None:
+    """Once committed: one log line, then the signal to the apps above."""
+    logger.info(
+        "Experiment %s %s (decision %s): %s",
+        experiment.pk,
+        status,
+        decision or "none",
+        reason,
+        extra={
+            "experiment_id": experiment.pk,
+            "assistant_id": experiment.assistant_id,
+            "purpose": experiment.purpose,
+            "status": status,
+            "decision": decision,
+        },
+    )
+    experiment_concluded.send(sender=Experiment, experiment=experiment)
 
 
 def _ci(analysis: dict[str, Any]) -> str:

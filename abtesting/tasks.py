@@ -20,6 +20,7 @@ from datetime import datetime
 
 from abtesting import rollouts, services
 from abtesting.models import Experiment
+from config import logging as log_context
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ def experiment_check(experiment_id: int) -> str:
     experiment = Experiment.objects.select_related("control", "variant").filter(pk=experiment_id).first()
     if experiment is None:
         return "missing"
-    analysis = services.experiment_analyse(experiment=experiment, planned_look=True)
-    services.experiment_decide(experiment=experiment, analysis=analysis)
+    with log_context.bind(experiment_id=experiment.pk, assistant_id=experiment.assistant_id):
+        analysis = services.experiment_analyse(experiment=experiment, planned_look=True)
+        services.experiment_decide(experiment=experiment, analysis=analysis)
     return experiment.status
 
 
@@ -68,7 +70,8 @@ def rollout_check(experiment_id: int) -> str:
     experiment = Experiment.objects.select_related("control", "variant").filter(pk=experiment_id).first()
     if experiment is None:
         return "missing"
-    rollouts.rollout_advance(experiment=experiment)
+    with log_context.bind(experiment_id=experiment.pk, assistant_id=experiment.assistant_id):
+        rollouts.rollout_advance(experiment=experiment)
     return experiment.status
 
 

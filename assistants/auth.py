@@ -19,6 +19,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from assistants import throttling
 from assistants.models import ApiKey, Assistant
+from config import metrics
 
 # feedback sits above assistants, so its Feedback.Kind.CORRECTION value is repeated here.
 CORRECTION_KIND = "correction"
@@ -268,7 +269,10 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
             return True
         self.now = time.time()
         count, self.window_start = throttling.hit(name, throttling.Rate(self.num_requests, self.duration))
-        return count <= self.num_requests
+        if count > self.num_requests:
+            metrics.request_throttled("API_THROTTLE_RATE")
+            return False
+        return True
 
     def wait(self) -> float | None:
         return max(0.0, self.window_start + self.duration - self.now)

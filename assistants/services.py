@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import secrets
 
@@ -14,6 +15,8 @@ from django.utils.crypto import salted_hmac
 from assistants.exceptions import RollbackError
 from assistants.models import ApiKey, Assistant, Deployment, ModelVersion
 from assistants.selectors import rollback_target
+
+logger = logging.getLogger(__name__)
 
 
 def assistant_create(*, slug: str, name: str, system_prompt: str = "") -> Assistant:
@@ -68,7 +71,7 @@ def deployment_make_live(
     version.status = ModelVersion.Status.LIVE
     assistant.live_version = version
     assistant.save(update_fields=("live_version",))
-    return Deployment.objects.create(
+    deployment = Deployment.objects.create(
         assistant=assistant,
         version=version,
         previous_version=previous if previous and previous.pk != version.pk else None,
@@ -78,6 +81,8 @@ def deployment_make_live(
         user=user if user is not None and user.is_authenticated else None,
         created_at=timezone.now(),
     )
+    _log_deployment(deployment)
+    return deployment
 
 
 def deployment_record_stage(
@@ -85,7 +90,7 @@ def deployment_record_stage(
 ) -> Deployment:
     """A progressive-rollout stage: ``version`` now gets ``traffic_share`` of traffic, live keeps the rest."""
     assistant = version.assistant
-    return Deployment.objects.create(
+    deployment = Deployment.objects.create(
         assistant=assistant,
         version=version,
         previous_version=assistant.live_version,
@@ -94,6 +99,26 @@ def deployment_record_stage(
         note=note,
         user=user if user is not None and user.is_authenticated else None,
     )
+    _log_deployment(deployment)
+    return deployment
+
+
+def _log_deployment(deployment: Deployment) -> None:
+    """One line per deployment, once it is committed (a rolled-back one did not happen)."""
+    previous = deployment.previous_version.name if deployment.previous_version else None
+    message = "Assistant %s: %s gets %.0f%% of traffic (%s; before: %s)"
+    args = (deployment.assistant.slug, deployment.version.name, deployment.traffic_share * 100)
+    args += (deployment.reason, previous or "none")
+    fields = {
+        "deployment_id": deployment.pk,
+        "assistant": deployment.assistant.slug,
+        "assistant_id": deployment.assistant_id,
+        "version": deployment.version.name,
+        "previous_version": previous,
+        "reason": deployment.reason,
+        "traffic_share": deployment.traffic_share,
+    }
+    transaction.on_commit(lambda: logger.info(message, *args, extra=fields))
 
 
 @transaction.atomic

@@ -32,6 +32,8 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from rest_framework import exceptions
 
+from config import metrics
+
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 FILE_SLOTS = 65536
@@ -137,6 +139,7 @@ def charge(name: str, rate_setting: str, *, cost: int = 1, what: str) -> None:
     rate = Rate.parse(getattr(settings, rate_setting))
     count, start = hit(name, rate, cost=cost)
     if count > rate.limit:
+        metrics.request_throttled(rate_setting)
         wait = max(1.0, start + rate.seconds - time.time())
         raise exceptions.Throttled(
             wait=wait,

@@ -7,6 +7,7 @@ key kept in ``var/secret_key``, the local model. Set ``DATABASE_URL``, ``REDIS_U
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 from datetime import timedelta
@@ -15,6 +16,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config import logging as log_formats
 from config.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -67,6 +69,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "axes",
+    # Connects the django-q2 signals that carry request ids into tasks and time them (config/queue.py).
+    "config.apps.ObservabilityConfig",
     # Our apps, lowest layer first (docs/ARCHITECTURE.md: imports only point down).
     "dashboard",
     "assistants",
@@ -80,6 +84,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and (nearly) last, as django-prometheus asks: request counts and latency by view and status.
+    "config.metrics.PrometheusBeforeMiddleware",
+    # Before anything that may answer, so every answer carries X-Request-ID and every line its id.
+    "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "assistants.cors.ApiKeyCorsMiddleware",
@@ -94,6 +102,8 @@ MIDDLEWARE = [
     "dashboard.middleware.HtmxLoginRedirectMiddleware",
     "csp.middleware.CSPMiddleware",
     "dashboard.middleware.NoStoreMiddleware",
+    # Inside django-axes' middleware, so it counts the lockout page axes answers with, not the login form.
+    "config.metrics.PrometheusAfterMiddleware",
     # Last, as django-axes asks: it turns a lockout raised during authentication into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -384,9 +394,43 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+# Logs (docs/OPERATIONS.md): one line per event on stderr, for web, worker and commands alike, each
+# carrying the request id and the job, experiment or task it concerns (config/logging.py). LOG_FORMAT=json
+# writes one JSON object per line for a log collector; the default is readable text.
+LOG_FORMAT = env_str("LOG_FORMAT", "text").strip().lower()
+if LOG_FORMAT not in log_formats.FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use text or json.")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+LOGGING = log_formats.logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
+
+# Prometheus metrics at /metrics (config/collectors.py): for a scraper that sends
+# `Authorization: Bearer $METRICS_TOKEN`, or from an address in METRICS_ALLOW (comma-separated addresses
+# or networks, e.g. 10.0.0.0/8; the client address as config.security.client_ip sees it). With neither
+# set, /metrics does not exist (404).
+MIN_METRICS_TOKEN_LENGTH = 16
+METRICS_TOKEN = env_str("METRICS_TOKEN").strip()
+if METRICS_TOKEN and len(METRICS_TOKEN) < MIN_METRICS_TOKEN_LENGTH:
+    raise ImproperlyConfigured(
+        f"METRICS_TOKEN has {len(METRICS_TOKEN)} characters; use at least {MIN_METRICS_TOKEN_LENGTH}: "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`."
+    )
+
+
+def _networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for item in env_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an address or network (write e.g. 10.0.0.5 or 10.0.0.0/8)."
+            ) from None
+    return networks
+
+
+METRICS_ALLOW = _networks("METRICS_ALLOW")
+# Probes and scrapers inside the network talk plain HTTP to the app, not through the HTTPS proxy: with
+# SECURE_SSL_REDIRECT their requests would be redirected instead of answered.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

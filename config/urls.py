@@ -6,9 +6,14 @@ from django.utils.functional import lazy
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config import collectors, health
 from config.security import LoginView
 
 urlpatterns = [
+    # Operations (docs/OPERATIONS.md): liveness and readiness without a key, metrics for a scraper.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", collectors.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says (the admin, raw API answers).
     # Lazy: a manifest static storage can only name the file once collectstatic has run, not at import.

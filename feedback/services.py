@@ -21,6 +21,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from assistants.models import Assistant, ModelVersion
+from config import metrics
 from feedback.exceptions import IdempotencyConflict
 from feedback.models import CATEGORY_FIELDS, CurationLog, Feedback, Interaction
 from feedback.redaction import feedback_items_redact, interaction_redact
@@ -103,6 +104,7 @@ def interaction_log(
     try:
         with transaction.atomic():
             interaction = Interaction.objects.create(assistant=assistant, request_id=request_id, **fields)
+        metrics.rows_ingested("interaction")
         return Logged(interaction, True)
     except IntegrityError:
         existing = Interaction.objects.get(assistant=assistant, request_id=request_id)
@@ -356,6 +358,7 @@ def feedback_submit(
         return _replay(existing, digest)
     feedback._state.adding = False
     feedback._state.db = using
+    metrics.rows_ingested("feedback")
     return Submitted(feedback, True)
 
 
@@ -424,6 +427,7 @@ def feedback_submit_batch(
                 ids[index] = found[0]
         if conflicts:
             raise IdempotencyConflict("; ".join(conflicts))  # rolls back what this batch inserted
+    metrics.rows_ingested("feedback", len(fresh))
     return BatchSubmitted(ids=ids, created=len(fresh))
 
 

@@ -204,6 +204,21 @@ STALE = dt.timedelta(minutes=5)
 STARVED = dt.timedelta(minutes=15)
 
 
+def worker_last_seen() -> dt.datetime | None:
+    """When a worker last finished the watchdog (well or not): the cluster's heartbeat, or None.
+
+    The watchdog is due every half minute (two schedules, half a minute apart), so on a running cluster
+    this is at most about 30 s old; ``/readyz`` wants it younger than two minutes.
+    """
+    from django_q.models import Task
+
+    from training.schedules import WATCHDOG_FUNC
+
+    return (
+        Task.objects.filter(func=WATCHDOG_FUNC).order_by("-stopped").values_list("stopped", flat=True).first()
+    )
+
+
 def loop_problems(*, now: dt.datetime) -> list[str]:
     """What keeps the loop from running on its own, as the watchdog's schedule shows it.
 

@@ -80,6 +80,12 @@ MATRIX: dict[str, dict[str, int]] = {
     "GET api/docs/": PUBLIC,
     "GET favicon.ico": dict.fromkeys(CALLERS, 301),
     "GET admin/": page(viewer=302, reviewer=302, staff=200),
+    # --- operations: no key or session counts (a revoked key is not even looked at)
+    "GET healthz": dict.fromkeys(CALLERS, 200),
+    # Not ready for anyone here: no worker has ever run the watchdog (tests/config/test_health.py).
+    "GET readyz": dict.fromkeys(CALLERS, 503),
+    # Without METRICS_TOKEN or METRICS_ALLOW the endpoint does not exist (tests/config/test_metrics.py).
+    "GET metrics": dict.fromkeys(CALLERS, 404),
     # --- REST API
     "POST api/v1/interactions": {**SERVER_INGEST, "ingest": 201, "manage": 201},
     # Another assistant's interaction reads as missing.

@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config import logging as log_context
 from training.models import JobEvent, TrainingJob
 
 
@@ -27,13 +28,19 @@ def job_record_event(
     """Add one entry to the job's timeline. Returns None when ``provider_event_id`` was recorded before.
 
     Trainers call this for provider events; replaying a provider's event list is safe because the
-    (job, provider_event_id) pair is unique in the database.
+    (job, provider_event_id) pair is unique in the database. The entry's data names the request that led
+    to it (``request_id``), when there was one: the API call or page that started, approved or cancelled
+    the job, carried into the worker's task (``config.queue``).
     """
+    data = dict(data or {})
+    request_id = log_context.request_id()
+    if request_id:
+        data.setdefault("request_id", request_id)
     event = JobEvent(
         job_id=job.pk,
         kind=kind,
         message=message,
-        data=data or {},
+        data=data,
         provider_event_id=provider_event_id,
         user=user if user is not None and getattr(user, "is_authenticated", False) else None,
         from_status=from_status,

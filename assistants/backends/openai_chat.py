@@ -3,21 +3,34 @@
 Any provider that speaks OpenAI's REST API works: set ``OPENAI_BASE_URL`` (empty = api.openai.com) and
 ``OPENAI_API_KEY``. The SDK retries 408/409/429/5xx and connection errors itself; we keep that small
 (``max_retries=2``) because a customer is waiting on the other side of a chat request.
+
+Every HTTP request to the provider (chat here, fine-tuning in ``training.trainers.openai``: both use
+``client()``) is one log line on ``trainloop.provider`` with its method, operation, status, latency and
+which retry it was, and is counted in ``trainloop_provider_request_duration_seconds`` and, when it fails,
+``trainloop_provider_errors_total`` (``config.metrics``).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 from django.conf import settings
 
 from assistants.backends.errors import BackendError
+from config import metrics
+
+provider_logger = logging.getLogger("trainloop.provider")
 
 DEFAULT_MAX_RETRIES = 2
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the SDK's, when OPENAI_BASE_URL is empty
 DEFAULT_TIMEOUT = 30.0  # seconds per HTTP attempt; chat answers rarely take longer
 MISSING_KEY = "Set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible provider) to use the openai backend."
 
@@ -37,6 +50,64 @@ def request_timeout() -> float:
     return float(getattr(settings, "OPENAI_TIMEOUT", DEFAULT_TIMEOUT))
 
 
+# A path segment that names an object (ftjob-abc123, file-XYZ, a model id) rather than an endpoint.
+_ENDPOINT_SEGMENT = re.compile(r"[a-z_]+")
+
+
+def operation(path: str, base_path: str) -> str:
+    """The endpoint a request went to, without object ids: ``fine_tuning/jobs/{id}/events``."""
+    if base_path and path.startswith(base_path):
+        path = path[len(base_path) :]
+    segments = [s for s in path.split("/") if s]
+    return "/".join(s if _ENDPOINT_SEGMENT.fullmatch(s) else "{id}" for s in segments) or "/"
+
+
+class LoggedHttpxClient(openai.DefaultHttpxClient):
+    """The SDK's own HTTP client (its defaults: limits, redirects), timing and logging each request it
+    sends, each retry included. ``send`` is where every request passes, through any transport or proxy."""
+
+    def __init__(self, *, provider_base_path: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._provider_base_path = provider_base_path
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            response = super().send(request, **kwargs)
+        except Exception as exc:
+            self._record(request, time.perf_counter() - started, status=None, error=type(exc).__name__)
+            raise
+        self._record(request, time.perf_counter() - started, status=response.status_code, error=None)
+        return response
+
+    def _record(self, request: Any, seconds: float, *, status: int | None, error: str | None) -> None:
+        name = operation(request.url.path, self._provider_base_path)
+        failed = error if error is not None else (str(status) if status >= 400 else None)
+        metrics.provider_request_duration.labels(
+            operation=name, status=str(status) if status is not None else "none"
+        ).observe(seconds)
+        if failed is not None:
+            metrics.provider_errors.labels(operation=name, error=failed).inc()
+        retry = int(request.headers.get("x-stainless-retry-count", "0") or 0)
+        provider_logger.log(
+            logging.WARNING if failed is not None else logging.INFO,
+            "Provider %s %s: %s in %.0f ms%s",
+            request.method,
+            name,
+            status if status is not None else error,
+            seconds * 1000,
+            f" (retry {retry})" if retry else "",
+            extra={
+                "provider_method": request.method,
+                "operation": name,
+                "status": status,
+                "error": error,
+                "latency_ms": round(seconds * 1000, 1),
+                "retry": retry,
+            },
+        )
+
+
 def client(*, max_retries: int | None = None, timeout: float | None = None) -> openai.OpenAI:
     """An ``openai.OpenAI`` for the configured provider (raises ``ProviderNotConfigured`` without a key)."""
     api_key = getattr(settings, "OPENAI_API_KEY", "") or ""
@@ -50,7 +121,14 @@ def client(*, max_retries: int | None = None, timeout: float | None = None) -> o
         cached = _clients.get(config)
         if cached is None:
             cached = openai.OpenAI(
-                base_url=base_url or None, api_key=api_key, max_retries=retries, timeout=seconds
+                base_url=base_url or None,
+                api_key=api_key,
+                max_retries=retries,
+                timeout=seconds,
+                http_client=LoggedHttpxClient(
+                    provider_base_path=urlsplit(base_url or DEFAULT_BASE_URL).path.rstrip("/"),
+                    timeout=seconds,
+                ),
             )
             _clients[config] = cached
         return cached

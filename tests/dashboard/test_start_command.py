@@ -19,6 +19,7 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
 from assistants.models import Assistant
+from dashboard.management.commands.start import metrics_dir_prepare
 
 
 def test_setup_creates_an_admin_and_the_demo_assistant_once(db, monkeypatch):
@@ -143,6 +144,20 @@ def test_the_port_given_with_port_reaches_the_children_so_site_url_names_it(tmp_
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def test_each_run_counts_its_metrics_from_zero_in_var(settings, tmp_path, monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    settings.VAR_DIR = tmp_path
+    assert metrics_dir_prepare() == tmp_path / "prometheus"
+    (tmp_path / "prometheus" / "counter_4242.db").write_bytes(b"a dead run's counts")
+    assert list(metrics_dir_prepare().iterdir()) == []
+
+
+def test_the_metrics_directory_may_be_chosen(tmp_path, monkeypatch):
+    chosen = tmp_path / "metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(chosen))
+    assert metrics_dir_prepare() == chosen and chosen.is_dir()
 
 
 def _count(db_path: Path, sql: str) -> int:

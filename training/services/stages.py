@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from abtesting import services as ab
 from abtesting.exceptions import ExperimentBusy
+from config import logging as log_context
 from training import evaluation, pipeline, trainers
 from training.evaluation import EvaluationSettings
 from training.events import job_record_event
@@ -46,7 +47,7 @@ def job_advance(*, job: TrainingJob) -> TrainingJob:
     Safe to call any number of times from any number of workers: each stage is claimed first and every
     move is a guarded transition.
     """
-    with lease_heartbeat(job):
+    with log_context.bind(job_id=job.pk, assistant_id=job.assistant_id), lease_heartbeat(job):
         for _ in range(len(TRANSITIONS)):  # each pass either moves the job forward or returns
             job.refresh_from_db()
             job._lease_token = None  # each stage claims its own lease

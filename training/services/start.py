@@ -147,6 +147,7 @@ def trigger_training(
     assistant.refresh_from_db(fields=("live_version",))
     base_version = assistant.live_version
     now = timezone.now()
+    event_message = f"Created ({trigger})" + (": " + "; ".join(reasons) if reasons else ".")
     try:
         with transaction.atomic():
             job = TrainingJob.objects.create(
@@ -168,10 +169,10 @@ def trigger_training(
                 kind=JobEvent.Kind.TRANSITION,
                 to_status=S.PENDING,
                 user=user,
-                message=f"Created ({trigger})" + (": " + "; ".join(reasons) if reasons else "."),
+                message=event_message,
                 data={"options": clean},
             )
-            announce(job.pk, "", S.PENDING, user)
+            announce(job, "", S.PENDING, user, message=event_message)
     except IntegrityError:
         raise JobActive(job_active(assistant=assistant), assistant) from None
     enqueue_advance(job.pk)

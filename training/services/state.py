@@ -14,6 +14,7 @@ the tests check it directly (a stale worker can neither renew, save nor move the
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import uuid
@@ -124,22 +125,37 @@ def job_transition(
             from_status=source,
             to_status=to,
         )
-        announce(job.pk, source, to, user)
+        announce(job, source, to, user, message=message)
     for name, value in values.items():
         setattr(job, name, value)
     job._lease_token = None
     return True
 
 
-def announce(job_id: int, from_status: str, to_status: str, user: AbstractBaseUser | None) -> None:
-    """Tell listeners (notifications) about a status change once it is committed; their errors are
-    logged by ``send_robust`` and never undo or fail the transition."""
+def announce(
+    job: TrainingJob, from_status: str, to_status: str, user: AbstractBaseUser | None, *, message: str = ""
+) -> None:
+    """Once the status change is committed (a rolled-back one did not happen): log it as one line, and
+    tell listeners (notifications), whose errors are logged by ``send_robust`` and never undo or fail it."""
+    job_id = job.pk
     user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
-    transaction.on_commit(
-        lambda: job_status_changed.send_robust(
+    fields = {
+        "job_id": job_id,
+        "assistant_id": job.assistant_id,
+        "from_status": from_status,
+        "to_status": to_status,
+    }
+    level = logging.WARNING if to_status == S.FAILED else logging.INFO
+    moved = f"{from_status} -> {to_status}" if from_status else f"created ({to_status})"
+    why = f": {message}" if message else ""
+
+    def committed() -> None:
+        logger.log(level, "Job %s %s%s", job_id, moved, why, extra=fields)
+        job_status_changed.send_robust(
             sender=TrainingJob, job_id=job_id, from_status=from_status, to_status=to_status, user_id=user_id
         )
-    )
+
+    transaction.on_commit(committed)
 
 
 def enqueue_advance(job_id: int) -> None:
@@ -231,7 +247,10 @@ def lease_heartbeat(job: TrainingJob) -> Iterator[None]:
         finally:
             connection.close()  # this thread's connection
 
-    thread = threading.Thread(target=beat, name=f"lease-heartbeat-{job.pk}", daemon=True)
+    # In this thread's log context (the job, the request that led here), so its lines name them too.
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(beat,), name=f"lease-heartbeat-{job.pk}", daemon=True
+    )
     thread.start()
     try:
         yield

@@ -2,7 +2,9 @@
 
 The web server is gunicorn with threaded workers (gthread): a streamed chat answer holds one thread
 while it is relayed, not a whole worker process, so a few slow streams cannot starve the dashboard.
-Its control socket lives under ``var/`` instead of the shared default in the home directory.
+Its control socket lives under ``var/`` instead of the shared default in the home directory. Web and
+worker write their Prometheus metrics into one directory (``var/prometheus``, emptied at each start) that
+``/metrics`` adds up (``config/metrics.py``).
 
 On a database that holds only the demo assistant, a third process plays customers through the gateway
 (``simulate --live``); ``DEMO=0`` (or ``--no-demo``) turns it off.
@@ -17,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -43,6 +46,45 @@ def port_problem(host: str, port: int) -> str | None:
 # Both children stop well within this: qcluster within 10 s (training/management/commands/qcluster.py),
 # gunicorn within its --graceful-timeout. One that does not is killed, and the exit code says so.
 STOP_TIMEOUT = 12
+
+
+def gunicorn_command(
+    host: str, port: int, *, workers: int, threads: int, control_socket: Path | None = None
+) -> list[str]:
+    """The web server's command line: gunicorn with threaded workers and our settings file
+    (``config/gunicorn.py``: log format, metrics of exited workers)."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--config",
+        "python:config.gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--control-socket",
+        str(control_socket or settings.VAR_DIR / "gunicorn.ctl"),
+        "--timeout",
+        "120",
+        "--graceful-timeout",
+        "10",
+    ]
+
+
+def metrics_dir_prepare() -> Path:
+    """An empty directory for the processes' metric files: ``$PROMETHEUS_MULTIPROC_DIR``, else
+    ``var/prometheus``. Files of an earlier run would be added to this run's totals, so they go."""
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or settings.VAR_DIR / "prometheus")
+    path.mkdir(parents=True, exist_ok=True)
+    for leftover in path.glob("*.db"):
+        leftover.unlink()
+    return path
 
 
 class Command(BaseCommand):
@@ -118,30 +160,7 @@ class Command(BaseCommand):
     ) -> None:
         manage = str(settings.BASE_DIR / "manage.py")
         url = f"http://{host}:{port}"
-        commands = {
-            "web": [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "config.wsgi:application",
-                "--bind",
-                f"{host}:{port}",
-                "--workers",
-                str(workers),
-                "--worker-class",
-                "gthread",
-                "--threads",
-                str(threads),
-                "--control-socket",
-                str(settings.VAR_DIR / "gunicorn.ctl"),
-                "--access-logfile",
-                "-",
-                "--timeout",
-                "120",
-                "--graceful-timeout",
-                "10",
-            ],
-        }
+        commands = {"web": gunicorn_command(host, port, workers=workers, threads=threads)}
         if not no_worker:
             commands["worker"] = [sys.executable, manage, "qcluster"]
         if run_demo:
@@ -149,8 +168,12 @@ class Command(BaseCommand):
         # The children read their settings afresh: PORT makes their default SITE_URL (the links in
         # notifications, the widget demo's allowed origin) name the port served, however it was chosen.
         env = {**os.environ, "PORT": str(port)}
+        # Web and worker count into one metrics directory, which /metrics sums up; the demo's back-dated
+        # history is not traffic, so it counts nowhere.
+        counting = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir_prepare())}
         children = {
-            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env) for name, cmd in commands.items()
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=counting if name != "demo" else env)
+            for name, cmd in commands.items()
         }
         self.stdout.write(self.style.SUCCESS(f"Dashboard on {url}/ (admin at /admin/). Ctrl-C stops."))
         if run_demo:
