@@ -14,7 +14,7 @@ RUN pip install --require-hashes -r requirements/run.lock
 COPY . .
 RUN pip install --no-deps .
 
-RUN useradd --system --no-create-home --home-dir /app trainloop \
+RUN useradd --system --uid 999 --no-create-home --home-dir /app trainloop \
     && mkdir -p /var/lib/trainloop /srv/media \
     && chown trainloop /var/lib/trainloop /srv/media
 USER trainloop

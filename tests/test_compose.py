@@ -44,6 +44,8 @@ def test_the_web_and_worker_commands_are_the_products():
     assert web[:4] == [sys.executable, "-m", "gunicorn", "config.wsgi:application"]
     # Threaded workers, as `manage.py start` runs them; listening where the proxy sends requests.
     assert web[web.index("--worker-class") + 1] == "gthread"
+    # The same gunicorn settings file as `start`: log format, the metrics of exited workers.
+    assert web[web.index("--config") + 1] == "python:config.gunicorn"
     assert web[web.index("--bind") + 1] == "127.0.0.1:8123"
     container = stack.services()["web-1"]["command"]
     assert container[container.index("--bind") + 1] == f"0.0.0.0:{stack.CONTAINER_PORT}"
