@@ -25,6 +25,7 @@ from dashboard.charts import (
 from training import selectors
 from training.api_reports import WeeksField
 from training.models import TrainingJob
+from training.selectors import track_record
 
 VIEW_PERM = "training.view_trainingjob"
 
@@ -87,8 +88,8 @@ class AssistantVersionRatesChartApi(ChartApi):
 
     def get_chart(self) -> Chart:
         assistant = self.chart_assistant(self.kwargs["slug"])
-        weeks = self.FilterSerializer.parse(self.request).get("weeks", selectors.TRACK_RECORD_WEEKS)
-        series = selectors.track_record_success_series(assistant=assistant, weeks=weeks)
+        weeks = self.FilterSerializer.parse(self.request).get("weeks", track_record.TRACK_RECORD_WEEKS)
+        series = track_record.track_record_success_series(assistant=assistant, weeks=weeks)
         return version_rates_chart(series, prefix=f"{assistant.slug}-")
 
 

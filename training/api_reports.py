@@ -3,7 +3,7 @@
 The seed's "Track training performance" report (jobs, deployed share, average improvement, jobs by week)
 and what the track-record page shows besides: jobs by outcome, the lift each deployed version brought,
 median durations from the jobs' timelines, why jobs were rejected, and each version's cumulative success
-rate with the deployments that changed it. Thin: ``training.selectors.training_report`` counts it all.
+rate with the deployments that changed it. Thin: ``training.track_record.training_report`` counts it all.
 """
 
 from __future__ import annotations
@@ -20,22 +20,22 @@ from rest_framework.views import APIView
 
 from assistants.auth import ReadScope, assistant_for_key
 from assistants.serializers import QuerySerializer
-from training import selectors
+from training.selectors import track_record
 
 
 @extend_schema_field(
     {
         "type": "integer",
         "minimum": 1,
-        "maximum": selectors.TRACK_RECORD_MAX_WEEKS,
-        "default": selectors.TRACK_RECORD_WEEKS,
+        "maximum": track_record.TRACK_RECORD_MAX_WEEKS,
+        "default": track_record.TRACK_RECORD_WEEKS,
     }
 )
 class WeeksField(serializers.IntegerField):
     """How many local weeks the weekly series cover: ASCII digits only, within the bounds."""
 
     default_error_messages = {
-        "invalid": f"Must be a whole number of weeks from 1 to {selectors.TRACK_RECORD_MAX_WEEKS}."
+        "invalid": f"Must be a whole number of weeks from 1 to {track_record.TRACK_RECORD_MAX_WEEKS}."
     }
     DIGITS = re.compile(r"^[0-9]{1,3}\Z")
 
@@ -43,7 +43,7 @@ class WeeksField(serializers.IntegerField):
         if not (isinstance(data, str) and self.DIGITS.match(data)):
             self.fail("invalid")
         weeks = int(data)
-        if not 1 <= weeks <= selectors.TRACK_RECORD_MAX_WEEKS:
+        if not 1 <= weeks <= track_record.TRACK_RECORD_MAX_WEEKS:
             self.fail("invalid")
         return weeks
 
@@ -178,7 +178,7 @@ class TrainingReportApi(APIView):
     class FilterSerializer(QuerySerializer):
         weeks = WeeksField(
             required=False,
-            default=selectors.TRACK_RECORD_WEEKS,
+            default=track_record.TRACK_RECORD_WEEKS,
             help_text="How many weeks `jobs_by_week` and `success_rate` cover, this one included.",
         )
 
@@ -186,5 +186,5 @@ class TrainingReportApi(APIView):
     def get(self, request: Request, slug: str) -> Response:
         assistant = assistant_for_key(request, slug)
         weeks = self.FilterSerializer.parse(request)["weeks"]
-        report = selectors.training_report(assistant=assistant, weeks=weeks)
+        report = track_record.training_report(assistant=assistant, weeks=weeks)
         return Response(TrainingReportSerializer(report).data)

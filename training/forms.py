@@ -13,7 +13,7 @@ from assistants.models import Assistant
 from dashboard.forms import FilterForm
 from dashboard.pagination import PageField
 from training.models import TrainingJob
-from training.selectors import TRACK_RECORD_MAX_WEEKS, TRACK_RECORD_WEEKS
+from training.selectors.track_record import TRACK_RECORD_MAX_WEEKS, TRACK_RECORD_WEEKS
 
 
 class JobFilterForm(FilterForm):

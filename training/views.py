@@ -32,6 +32,7 @@ from training.models import RetrainPolicy, TrainingJob
 from training.pipeline.erasure import dataset_ready
 from training.policy import should_retrain_metrics
 from training.reports import SETTLED, evaluation_report, job_progress_info, labelled_rows, scalar_rows
+from training.selectors import track_record as record_selectors
 
 VIEW_PERM = "training.view_trainingjob"
 APPROVE_PERM = "training.approve_trainingjob"
@@ -188,7 +189,7 @@ def train_now(request: HttpRequest, slug: str) -> HttpResponse:
 @page_permission_required(VIEW_PERM)
 def track_record_all(request: HttpRequest) -> HttpResponse:
     """One row per assistant: jobs by outcome, deployed shares, average lift, median durations."""
-    rows = selectors.training_report_all()
+    rows = record_selectors.training_report_all()
     for row in rows:
         live = row["assistant"].live_version
         row["live"] = live.name.removeprefix(f"{row['assistant'].slug}-") if live else None
@@ -206,7 +207,7 @@ def track_record(request: HttpRequest, slug: str) -> HttpResponse:
     if assistant is None:
         raise Http404(f"No assistant '{slug}'.")
     weeks = TrackRecordForm(request.GET).weeks_or_default()
-    report = selectors.training_report(assistant=assistant, weeks=weeks)
+    report = record_selectors.training_report(assistant=assistant, weeks=weeks)
     series = report["success_rate"]
     chart = version_rates_chart(series, prefix=f"{assistant.slug}-")  # the JSON view draws the same
     marked = {m["label"]: m["text"] for m in chart.options["markers"]}

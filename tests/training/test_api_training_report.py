@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from assistants.models import ApiKey
 from assistants.services import api_key_create, model_version_create
-from training.selectors import track_record_week_start
+from training.selectors.track_record import track_record_week_start
 
 from ..conftest import client_for
 from .track_record_history import (

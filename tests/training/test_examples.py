@@ -10,9 +10,9 @@ from django.core.management.base import CommandError
 
 from abtesting.models import Experiment
 from assistants.models import Assistant
-from training import selectors
 from training.examples import EXAMPLES, examples_create
 from training.models import RetrainPolicy, TrainingJob
+from training.selectors import track_record
 
 SLUGS = ["ecommerce-support", "docs-qa", "knowledge-base"]
 
@@ -49,7 +49,7 @@ def test_it_creates_the_seeds_three_assistants_with_their_policies(examples):
 def test_each_history_has_deployments_with_measured_lifts_a_live_model_and_feedback(examples):
     for slug in SLUGS:
         assistant = Assistant.objects.get(slug=slug)
-        report = selectors.training_report(assistant=assistant, weeks=8)
+        report = track_record.training_report(assistant=assistant, weeks=8)
         assert report["jobs"]["total"] >= 4, slug
         assert report["jobs"]["deployed"] >= 1, slug
         assert assistant.live_version is not None and assistant.live_version.artifact, slug

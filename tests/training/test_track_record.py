@@ -13,8 +13,8 @@ from abtesting.models import Experiment
 from assistants.models import Deployment, ModelVersion
 from assistants.services import deployment_make_live, model_version_create
 from feedback.rollups import rollups_refresh
-from training import selectors
 from training.models import TrainingJob
+from training.selectors import track_record
 from training.services.decide import Evidence, decide
 
 from .track_record_history import (
@@ -40,7 +40,7 @@ def test_jobs_are_counted_by_outcome_with_the_seeds_shares(assistant, other_assi
     job(assistant, S.TESTING, at("2024-06-11"))
     job(other_assistant, S.DEPLOYED, at("2024-06-01"))
 
-    row = selectors.track_record_outcomes(assistant_ids=[assistant.pk])[assistant.pk]
+    row = track_record.track_record_outcomes(assistant_ids=[assistant.pk])[assistant.pk]
 
     assert {k: row[k] for k in ("total", "deployed", "rejected", "failed", "cancelled", "in_progress")} == {
         "total": 6, "deployed": 2, "rejected": 1, "failed": 1, "cancelled": 1, "in_progress": 1,
@@ -59,14 +59,14 @@ def test_the_average_lift_is_over_deployed_versions_with_a_measured_lift(assista
     job(assistant, S.DEPLOYED, at("2024-06-03"))  # nothing measured: left out, not counted as 0
     job(assistant, S.REJECTED, at("2024-06-04"), evaluation={"improvement_ci": [-0.3, -0.4, -0.2]})
 
-    row = selectors.track_record_outcomes(assistant_ids=[assistant.pk])[assistant.pk]
+    row = track_record.track_record_outcomes(assistant_ids=[assistant.pk])[assistant.pk]
 
     assert row["average_improvement"] == pytest.approx((0.10 + 0.04) / 2)
     assert row["improvement_measured"] == 2
 
 
 def test_an_assistant_without_jobs_has_zeros_and_no_shares(assistant):
-    row = selectors.track_record_outcomes(assistant_ids=[assistant.pk])[assistant.pk]
+    row = track_record.track_record_outcomes(assistant_ids=[assistant.pk])[assistant.pk]
     assert row["total"] == row["deployed"] == row["in_progress"] == row["improvement_measured"] == 0
     assert row["share_deployed"] is None and row["share_deployed_of_finished"] is None
     assert row["average_improvement"] is None and row["last_deployed_at"] is None
@@ -97,7 +97,7 @@ def test_each_deployed_version_says_where_its_lift_and_interval_come_from(assist
     job(assistant, S.DEPLOYED, at("2024-06-07"), steps, new_model_version=v4)
     job(assistant, S.REJECTED, at("2024-06-08"), evaluation=offline)
 
-    rows = selectors.track_record_lifts(assistant=assistant)
+    rows = track_record.track_record_lifts(assistant=assistant)
 
     assert [r["version"] for r in rows] == ["shop-v4", "shop-v3", "shop-v2"]  # newest first
     v4_row, v3_row, v2_row = rows
@@ -123,7 +123,7 @@ def test_median_trigger_to_deployment_odd_and_even_counts_per_assistant(assistan
         job(other_assistant, S.DEPLOYED, at("2024-06-01"), deployed_after(hours))
     job(assistant, S.REJECTED, at("2024-06-01"), decided(S.REJECTED, 100 * H))  # not a deployment
 
-    durations = selectors.track_record_durations(assistant_ids=[assistant.pk, other_assistant.pk])
+    durations = track_record.track_record_durations(assistant_ids=[assistant.pk, other_assistant.pk])
 
     assert durations[assistant.pk]["trigger_to_deployment"] == {"median": 5 * H, "jobs": 3}
     assert durations[other_assistant.pk]["trigger_to_deployment"] == {"median": 5 * H, "jobs": 4}  # (4+6)/2
@@ -133,7 +133,7 @@ def test_the_trigger_is_the_creation_entry_of_the_timeline(assistant):
     made = job(assistant, S.DEPLOYED, at("2024-06-01"), deployed_after(6))
     # The row's own created_at says otherwise: the timeline decides.
     TrainingJob.objects.filter(pk=made.pk).update(created_at=at("2024-05-01"))
-    durations = selectors.track_record_durations(assistant_ids=[assistant.pk])[assistant.pk]
+    durations = track_record.track_record_durations(assistant_ids=[assistant.pk])[assistant.pk]
     assert durations["trigger_to_deployment"]["median"] == 6 * H
 
 
@@ -145,7 +145,7 @@ def test_median_awaiting_approval_to_a_decision_counts_people_not_the_deadline(a
     job(assistant, S.FAILED, at("2024-06-04"), decided(S.FAILED, dt.timedelta(days=14)))  # the watchdog
     job(assistant, S.AWAITING_APPROVAL, at("2024-06-05"), decided(S.AWAITING_APPROVAL, H)[:1])  # undecided
 
-    durations = selectors.track_record_durations(assistant_ids=[assistant.pk])[assistant.pk]
+    durations = track_record.track_record_durations(assistant_ids=[assistant.pk])[assistant.pk]
 
     assert durations["awaiting_approval_to_decision"] == {"median": H, "jobs": 3}  # of 0.5 h, 1 h, 3 h
     assert durations["trigger_to_deployment"] == {"median": 5 * H, "jobs": 1}
@@ -153,7 +153,7 @@ def test_median_awaiting_approval_to_a_decision_counts_people_not_the_deadline(a
 
 def test_no_deployment_and_no_decision_have_no_median(assistant):
     job(assistant, S.FAILED, at("2024-06-01"), [(S.PENDING, S.FAILED, H)])
-    durations = selectors.track_record_durations(assistant_ids=[assistant.pk])[assistant.pk]
+    durations = track_record.track_record_durations(assistant_ids=[assistant.pk])[assistant.pk]
     assert durations == {
         "trigger_to_deployment": {"median": None, "jobs": 0},
         "awaiting_approval_to_decision": {"median": None, "jobs": 0},
@@ -170,7 +170,7 @@ def test_jobs_by_week_cover_every_week_of_the_window_by_outcome(assistant):
     job(assistant, S.TESTING, at("2024-06-12"))
     job(assistant, S.DEPLOYED, at("2024-05-26", 23))  # the week before the window
 
-    weeks = selectors.track_record_jobs_by_week(assistant=assistant, weeks=3, today=TODAY)
+    weeks = track_record.track_record_jobs_by_week(assistant=assistant, weeks=3, today=TODAY)
 
     zero = {"deployed": 0, "rejected": 0, "failed": 0, "cancelled": 0, "in_progress": 0}
     assert weeks == [
@@ -184,7 +184,7 @@ def test_weeks_are_local_weeks_of_the_site_time_zone(assistant, settings):
     settings.TIME_ZONE = "America/New_York"
     # Monday 02:00 UTC is Sunday 22:00 in New York: the week before.
     job(assistant, S.DEPLOYED, at("2024-06-10", 2))
-    weeks = selectors.track_record_jobs_by_week(assistant=assistant, weeks=2, today=TODAY)
+    weeks = track_record.track_record_jobs_by_week(assistant=assistant, weeks=2, today=TODAY)
     assert [(w["week"], w["total"]) for w in weeks] == [(dt.date(2024, 6, 3), 1), (dt.date(2024, 6, 10), 0)]
 
 
@@ -219,7 +219,7 @@ def test_rejections_are_grouped_by_the_reviewers_reason_and_by_the_rule(assistan
     )
     rejected(decide(evidence=worse, policy=policy).reason, "2024-06-06", by=None)
 
-    rows = selectors.track_record_rejections(assistant=assistant)
+    rows = track_record.track_record_rejections(assistant=assistant)
 
     assert [(r["reason"], r["by_reviewer"], r["count"]) for r in rows] == [
         ("Not significant", False, 2),
@@ -232,7 +232,7 @@ def test_rejections_are_grouped_by_the_reviewers_reason_and_by_the_rule(assistan
 
 def test_no_rejections_is_an_empty_list(assistant):
     job(assistant, S.DEPLOYED, at("2024-06-01"))
-    assert selectors.track_record_rejections(assistant=assistant) == []
+    assert track_record.track_record_rejections(assistant=assistant) == []
 
 
 # -- the cumulative success rate across versions ----------------------------------------------------------
@@ -252,7 +252,7 @@ def test_the_success_rate_accumulates_per_version_with_deployment_markers(assist
     feedback_at(assistant, v2, at("2024-06-05"), good=4, bad=1)
     feedback_at(assistant, v2, at("2024-06-11"), good=5, bad=0)
 
-    chart = selectors.track_record_success_series(assistant=assistant, weeks=3, today=TODAY)
+    chart = track_record.track_record_success_series(assistant=assistant, weeks=3, today=TODAY)
 
     assert chart["labels"] == ["2024-05-27", "2024-06-03", "2024-06-10"]
     assert chart["datasets"] == [
@@ -274,12 +274,12 @@ def test_deployments_in_one_week_share_one_marker_and_rollout_stages_are_not_mar
         traffic_share=0.1,
         created_at=at("2024-06-11"),
     )
-    chart = selectors.track_record_success_series(assistant=assistant, weeks=3, today=TODAY)
+    chart = track_record.track_record_success_series(assistant=assistant, weeks=3, today=TODAY)
     assert chart["markers"] == [{"label": "2024-06-03", "text": "shop-v2 (approval), shop-v1 (rollback)"}]
 
 
 def test_no_feedback_and_no_deployment_is_an_empty_chart(assistant):
-    chart = selectors.track_record_success_series(assistant=assistant, weeks=2, today=TODAY)
+    chart = track_record.track_record_success_series(assistant=assistant, weeks=2, today=TODAY)
     assert chart == {"labels": ["2024-06-03", "2024-06-10"], "datasets": [], "markers": []}
 
 
@@ -287,7 +287,7 @@ def test_no_feedback_and_no_deployment_is_an_empty_chart(assistant):
 
 
 def test_the_report_of_an_empty_assistant(assistant):
-    report = selectors.training_report(assistant=assistant, weeks=2, today=TODAY)
+    report = track_record.training_report(assistant=assistant, weeks=2, today=TODAY)
     assert report["jobs"]["total"] == 0
     assert [w["total"] for w in report["jobs_by_week"]] == [0, 0]
     assert report["deployed_versions"] == [] and report["rejection_reasons"] == []
@@ -298,7 +298,7 @@ def test_the_report_of_an_empty_assistant(assistant):
 
 def _queries(assistant) -> int:
     with CaptureQueriesContext(connection) as queries:
-        selectors.training_report(assistant=assistant, weeks=3, today=TODAY)
+        track_record.training_report(assistant=assistant, weeks=3, today=TODAY)
     return len(queries)
 
 
@@ -314,7 +314,7 @@ def test_all_assistants_one_row_each_in_the_same_queries(assistant, other_assist
     job(assistant, S.FAILED, at("2024-06-02"))
 
     with CaptureQueriesContext(connection) as queries:
-        rows = selectors.training_report_all()
+        rows = track_record.training_report_all()
     assert len(queries) == 4
 
     assert [r["assistant"].slug for r in rows] == ["bank", "shop"]  # by name: Bank support, Shop support

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from assistants.services import model_version_create
-from training.selectors import track_record_week_start
+from training.selectors.track_record import track_record_week_start
 
 from .track_record_history import (
     H,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from training.examples import EXAMPLES, examples_create
-from training.selectors import TRACK_RECORD_MAX_WEEKS
+from training.selectors.track_record import TRACK_RECORD_MAX_WEEKS
 
 
 class Command(BaseCommand):
