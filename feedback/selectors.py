@@ -136,18 +136,33 @@ def _interaction_ids(assistant_id: int, column: str, values: set) -> list[tuple]
 
     Plain SQL because building this one-line query with the ORM cost more CPU than everything else
     the single-feedback endpoint does (it was a third of the request); ``column`` is ours, not input.
+    On PostgreSQL the values travel as one array literal: ``IN (%s, …)`` with a batch's 100 parameters
+    cost the driver 2.6 µs a value to parse and quote (it caches only statements of up to 50).
     """
     if not values:
         return []
     connection = connections[router.db_for_read(Interaction)]
     qn = connection.ops.quote_name
-    sql = (
-        f"SELECT {qn(column)}, {qn('id')} FROM {qn(Interaction._meta.db_table)} "
-        f"WHERE {qn('assistant_id')} = %s AND {qn(column)} IN ({', '.join(['%s'] * len(values))})"
-    )
+    table = qn(Interaction._meta.db_table)
+    sql = f"SELECT {qn(column)}, {qn('id')} FROM {table} WHERE {qn('assistant_id')} = %s"
+    if connection.vendor == "postgresql":
+        is_id = column == "id"
+        sql += f" AND {qn(column)} = ANY(%s::{'bigint' if is_id else 'text'}[])"
+        params = [assistant_id, _pg_array(values, numbers=is_id)]
+    else:
+        sql += f" AND {qn(column)} IN ({', '.join(['%s'] * len(values))})"
+        params = [assistant_id, *values]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [assistant_id, *values])
+        cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _pg_array(values: set, *, numbers: bool) -> str:
+    """A PostgreSQL array literal of validated ints, or of any strings (each quoted, ``\\`` and ``"``
+    escaped, so commas, braces, blanks and the word NULL are plain text)."""
+    if numbers:
+        return "{" + ",".join(str(int(v)) for v in values) + "}"
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 def interaction_user_refs(*, ids: set[int]) -> dict[int, str]:

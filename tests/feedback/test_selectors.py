@@ -65,6 +65,19 @@ def test_interaction_refs_resolve_each_item_in_order(assistant, other_assistant,
     ]
 
 
+def test_interaction_refs_find_request_ids_of_any_text(assistant):
+    texts = ['say "hi"', 'back\\slash \\" mix', "{a,b}", "NULL", " padded ", "a,b;c'd", "émoji 🙂", "x" * 200]
+    logged = {
+        text: interaction_log(
+            assistant=assistant, request_id=text, messages=[{"role": "user", "content": "q"}], response="a"
+        ).interaction.pk
+        for text in texts
+    }
+    items = [{"request_id": text} for text in [*texts, "null", "padded", "{a", "back\\slash"]]
+    refs = interaction_refs(items=items, assistant_ids={None: assistant.pk})
+    assert refs == [InteractionRef(logged[text], assistant.pk) for text in texts] + [None] * 4
+
+
 def test_interaction_with_assistant_get_loads_what_the_api_shows(assistant, django_assert_num_queries):
     logged = _feedback(assistant, 1, timezone.now(), rating=5).interaction
     with django_assert_num_queries(1):
