@@ -255,7 +255,7 @@ def _insert_feedback(rows: list[tuple], *, created_at, skip_stored_keys: bool = 
         # by the json module's C code. Per-row parameters (a multi-row VALUES of 1,900 of them) or one
         # array per column cost more to build, send and plan in the web process than the rows cost to
         # store.
-        with connection.cursor() as cursor:
+        with _server_binding_cursor(connection) as cursor:
             cursor.execute(head + tail, [created_at, _encode_rows(rows)])
             stored = cursor.fetchall()
     else:
@@ -292,6 +292,22 @@ def _insert_feedback(rows: list[tuple], *, created_at, skip_stored_keys: bool = 
     by_key = {(assistant_id, key): pk for pk, assistant_id, key in stored if key is not None}
     unkeyed = iter(sorted(pk for pk, _, key in stored if key is None))
     return [by_key.get((row[1], row[key_at])) if row[key_at] is not None else next(unkeyed) for row in rows]
+
+
+def _server_binding_cursor(connection):
+    """A Django cursor on ``connection`` whose parameters travel apart from the statement (PostgreSQL).
+
+    Django's cursors merge parameters into the statement's text, so a batch's JSON document would be
+    escaped by the driver and then read again by PostgreSQL's SQL parser; sent as a parameter it is
+    neither. Not prepared (``prepare_threshold`` stays Django's None), so connection poolers in
+    transaction mode still work. Query logging and execute wrappers apply as to any Django cursor.
+    """
+    import psycopg
+
+    connection.ensure_connection()
+    cursor = psycopg.Cursor(connection.connection)
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    return wrap(cursor)
 
 
 # (process, SQLite database file) -> descriptor of its writers' queue. Per process, because flock
