@@ -15,12 +15,14 @@ The three HTTP scenarios use the same key authentication.
 Throttling is lifted (API_THROTTLE_RATE) so it doesn't cap
 the figures; its cache lookup still runs, as in production. Besides rates and latencies the table shows
 the server's CPU time per request and per row (read from /proc): on a shared machine, where neighbours
-take cores away, that is the steadier measure of the code's own cost.
+take cores away, that is the steadier measure of the code's own cost. With ``--db postgres`` the ``srv``
+columns count gunicorn's processes (or, for ``raw``, this process) and ``db cpu us/row`` PostgreSQL's
+server processes for the bench database (when it runs on this machine); ``x raw (cpu)`` compares the two
+scenarios by all that CPU per row, i.e. as if both got the same share of the machine.
 
 Targets (issues 2 and 14, on a 2-core machine, ratios within one run): single POST >= 1.3x the
-baseline; batch >= 3x raw ``executemany`` on PostgreSQL (where the batch is one INSERT from unnest()
-arrays), >= 0.5x on SQLite (one writer at a time: the batch can at best approach the raw insert).
-With ``--db postgres`` the CPU columns count gunicorn's processes only, not PostgreSQL's.
+baseline; batch >= 3x raw ``executemany`` on PostgreSQL (where the batch is one INSERT from a jsonb
+array), >= 0.5x on SQLite (one writer at a time: the batch can at best approach the raw insert).
 """
 
 from __future__ import annotations
