@@ -327,14 +327,16 @@ def interaction_redact(messages: list[dict], response: str) -> tuple[list[dict],
 
 def feedback_items_redact(items: list[tuple[Any, dict, Any]]) -> list[tuple[Any, dict, Any]]:
     """(interaction ref, item, key) triples with the free-text fields redacted for the assistants that
-    redact at ingestion. Items without text (thumbs, ratings: the hot path) cost no query."""
-    with_text: set[int] = set()
+    redact at ingestion. Items without text (thumbs, ratings: the hot path) cost no query, nor do refs
+    that carry their assistant's setting (``feedback.selectors.InteractionRef.redacts``)."""
+    with_text: dict[int, bool | None] = {}  # assistant id -> whether it redacts (None: not known yet)
     for ref, data, _ in items:
         if ref.assistant_id not in with_text and any(data.get(f) for f in FEEDBACK_TEXT_FIELDS):
-            with_text.add(ref.assistant_id)
-    if not with_text:
-        return items
-    redacting = _redacting_assistants(with_text)
+            with_text[ref.assistant_id] = getattr(ref, "redacts", None)
+    unknown = {assistant_id for assistant_id, redacts in with_text.items() if redacts is None}
+    redacting = {assistant_id for assistant_id, redacts in with_text.items() if redacts}
+    if unknown:
+        redacting |= _redacting_assistants(unknown)
     if not redacting:
         return items
     redactor = default_redactor()
