@@ -251,7 +251,7 @@ def _insert_feedback(rows: list[tuple], *, created_at, skip_stored_keys: bool = 
         head, _, tail = _insert_statement(connection, skip_stored_keys)
         # One statement per batch, whatever its size, with the rows as one JSON document that
         # PostgreSQL unpacks in bulk: a short statement parsed and planned once, one parameter encoded
-        # by the json module's C code. Per-row parameters (a multi-row VALUES of 1,900 of them) or one
+        # by the json module's C code. Per-row parameters (a multi-row VALUES of 1,800 of them) or one
         # array per column cost more to build, send and plan in the web process than the rows cost to
         # store.
         with _server_binding_cursor(connection) as cursor:
@@ -270,7 +270,7 @@ def _insert_feedback(rows: list[tuple], *, created_at, skip_stored_keys: bool = 
         per_statement = max(1, limit // len(_INSERT_COLUMNS))
         # On SQLite the driver's own cursor, unless queries are being logged (DEBUG, tests): Django's
         # rewrites every ``%s`` of a statement into ``?`` with a regular expression, which for a batch
-        # of 100 (1,900 placeholders) cost 1.6 µs a row.
+        # of 100 (1,800 placeholders) cost 1.6 µs a row.
         direct = connection.vendor == "sqlite" and not connection.queries_logged
         head, placeholder, tail = _insert_statement(connection, skip_stored_keys, "?" if direct else "%s")
         cursor = connection.connection.cursor() if direct else connection.cursor()
