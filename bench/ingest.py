@@ -15,12 +15,14 @@ The three HTTP scenarios use the same key authentication.
 Throttling is lifted (API_THROTTLE_RATE) so it doesn't cap
 the figures; its cache lookup still runs, as in production. Besides rates and latencies the table shows
 the server's CPU time per request and per row (read from /proc): on a shared machine, where neighbours
-take cores away, that is the steadier measure of the code's own cost.
+take cores away, that is the steadier measure of the code's own cost. With ``--db postgres`` the ``srv``
+columns count gunicorn's processes (or, for ``raw``, this process) and ``db cpu us/row`` PostgreSQL's
+server processes for the bench database (when it runs on this machine); ``x raw (cpu)`` compares the two
+scenarios by all that CPU per row, i.e. as if both got the same share of the machine.
 
 Targets (issues 2 and 14, on a 2-core machine, ratios within one run): single POST >= 1.3x the
-baseline; batch >= 3x raw ``executemany`` on PostgreSQL (where the batch is one INSERT from unnest()
-arrays), >= 0.5x on SQLite (one writer at a time: the batch can at best approach the raw insert).
-With ``--db postgres`` the CPU columns count gunicorn's processes only, not PostgreSQL's.
+baseline; batch >= 3x raw ``executemany`` on PostgreSQL (where the batch is one INSERT from a jsonb
+array), >= 0.5x on SQLite (one writer at a time: the batch can at best approach the raw insert).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Load:
     seconds: float = 0.0
     server_cpu: float = 0.0  # CPU seconds gunicorn (master + workers) spent during the window
     client_cpu: float = 0.0  # CPU seconds this process (the load generator) spent
+    db_cpu: float | None = None  # CPU seconds PostgreSQL's server processes spent for this load
     latencies: list[float] = field(default_factory=list)
     first_error: str = ""
 
@@ -78,6 +81,8 @@ class Load:
         self.seconds += other.seconds
         self.server_cpu += other.server_cpu
         self.client_cpu += other.client_cpu
+        if other.db_cpu is not None:
+            self.db_cpu = (self.db_cpu or 0.0) + other.db_cpu
         self.latencies += other.latencies
         self.first_error = self.first_error or other.first_error
 
@@ -183,16 +188,72 @@ def _server_cpu(master: int) -> float:
     return total
 
 
+class DbCpu:
+    """CPU time of the PostgreSQL server processes serving the bench's database, read from /proc.
+
+    The web process's CPU is only part of what a row costs: the database parses, checks and stores it in
+    processes of its own. They are counted when PostgreSQL runs on this machine (a process title names
+    its database); otherwise, and on SQLite (which works inside the processes already counted), the
+    reading is None. ``own`` is the backend serving this process (the raw scenario); the others serve
+    gunicorn's workers.
+    """
+
+    def __init__(self) -> None:
+        from django.db import connection
+
+        self.name = self.own = None
+        if connection.vendor != "postgresql" or not os.path.isdir("/proc"):
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_database(), pg_backend_pid()")
+            name, own = cursor.fetchone()
+        if f" {name} " in _cmdline(own):
+            self.name, self.own = name, own
+
+    def read(self) -> dict[int, float]:
+        """CPU seconds so far of each server process of the database (empty when not readable)."""
+        if self.name is None:
+            return {}
+        ticks = os.sysconf("SC_CLK_TCK")
+        spent = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and f" {self.name} " in _cmdline(int(entry)):
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                spent[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
+        return spent
+
+    def spent(self, before: dict[int, float], after: dict[int, float], *, own: bool) -> float | None:
+        """CPU seconds spent between two readings by this process's backend (``own``) or the others'."""
+        if self.name is None:
+            return None
+        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items() if (pid == self.own) == own)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace") + " "
+    except OSError:
+        return ""
+
+
 # A request factory returns (path, body, extra headers, rows carried) for the n-th request of a thread
 # in the load tagged ``tag`` (tags keep idempotency keys unique across loads).
 Factory = Callable[[str, int, int], tuple[str, bytes, dict[str, str], int]]
 
 
-def _load(port: int, token: str, factory: Factory, *, seconds: float, clients: int, server: int) -> Load:
+def _load(
+    port: int, token: str, factory: Factory, *, seconds: float, clients: int, server: int, db: DbCpu
+) -> Load:
     """Run ``clients`` threads of back-to-back requests for ``seconds``; count what finished in time."""
     load = Load()
     tag = uuid.uuid4().hex[:8]
     cpu_before = _server_cpu(server)
+    db_before = db.read()
     client_before = time.process_time()
     lock = threading.Lock()
     start = time.perf_counter()
@@ -244,6 +305,7 @@ def _load(port: int, token: str, factory: Factory, *, seconds: float, clients: i
         t.join(timeout=seconds + 60)
     load.seconds = seconds
     load.server_cpu = _server_cpu(server) - cpu_before
+    load.db_cpu = db.spent(db_before, db.read(), own=False)
     load.client_cpu = time.process_time() - client_before
     return load
 
@@ -287,7 +349,7 @@ def _factories(ids: list[int]) -> dict[str, Factory]:
     return {"baseline": baseline, "single": single, "batch": batch}
 
 
-def _raw_executemany(ids: list[int], assistant_id: int, *, seconds: float) -> Load:
+def _raw_executemany(ids: list[int], assistant_id: int, *, seconds: float, db: DbCpu) -> Load:
     """Insert batch-like rows with the driver's executemany for ``seconds``: one process, one connection.
 
     The rows carry what the batch endpoint stores for its items (kind, rating, comment, a unique
@@ -308,6 +370,7 @@ def _raw_executemany(ids: list[int], assistant_id: int, *, seconds: float) -> Lo
     sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(names))})"
     tag = uuid.uuid4().hex[:8]
     load = Load()
+    db_before = db.read()
     cpu_before = time.process_time()
     start = time.perf_counter()
     stop_at = start + seconds
@@ -335,11 +398,13 @@ def _raw_executemany(ids: list[int], assistant_id: int, *, seconds: float) -> Lo
         load.latencies.append(t1 - t0)
     load.seconds = seconds
     load.server_cpu = load.client_cpu = time.process_time() - cpu_before
+    load.db_cpu = db.spent(db_before, db.read(), own=True)
     return load
 
 
 def _row(name: str, endpoint: str, load: Load, clients: int) -> dict:
     ms = [x * 1000 for x in load.latencies]
+    cpu = load.server_cpu + (load.db_cpu or 0.0)
     return {
         "scenario": name,
         "endpoint": endpoint,
@@ -355,8 +420,11 @@ def _row(name: str, endpoint: str, load: Load, clients: int) -> dict:
         # Cores busy serving and generating load: with 2 cores, what's left went to other processes.
         "srv cores": load.server_cpu / load.seconds,
         "client cores": load.client_cpu / load.seconds,
-        # What the server's CPU cost per row allows if it had the 2 cores to itself (an estimate).
-        "rows/s @2 idle cores": 2 * load.rows / load.server_cpu if load.server_cpu else None,
+        # PostgreSQL's own processes (None on SQLite, which works inside the processes counted above).
+        "db cpu us/row": load.db_cpu * 1e6 / load.rows if load.rows and load.db_cpu is not None else None,
+        "cpu us/row (srv+db)": cpu * 1e6 / load.rows if load.rows else None,
+        # What that CPU cost per row allows if the server and the database had the 2 cores to themselves.
+        "rows/s @2 idle cores": 2 * load.rows / cpu if cpu else None,
     }
 
 
@@ -384,6 +452,7 @@ def run(args) -> list[dict]:
         port = _free_port()
         log_path = Path(tmp) / "gunicorn.log"
         factories = _factories(ids)
+        db = DbCpu()
         totals = {name: Load() for name in (*factories, "raw")}
         stored = 0
         with open(log_path, "wb") as log:
@@ -391,19 +460,27 @@ def run(args) -> list[dict]:
             try:
                 _wait_ready(server, port)
                 for factory in factories.values():
-                    warm = _load(port, token, factory, seconds=warmup, clients=CLIENTS, server=server.pid)
+                    warm = _load(
+                        port, token, factory, seconds=warmup, clients=CLIENTS, server=server.pid, db=db
+                    )
                     stored += warm.rows + warm.late_rows
-                warm = _raw_executemany(ids, assistant_id, seconds=warmup)
+                warm = _raw_executemany(ids, assistant_id, seconds=warmup, db=db)
                 stored += warm.rows + warm.late_rows
                 for _ in range(rounds):
                     for name, factory in factories.items():
                         load = _load(
-                            port, token, factory, seconds=seconds / rounds, clients=CLIENTS, server=server.pid
+                            port,
+                            token,
+                            factory,
+                            seconds=seconds / rounds,
+                            clients=CLIENTS,
+                            server=server.pid,
+                            db=db,
                         )
                         stored += load.rows + load.late_rows
                         totals[name].add(load)
                     # The same rows without HTTP or Django, in the same round: the ratio's denominator.
-                    load = _raw_executemany(ids, assistant_id, seconds=seconds / rounds)
+                    load = _raw_executemany(ids, assistant_id, seconds=seconds / rounds, db=db)
                     stored += load.rows + load.late_rows
                     totals["raw"].add(load)
             except Exception:
@@ -428,7 +505,7 @@ def run(args) -> list[dict]:
         _row(name, endpoints[name], load, 1 if name == "raw" else CLIENTS) for name, load in totals.items()
     ]
     base, base_cpu = rows[0]["rows/s"], rows[0]["srv cpu us/row"]
-    raw = rows[-1]["rows/s"]
+    raw, raw_cpu = rows[-1]["rows/s"], rows[-1]["cpu us/row (srv+db)"]
     for row in rows:
         row["db"] = vendor
         row["x baseline"] = row["rows/s"] / base if base else None
@@ -436,6 +513,11 @@ def run(args) -> list[dict]:
         # The same ratio by server CPU per row: steady when neighbours load the machine.
         row["x baseline (cpu)"] = (
             base_cpu / row["srv cpu us/row"] if base_cpu and row["srv cpu us/row"] else None
+        )
+        # And against raw by all the CPU a row costs (web process or bench process, plus the database's):
+        # what the ratio would be if both sides got the same CPU.
+        row["x raw (cpu)"] = (
+            raw_cpu / row["cpu us/row (srv+db)"] if raw_cpu and row["cpu us/row (srv+db)"] else None
         )
         column, threshold, label = TARGETS.get(row["scenario"], (None, None, ""))
         if isinstance(threshold, dict):

@@ -243,10 +243,10 @@ class FeedbackBatchApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 409: CONFLICT_IDEMPOTENCY})
     def post(self, request: Request) -> Response:
         items = _validate_batch(request.data)
-        for item in items:
-            refuse_publishable_correction(request, item)
         publishable = _publishable_key(request)
         if publishable is not None:
+            for item in items:
+                refuse_publishable_correction(request, item)
             tokenless = {
                 str(i): {"feedback_token": [TOKEN_REQUIRED]}
                 for i, item in enumerate(items)

@@ -327,15 +327,16 @@ def interaction_redact(messages: list[dict], response: str) -> tuple[list[dict],
 
 def feedback_items_redact(items: list[tuple[Any, dict, Any]]) -> list[tuple[Any, dict, Any]]:
     """(interaction ref, item, key) triples with the free-text fields redacted for the assistants that
-    redact at ingestion. Items without text (thumbs, ratings: the hot path) cost no query."""
-    with_text = {ref.assistant_id for ref, data, _ in items if any(data.get(f) for f in FEEDBACK_TEXT_FIELDS)}
-    if not with_text:
-        return items
-    from assistants.models import Assistant
-
-    redacting = set(
-        Assistant.objects.filter(pk__in=with_text, redact_at_ingestion=True).values_list("pk", flat=True)
-    )
+    redact at ingestion. Items without text (thumbs, ratings: the hot path) cost no query, nor do refs
+    that carry their assistant's setting (``feedback.selectors.InteractionRef.redacts``)."""
+    with_text: dict[int, bool | None] = {}  # assistant id -> whether it redacts (None: not known yet)
+    for ref, data, _ in items:
+        if ref.assistant_id not in with_text and any(data.get(f) for f in FEEDBACK_TEXT_FIELDS):
+            with_text[ref.assistant_id] = getattr(ref, "redacts", None)
+    unknown = {assistant_id for assistant_id, redacts in with_text.items() if redacts is None}
+    redacting = {assistant_id for assistant_id, redacts in with_text.items() if redacts}
+    if unknown:
+        redacting |= _redacting_assistants(unknown)
     if not redacting:
         return items
     redactor = default_redactor()
@@ -349,3 +350,22 @@ def feedback_items_redact(items: list[tuple[Any, dict, Any]]) -> list[tuple[Any,
             }
         out.append((ref, data, key))
     return out
+
+
+def _redacting_assistants(ids: set[int]) -> set[int]:
+    """Which of these assistants redact at ingestion, read for every request (a setting turned on applies
+    at once). Plain SQL: the ORM spent 0.3 ms building this one-line query, as much as validating a
+    batch of 100 items."""
+    from django.db import connections, router
+
+    from assistants.models import Assistant
+
+    connection = connections[router.db_for_read(Assistant)]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {qn('id')} FROM {qn(Assistant._meta.db_table)} WHERE {qn('redact_at_ingestion')}"
+            f" AND {qn('id')} IN ({', '.join(['%s'] * len(ids))})",
+            list(ids),
+        )
+        return {pk for (pk,) in cursor.fetchall()}

@@ -105,15 +105,18 @@ def check_feedback_item(attrs: dict) -> dict:
         raise serializers.ValidationError(
             {"interaction_id": ["Send exactly one of `interaction_id` or `request_id`."]}
         )
+    kind = attrs.get("kind")
+    if kind:
+        needs = FeedbackItemSerializer.KIND_NEEDS[kind]
+        for name in needs:
+            if attrs.get(name) not in (None, ""):
+                return attrs  # what the kind needs is a signal, so both rules hold (the common item)
     if not any(attrs.get(name) not in (None, "") for name in _SIGNALS):
         raise serializers.ValidationError(
             {"non_field_errors": [f"Feedback carries nothing: send at least one of {', '.join(_SIGNALS)}."]}
         )
-    kind = attrs.get("kind")
-    if kind and not any(
-        attrs.get(name) not in (None, "") for name in FeedbackItemSerializer.KIND_NEEDS[kind]
-    ):
-        needed = " or ".join(f"`{n}`" for n in FeedbackItemSerializer.KIND_NEEDS[kind])
+    if kind:
+        needed = " or ".join(f"`{n}`" for n in needs)
         raise serializers.ValidationError({"kind": [f"Feedback of kind '{kind}' needs {needed}."]})
     return attrs
 

@@ -66,12 +66,41 @@ def test_interaction_refs_resolve_each_item_in_order(assistant, other_assistant,
     with django_assert_num_queries(3):
         refs = interaction_refs(items=items, assistant_ids={None: assistant.pk, "bank": other_assistant.pk})
     assert refs == [
-        InteractionRef(mine[1].pk, assistant.pk),
-        InteractionRef(mine[0].pk, assistant.pk),
+        InteractionRef(mine[1].pk, assistant.pk, False),
+        InteractionRef(mine[0].pk, assistant.pk, False),
         None,
         None,
-        InteractionRef(theirs.pk, other_assistant.pk),
+        InteractionRef(theirs.pk, other_assistant.pk, False),
     ]
+
+
+def test_interaction_refs_find_request_ids_of_any_text(assistant):
+    texts = ['say "hi"', 'back\\slash \\" mix', "{a,b}", "NULL", " padded ", "a,b;c'd", "émoji 🙂", "x" * 200]
+    logged = {
+        text: interaction_log(
+            assistant=assistant, request_id=text, messages=[{"role": "user", "content": "q"}], response="a"
+        ).interaction.pk
+        for text in texts
+    }
+    items = [{"request_id": text} for text in [*texts, "null", "padded", "{a", "back\\slash"]]
+    refs = interaction_refs(items=items, assistant_ids={None: assistant.pk})
+    assert refs == [InteractionRef(logged[text], assistant.pk, False) for text in texts] + [None] * 4
+
+
+def test_interaction_refs_carry_whether_the_assistant_redacts(assistant, other_assistant):
+    other_assistant.redact_at_ingestion = True
+    other_assistant.save(update_fields=("redact_at_ingestion",))
+    mine, theirs = (
+        interaction_log(
+            assistant=a, request_id="r1", messages=[{"role": "user", "content": "q"}], response="a"
+        ).interaction
+        for a in (assistant, other_assistant)
+    )
+    refs = interaction_refs(
+        items=[{"interaction_id": mine.pk}, {"assistant": "bank", "request_id": "r1"}],
+        assistant_ids={None: assistant.pk, "bank": other_assistant.pk},
+    )
+    assert [ref.redacts for ref in refs] == [False, True]
 
 
 def test_interaction_with_assistant_get_loads_what_the_api_shows(assistant, django_assert_num_queries):

@@ -90,3 +90,30 @@ def test_feedback_text_of_other_assistants_is_untouched(ingest, assistant):
         format="json",
     )
     assert Feedback.objects.get().comment == "Mail me: dana@example.com"
+
+
+def test_turning_redaction_on_applies_to_the_next_feedback(ingest, assistant):
+    _log(ingest)
+    first = {"assistant": "shop", "request_id": "req-1", "comment": "Mail me: dana@example.com"}
+    assert ingest.post("/api/v1/feedback/batch", {"items": [first]}, format="json").status_code == 201
+    assistant.redact_at_ingestion = True
+    assistant.save(update_fields=("redact_at_ingestion",))
+    second = {**first, "comment": "Or dana@example.org"}
+    assert ingest.post("/api/v1/feedback/batch", {"items": [second]}, format="json").status_code == 201
+    assert list(Feedback.objects.order_by("id").values_list("comment", flat=True)) == [
+        "Mail me: dana@example.com",
+        "Or <EMAIL>",
+    ]
+
+
+def test_a_reference_carrying_the_setting_costs_no_query(redacting, django_assert_num_queries):
+    from feedback.redaction import feedback_items_redact
+    from feedback.selectors import InteractionRef
+
+    interaction = Interaction.objects.create(assistant=redacting, request_id="r", messages=[], response="")
+    with django_assert_num_queries(1):  # a model instance does not carry it: the setting is read
+        [(_, read, _)] = feedback_items_redact([(interaction, {"comment": "dana@example.com"}, None)])
+    carried = InteractionRef(interaction.pk, redacting.pk, True)
+    with django_assert_num_queries(0):
+        [(_, data, _)] = feedback_items_redact([(carried, {"comment": "dana@example.com"}, None)])
+    assert read["comment"] == data["comment"] == "<EMAIL>"
