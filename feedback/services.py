@@ -438,8 +438,9 @@ def feedback_submit_batch(
     using = router.db_for_write(Feedback)
     with _writer_turn(using), transaction.atomic(using=using):
         new_ids = _insert_feedback(rows, created_at=now, skip_stored_keys=True) if rows else []
-        if not repeats and None not in new_ids:
-            return BatchSubmitted(ids=new_ids, created=len(new_ids))  # the common case: every key is new
+        if not repeats and None not in new_ids:  # the common case: every key is new
+            metrics.rows_ingested("feedback", len(new_ids))
+            return BatchSubmitted(ids=new_ids, created=len(new_ids))
         inserted = iter(new_ids)
         ids: list[int | None] = [None if index in repeats else next(inserted) for index in range(len(items))]
         fresh = {index for index, pk in enumerate(ids) if pk is not None}  # stored by this batch
