@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from django import forms
 
 from abtesting.models import Experiment
-from assistants.forms import AssistantChoiceField
-from assistants.models import Assistant
-from dashboard.forms import FilterForm
+from assistants.forms import AssistantFilterForm
 from dashboard.pagination import PageField
 
 
-class ExperimentFilterForm(FilterForm):
-    assistant = AssistantChoiceField()
+class ExperimentFilterForm(AssistantFilterForm):
     status = forms.ChoiceField(choices=Experiment.Status.choices)
     page = PageField()
-
-    def __init__(self, data: Any, *, assistants: Sequence[Assistant]) -> None:
-        super().__init__(data)
-        self.fields["assistant"].assistants = assistants
 
     def selector_kwargs(self) -> dict[str, Any]:
         """``abtesting.selectors.experiment_list``'s arguments."""

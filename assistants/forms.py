@@ -34,6 +34,16 @@ class AssistantChoiceField(forms.ChoiceField):
         return self._by_slug.get(super().clean(value))
 
 
+class AssistantFilterForm(FilterForm):
+    """A page's filters that include an assistant, chosen among the assistants the page has loaded."""
+
+    assistant = AssistantChoiceField()
+
+    def __init__(self, data: Any, *, assistants: Sequence[Assistant]) -> None:
+        super().__init__(data)
+        self.fields["assistant"].assistants = assistants
+
+
 class ModelsPageForm(FilterForm):
     """The models page: which assistant, and a day for "what was live on that day" (a bad day is shown as
     an error next to the date box)."""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from django import forms
 
-from assistants.forms import AssistantChoiceField
-from assistants.models import Assistant
-from dashboard.forms import FilterForm, IsoDateField, day_after, day_start
+from assistants.forms import AssistantFilterForm
+from dashboard.forms import IsoDateField, day_after, day_start
 from dashboard.pagination import PageField
 from feedback.models import CATEGORY_FIELDS, Feedback
 
@@ -17,8 +15,7 @@ from feedback.models import CATEGORY_FIELDS, Feedback
 MAX_ID = 2**63 - 1
 
 
-class ExplorerFilterForm(FilterForm):
-    assistant = AssistantChoiceField()
+class ExplorerFilterForm(AssistantFilterForm):
     since = IsoDateField()
     until = IsoDateField()
     rating = forms.IntegerField(min_value=1, max_value=5)
@@ -30,10 +27,6 @@ class ExplorerFilterForm(FilterForm):
     category_max = forms.IntegerField(min_value=1, max_value=5)
     model_version = forms.IntegerField(min_value=1, max_value=MAX_ID)
     page = PageField()
-
-    def __init__(self, data: Any, *, assistants: Sequence[Assistant]) -> None:
-        super().__init__(data)
-        self.fields["assistant"].assistants = assistants
 
     def selector_kwargs(self) -> dict[str, Any]:
         """``feedback.selectors.feedback_for_explorer``'s filters."""

@@ -3,28 +3,21 @@ and page, a dataset download's split, the track record's weeks."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from django import forms
 
-from assistants.forms import AssistantChoiceField
-from assistants.models import Assistant
+from assistants.forms import AssistantFilterForm
 from dashboard.forms import FilterForm
 from dashboard.pagination import PageField
 from training.models import TrainingJob
 from training.selectors.track_record import TRACK_RECORD_MAX_WEEKS, TRACK_RECORD_WEEKS
 
 
-class JobFilterForm(FilterForm):
-    assistant = AssistantChoiceField()
+class JobFilterForm(AssistantFilterForm):
     status = forms.ChoiceField(choices=TrainingJob.Status.choices)
     trigger = forms.ChoiceField(choices=TrainingJob.Trigger.choices)
     page = PageField()
-
-    def __init__(self, data: Any, *, assistants: Sequence[Assistant]) -> None:
-        super().__init__(data)
-        self.fields["assistant"].assistants = assistants
 
     def selector_kwargs(self) -> dict[str, Any]:
         """``training.selectors.job_list``'s arguments."""
