@@ -1,5 +1,8 @@
 """Settings, all driven by the environment (see README "Configuration").
 
+Over 400 lines because every setting is read from the environment here, each with the reason for
+its default; splitting settings across modules would hide which variables exist.
+
 The embedded default needs nothing: SQLite in ``var/``, django-q2 on the ORM broker, a generated secret
 key kept in ``var/secret_key``, the local model. Set ``DATABASE_URL``, ``REDIS_URL`` and
 ``OPENAI_BASE_URL``/``OPENAI_API_KEY`` to move to PostgreSQL, Redis and a hosted provider.

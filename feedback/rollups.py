@@ -1,5 +1,8 @@
 """Daily rollups: the dashboard's figures as sums per assistant, model version and local day.
 
+Over 400 lines because maintaining the rollups (the high-water mark, late rows, deletions) and
+reading them (whole days plus raw rows at the edges) must agree on one definition of each sum.
+
 Counting a month of raw rows costs time in proportion to the traffic (≈ 0.5 s at a million rows, five
 at ten million); adding up thirty rollup rows does not grow with it. The rollups are maintained from a
 high-water mark (``RollupMark``): the worker (``rollups_refresh``, every minute) adds the rows stored

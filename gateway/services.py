@@ -1,4 +1,8 @@
-"""The gateway's one action: route a chat request, answer it, log it (so feedback can refer to it)."""
+"""The gateway's one action: route a chat request, answer it, log it (so feedback can refer to it).
+
+Over 400 lines because routing, the one-record-per-request lease and the backend-failure path are
+shared by plain and streamed answers and only make sense read together.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """The reviewer dashboard's training pages: overview per assistant, jobs, job detail and its actions, the
 training track record.
 
+Over 400 lines because the job page's actions (approve, reject, cancel) and its progress poll share
+one answer for htmx and for plain forms; the report rows and progress are ``training.reports``.
+
 Reads go through selectors, writes through ``training.services``; every page runs a constant number of
 queries whatever the data size.
 """

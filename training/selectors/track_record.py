@@ -1,5 +1,8 @@
 """The training track record: the page, the all-assistants view and the training-report API.
 
+Over 400 lines because each of the report's figures is one aggregate query that must say what it
+counts and why (the seed's definitions, the local weeks, the rollups); the figures share their helpers.
+
 The seed's "Track training performance" report (jobs, deployed share, average improvement, jobs by week)
 and more. Every figure is counted by the database, grouped by assistant where the all-assistants view
 needs it, so a page runs the same queries whatever the history's size. Weeks are local weeks (Monday
