@@ -91,9 +91,6 @@ from abtesting.statistics import (
 
 CONTROL = "control"
 ARM_STATUSES = ("open", "better", "worse", "no_difference", "inconclusive")
-MULTI_VERDICTS = (
-    "keep_running", "variant_better", "variant_worse", "no_difference", "inconclusive", "invalid_srm",
-)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- sample ratio mismatch
@@ -203,7 +200,7 @@ class MultiAnalysis:
     winner: str | None
     winner_runner_up_distinguishable: bool | None  # None unless two or more arms are "better"
     winner_vs_runner_up: dict[str, Any] | None  # the winner's relative lift over the runner-up, its RCI
-    verdict: str  # one of MULTI_VERDICTS
+    verdict: str  # one of statistics.VERDICTS (the two-arm verdicts; "variant_worse": every variant worse)
     arm: str  # the arm ``ab_test_results`` describes: the winner, else the variant with the highest rate
     ab_test_results: dict[str, Any]
 

@@ -10,15 +10,16 @@ import pytest
 
 from abtesting.multiarm import (
     ARM_STATUSES,
-    MULTI_VERDICTS,
     analyse_multi,
     required_units_multi,
     srm_sequential_p_multi,
 )
 from abtesting.statistics import (
     SRM_THRESHOLD,
+    VERDICTS,
     ArmCounts,
     Look,
+    analyse,
     gs_boundaries,
     inflation_factor,
     pooled_z,
@@ -166,6 +167,27 @@ def test_a_z_between_the_levels_waits_for_alpha_to_be_passed_on() -> None:
 # ------------------------------------------------------------------ decisions
 
 
+@pytest.mark.parametrize("look", [MID, FINAL, Look(0, PLANNED, MID.fractions, False)])
+@pytest.mark.parametrize("successes", [2100, 2160, 2240, 2400, 1900])
+def test_one_variant_is_the_two_arm_analysis(look: Look, successes: int) -> None:
+    """k = 1: Holm is the plain test at alpha, so the figures and verdict are statistics.analyse's."""
+    c, v = _arm(3000, 2100), _arm(3000, successes)
+    two = analyse(
+        control=c, variant=v, split=0.5, alpha=ALPHA, min_improvement=0.05, min_sample_size=100, look=look,
+        cs_tuning_n=6000,
+    ).as_dict()  # fmt: skip
+    multi = _analyse(c, {"variant": v}, look=look)
+    seq = multi.as_dict()["arms"]["variant"]["sequential"]
+    for key in ("method", "boundary_z", "z", "p_value", "significant", "ci_low", "ci_high"):
+        assert seq[key] == (
+            pytest.approx(two["sequential"][key]) if key != "method" else two["sequential"][key]
+        )
+    assert seq["alpha_level"] == ALPHA
+    if look.group_sequential:
+        assert multi.verdict == two["verdict"]
+    assert multi.srm_p_value == pytest.approx(two["srm_p_value"])
+
+
 def test_a_clearly_better_arm_is_declared_and_wins() -> None:
     c = _arm(3000, 2100)
     result = _analyse(c, {"variant": _arm(3000, 2100), "variant2": _arm(3000, 2550)})
@@ -286,7 +308,7 @@ def test_degenerate_counts_are_json_safe(control: ArmCounts, variants: dict, loo
     result = _analyse(control, variants, look=look, min_sample_size=0)
     d = result.as_dict()
     _json_safe(d)
-    assert result.verdict in MULTI_VERDICTS
+    assert result.verdict in VERDICTS
     assert all(r["status"] in ARM_STATUSES for r in d["arms"].values())
 
 
