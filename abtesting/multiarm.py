@@ -17,6 +17,9 @@ the order of their p-values); with ``m`` hypotheses not yet rejected, the first 
 O'Brien-Fleming boundary for level ``alpha / m`` at the plan's fractions (``gs_boundaries(alpha / m,
 fractions)[-1]``), and if rejected the next against ``alpha / (m - 1)``, and so on until one is not
 rejected. A hypothesis rejected at an earlier look stays rejected and its alpha stays passed on.
+The fractions are the experiment's (the caller's plan, which must not look at the differences between
+arms: units with feedback over a blinded maximum, see :func:`required_units_multi`), one set for all
+comparisons, as the procedure below assumes.
 
 This is the sequentially rejective graphical procedure for group-sequential trials of Maurer & Bretz
 (2013, Stat. Biopharm. Res. 5:311) with equal weights and Holm's graph (each rejected hypothesis passes
