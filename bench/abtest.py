@@ -17,6 +17,9 @@ setup takes seconds. Then ``abtesting.services.experiment_analyse`` is timed (me
 Simulations: ``bench.abtest_sim`` — 2,000 A/A experiments × 30 daily looks (target < 30 s), false-positive
 rates of the naive and sequential rules, and the power of the fixed-horizon, group-sequential and
 confidence-sequence rules in the issue's scenario (70% control, +5% relative, 100 per arm per day).
+Multi-arm (issue 18, ``abtesting.multiarm.analyse_multi``): A/A/A (a control and 2 variants), 30 looks,
+the share of experiments in which any arm is declared better (target alpha + 3 SE); and with one
+variant +10% and one equal, how often each wins. 2,000 A/A/A and 1,000 power runs (100 and 50 quick).
 """
 
 from __future__ import annotations
@@ -315,6 +318,35 @@ def _simulation_rows(quick: bool, seed: int) -> list[dict]:
     rows.append(
         _row("  false invalid_srm in the A/A runs above (rho=0.1, 30 looks)", pct(srm_in_runs), "%", n_exp)
     )
+    return rows + _multi_arm_rows(quick, seed)
+
+
+def _multi_arm_rows(quick: bool, seed: int) -> list[dict]:
+    """Issue 18: a control and 2 variants, Holm over the arms inside the group-sequential plan."""
+    from bench.abtest_sim import simulate_multi
+
+    alpha = 0.05
+    n_aaa, n_power = (100, 50) if quick else (2000, 1000)
+    rows: list[dict] = []
+    r = simulate_multi(n_experiments=n_aaa, days=30, rho=0.1, lifts=(0.0, 0.0), alpha=alpha, seed=seed + 4)
+    limit = round(100 * (alpha + 3 * r["mc_se"]), 2)
+    for label, rate in (
+        ("A/A/A any arm declared better, rho=0.1, 30 looks", r["any_better"]),
+        ("  any arm declared better or worse (familywise)", r["any_decision"]),
+    ):
+        rows.append(_row(label, 100 * rate, "%", n_aaa, limit, 100 * rate <= limit))
+    rows.append(_row("  false invalid_srm (3-arm sequential SRM)", 100 * r["invalid_srm"], "%", n_aaa))
+    rows.append(_row("  analyse_multi per look (boundaries included)", r["ms_per_analysis"], "ms", n_aaa))
+    seconds = r["seconds"]
+    r = simulate_multi(n_experiments=n_power, days=30, rho=0.1, lifts=(0.10, 0.0), alpha=alpha, seed=seed + 5)
+    limit = round(100 * (alpha + 3 * r["mc_se"]), 2)
+    rows.append(
+        _row("3 arms, +10% and +0% from 70%: the +10% arm wins", 100 * r["wins"]["variant"], "%", n_power)
+    )
+    wrong = 100 * r["wins"]["variant2"]
+    rows.append(_row("  the +0% arm wins", wrong, "%", n_power, limit, wrong <= limit))
+    rows.append(_row("  mean day of the decision", r["mean_days"], "days", n_power))
+    rows.append(_row("multi-arm simulations' wall time (both scenarios)", seconds + r["seconds"], "s"))
     return rows
 
 
@@ -335,4 +367,21 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    print_table("abtest", run(parser.parse_args()))
+    # The multi-arm scenarios alone (a few minutes), without the database part and the two-arm scenarios.
+    parser.add_argument("--multi-arm", action="store_true")
+    args = parser.parse_args()
+    if not args.multi_arm:
+        print_table("abtest", run(args))
+    else:
+        import os
+
+        load = os.getloadavg()
+        with tempfile.TemporaryDirectory(prefix="bench-abtest-") as tmp:
+            setup_django(tmp)
+            multi = _multi_arm_rows(args.quick, SEED)
+        after = os.getloadavg()
+        print(
+            f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min) before, "
+            f"{after[0]:.2f} / {after[1]:.2f} / {after[2]:.2f} after, {os.cpu_count()} CPUs, seed {SEED}"
+        )
+        print_table("abtest (multi-arm)", multi)

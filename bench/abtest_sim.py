@@ -229,3 +229,153 @@ def simulate_srm(*, n_experiments: int, looks: int, per_day: float = 100, seed: 
         "n_experiments": n_experiments,
         "seconds": time.perf_counter() - start,
     }
+
+
+# --------------------------------------------------------------------------- multi-arm (issue 18)
+
+
+def _sum_counts(arms: list) -> Any:
+    """Field-wise sum of ArmCounts: all variants together, for the blinded plan."""
+    from dataclasses import fields
+
+    from abtesting.statistics import ArmCounts
+
+    return ArmCounts(**{f.name: sum(getattr(a, f.name) for a in arms) for f in fields(ArmCounts)})
+
+
+def _multi_look(plan: dict[str, Any], *, day: int, days: int, control, variants: list, alpha: float,
+                min_improvement: float) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """The planned look of a k-arm experiment: ``services.next_look`` on the control and all variants
+    together, with the plan's maximum fixed (once, blinded: pooled rate and per-unit variance over all
+    arms) by ``multiarm.required_units_multi`` for k equal arms.
+    """
+    from abtesting import multiarm, services, statistics
+
+    pooled = _sum_counts(variants)
+    planned = services.planned_looks(days)
+    if not plan.get("units_max"):
+        blind = statistics.unit_variance(control, pooled)
+        required = None
+        if blind is not None:
+            required = multiarm.required_units_multi(
+                blind[0], min_improvement, variants=len(variants), unit_var=blind[1], alpha=alpha,
+                planned_looks=planned,
+            )  # fmt: skip
+        if required is None:
+            return statistics.Look(0, planned, tuple(plan.get("fractions", ())), False), plan
+        plan = {**plan, "units_max": required}
+    return services.next_look(
+        plan, elapsed_days=day + 1, max_duration_days=days, control=control, variant=pooled,
+        split=len(variants) / (len(variants) + 1), alpha=alpha, min_improvement=min_improvement,
+    )  # fmt: skip
+
+
+def run_one_multi(
+    rng: np.random.Generator,
+    *,
+    days: int,
+    per_day: float,
+    p_control: float,
+    lifts: tuple[float, ...],
+    rho: float,
+    alpha: float,
+    min_improvement: float,
+    min_sample_size: int,
+) -> dict[str, Any]:
+    """One control + k variants experiment, a look a day through ``multiarm.analyse_multi``.
+
+    An arm decided "worse" is dropped: from then on its counts stay as they were (no traffic); the others
+    keep theirs. The experiment ends at the first verdict other than ``keep_running``.
+    """
+    from abtesting.multiarm import analyse_multi
+
+    names = ["variant", *(f"variant{i}" for i in range(2, len(lifts) + 1))]
+    by_day = {}
+    for arm, lift in zip(["control", *names], (0.0, *lifts), strict=True):
+        n, s, arrival = _users(rng, days, per_day, p_control * (1 + lift), rho, False)
+        by_day[arm] = _arm_counts_by_day(n, s, arrival, days)
+    shares = dict.fromkeys(["control", *names], 1 / (len(names) + 1))
+    tuning = max(2 * min_sample_size, round((len(names) + 1) * per_day * days))
+    plan: dict[str, Any] = {"cs_tuning_n": tuning}
+    decided: dict[str, str] = {}
+    dropped_on: dict[str, int] = {}
+    verdict, winner, last_day, seconds, analyses = "keep_running", None, days - 1, 0.0, 0
+    for d in range(days):
+        control = by_day["control"][d]
+        variants = {a: by_day[a][dropped_on.get(a, d)] for a in names}
+        look, plan = _multi_look(
+            plan, day=d, days=days, control=control, variants=list(variants.values()), alpha=alpha,
+            min_improvement=min_improvement,
+        )  # fmt: skip
+        start = time.perf_counter()
+        result = analyse_multi(
+            control=control, variants=variants, shares=shares, alpha=alpha, min_improvement=min_improvement,
+            min_sample_size=min_sample_size, look=look, cs_tuning_n=tuning, decided=decided,
+            required=plan.get("units_max"),
+        )  # fmt: skip
+        seconds += time.perf_counter() - start
+        analyses += 1
+        decided = {a: r.status for a, r in result.arms.items() if r.status in ("better", "worse")}
+        for arm, status in decided.items():
+            if status == "worse":
+                dropped_on.setdefault(arm, d)
+        if result.verdict != "keep_running":
+            verdict, winner, last_day = result.verdict, result.winner, d
+            break
+    return {
+        "verdict": verdict,  # keep_running here: the deadline came first (the app calls it inconclusive)
+        "winner": winner,
+        "better": sorted(a for a, s in decided.items() if s == "better"),
+        "worse": sorted(a for a, s in decided.items() if s == "worse"),
+        "last_day": last_day + 1,
+        "analyse_seconds": seconds,
+        "analyses": analyses,
+    }
+
+
+def simulate_multi(
+    *,
+    n_experiments: int,
+    days: int = 30,
+    per_day: float = 100,
+    p_control: float = 0.7,
+    lifts: tuple[float, ...] = (0.0, 0.0),
+    rho: float = 0.1,
+    alpha: float = 0.05,
+    min_improvement: float = 0.05,
+    min_sample_size: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Rates over ``n_experiments`` seeded k-arm experiments; ``lifts``: the variants' true relative lifts."""
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    runs = [
+        run_one_multi(
+            rng,
+            days=days,
+            per_day=per_day,
+            p_control=p_control,
+            lifts=lifts,
+            rho=rho,
+            alpha=alpha,
+            min_improvement=min_improvement,
+            min_sample_size=min_sample_size,
+        )  # fmt: skip
+        for _ in range(n_experiments)
+    ]
+    names = ["variant", *(f"variant{i}" for i in range(2, len(lifts) + 1))]
+    return {
+        "any_better": float(np.mean([bool(r["better"]) for r in runs])),
+        "any_decision": float(np.mean([bool(r["better"] or r["worse"]) for r in runs])),
+        "any_worse": float(np.mean([bool(r["worse"]) for r in runs])),
+        "wins": {a: float(np.mean([r["winner"] == a for r in runs])) for a in names},
+        "verdicts": {
+            v: float(np.mean([r["verdict"] == v for r in runs])) for v in {r["verdict"] for r in runs}
+        },
+        "invalid_srm": float(np.mean([r["verdict"] == "invalid_srm" for r in runs])),
+        "mean_days": float(np.mean([r["last_day"] for r in runs])),
+        "ms_per_analysis": 1000 * sum(r["analyse_seconds"] for r in runs) / sum(r["analyses"] for r in runs),
+        "mc_se": math.sqrt(alpha * (1 - alpha) / n_experiments),
+        "n_experiments": n_experiments,
+        "seconds": time.perf_counter() - start,
+    }
