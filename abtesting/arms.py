@@ -166,11 +166,10 @@ def _better(analysis: dict[str, Any], winner: str) -> str:
         f"decision interval {_interval(figures)}{_level(figures)}, {_where(analysis)}"
     ]
     for arm in others:
-        lead = (
-            "its lead over the winner's is not significant either way: the winner has the higher success rate"
-            if not distinguishable
-            else "the winner's lead over it is significant"
-        )
+        lead = {
+            True: "the winner's lead over it is significant",
+            False: "the two do not differ significantly; the winner has the higher success rate",
+        }.get(distinguishable, "the winner has the higher success rate")
         too = f"is better than the control too ({_rates(analysis, arm)})"
         parts.append(f"{_name(analysis, arm)} {too}, {lead}")
     for arm, f in analysis["arms"].items():

@@ -27,6 +27,12 @@ information fraction = users with feedback / the plan's maximum):
   real effect is too small to matter), else ``inconclusive`` (more data was needed).
 - ``max_duration_days`` passed without ``min_sample_size`` per arm: ``inconclusive`` (not enough feedback).
 
+A multi-arm test (``experiment_start(extra_variants=...)``: a control and up to four variants with equal
+shares) is counted per arm the same way and analysed by ``abtesting.multiarm.analyse_multi`` (Holm over the
+arms inside the same plan, whose information is every arm's units); an arm found worse at a planned look
+is dropped (routing stops sending users to it), and the decisions and their reasons are ``abtesting.arms``'s.
+A ``variant_better`` decision records ``Experiment.winner`` (an A/B test's variant, or the winning arm's).
+
 Analyses between planned looks (``experiment_interim``: the dashboard, the API) are interim: shown with the
 always-valid confidence sequence, never decided on. A person's stop is not a decision either: the stored
 analysis then reads "stopped early by X: no decision" (``Experiment.outcome``).
