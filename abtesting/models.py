@@ -127,7 +127,10 @@ class Experiment(models.Model):
         variants, none when they are prefetched (``prefetch_related("extra_variants__version")``)."""
         pairs = [(CONTROL, self.control), (VARIANT, self.variant)]
         if self.is_multi_arm:
-            pairs += [(extra.arm, extra.version) for extra in self.extra_variants.all()]
+            extras = self.extra_variants.all()
+            if "extra_variants" not in getattr(self, "_prefetched_objects_cache", {}):
+                extras = extras.select_related("version")  # not prefetched: the versions in the same query
+            pairs += [(extra.arm, extra.version) for extra in extras]
         return pairs
 
     def dropped_arms(self) -> dict[str, int]:

@@ -342,3 +342,15 @@ def test_a_two_arm_win_records_the_variant_as_the_winner(assistant, versions):
     experiment = Experiment.objects.get(pk=experiment.pk)
     assert (experiment.decision, experiment.winner) == ("variant_better", versions[1])
     assert experiment.last_analysis["ab_test_results"]["arm"] == "variant"
+
+
+def test_arm_versions_cost_one_query_or_none_when_prefetched(
+    assistant, arm_versions, django_assert_num_queries
+):
+    experiment = start(assistant, arm_versions)
+    fresh = Experiment.objects.select_related("control", "variant").get(pk=experiment.pk)
+    with django_assert_num_queries(1):
+        assert [v.name for _, v in fresh.arm_versions()] == ["shop-v1", "shop-v2", "shop-v3", "shop-v4"]
+    fetched = selectors.experiment_get(experiment_id=experiment.pk)
+    with django_assert_num_queries(0):
+        assert [arm for arm, _ in fetched.arm_versions()] == ["control", "variant", "variant2", "variant3"]
