@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from abtesting.models import Experiment, ExperimentSnapshot
+from abtesting.models import Experiment, ExperimentSnapshot, ExperimentVariant
 
 
 class ExperimentSnapshotInline(admin.TabularInline):
@@ -13,16 +13,32 @@ class ExperimentSnapshotInline(admin.TabularInline):
         return False
 
 
+class ExperimentVariantInline(admin.TabularInline):
+    """A multi-arm experiment's further variants ("variant2", ...): fixed at the start, shown only."""
+
+    model = ExperimentVariant
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("arm", "version")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
     list_display = (
-        "id", "assistant", "purpose", "control", "variant", "traffic_split", "status", "decision",
-        "started_at", "ended_at",
+        "id", "assistant", "purpose", "control", "variant", "variant_count", "traffic_split", "status",
+        "decision", "winner", "started_at", "ended_at",
     )  # fmt: skip
     list_filter = ("assistant", "purpose", "status", "decision")
     search_fields = ("control__name", "variant__name", "decision_reason")
     date_hierarchy = "started_at"
-    inlines = (ExperimentSnapshotInline,)
+    inlines = (ExperimentVariantInline, ExperimentSnapshotInline)
+    list_select_related = ("assistant", "control", "variant", "winner")
     actions = ("stop",)
 
     # Experiments start from training jobs and rollouts, and change state only through abtesting.services

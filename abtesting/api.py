@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +15,28 @@ from assistants.auth import ManageScope, ReadScope, assistant_for_key, request_k
 from assistants.schema import SLUG_SCHEMA, ErrorSerializer
 from assistants.serializers import JsonInputSerializer
 
+# An A/B test's variant status from its decision (a multi-arm test keeps one per arm in its analysis).
+TWO_ARM_STATUS = {
+    Experiment.Decision.VARIANT_BETTER: "better",
+    Experiment.Decision.VARIANT_WORSE: "worse",
+    Experiment.Decision.NO_DIFFERENCE: "no_difference",
+    Experiment.Decision.INCONCLUSIVE: "inconclusive",
+}
+
+
+class ArmSerializer(serializers.Serializer):
+    arm = serializers.CharField(
+        help_text='"control", "variant", "variant2", ... as /api/v1/route names them.'
+    )
+    version = serializers.CharField(help_text="The model version the arm serves.")
+    status = serializers.CharField(
+        help_text="control; else open, better, worse (dropped), no_difference or inconclusive: the variant's "
+        "decision, or each arm's at the last planned look of a multi-arm test."
+    )
+    dropped_at_look = serializers.IntegerField(
+        allow_null=True, help_text="Multi-arm: the planned look that dropped the arm as significantly worse."
+    )
+
 
 class ExperimentSummarySerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -22,7 +44,18 @@ class ExperimentSummarySerializer(serializers.Serializer):
     purpose = serializers.CharField()
     control = serializers.CharField(source="control.name")
     variant = serializers.CharField(source="variant.name")
-    traffic_split = serializers.FloatField()
+    arms = serializers.SerializerMethodField(
+        help_text="Every arm, control first: two for an A/B test, up to five for a multi-arm test."
+    )
+    winner = serializers.CharField(
+        source="winner.name",
+        default=None,
+        allow_null=True,
+        help_text="The version found best (decision variant_better): the variant, or the winning arm's.",
+    )
+    traffic_split = serializers.FloatField(
+        help_text="The variants' share of traffic (all variants together; equal shares for a multi-arm test)."
+    )
     status = serializers.CharField()
     outcome = serializers.CharField(
         help_text='In words: the decision, or "stopped early by <user>: no decision" (never a verdict).'
@@ -36,6 +69,28 @@ class ExperimentSummarySerializer(serializers.Serializer):
 
     def get_ab_test_results(self, obj: Experiment) -> dict:
         return (obj.last_analysis or {}).get("ab_test_results", {})
+
+    @extend_schema_field(ArmSerializer(many=True))
+    def get_arms(self, obj: Experiment) -> list[dict]:
+        figures = (obj.last_analysis or {}).get("arms") or {}
+        arms = []
+        for arm, version in obj.arm_versions():
+            mine = figures.get(arm) or {} if obj.is_multi_arm else {}
+            if arm == "control":
+                status = "control"
+            elif obj.is_multi_arm:
+                status = mine.get("status") or "open"
+            else:
+                status = TWO_ARM_STATUS.get(obj.decision, "open")
+            arms.append(
+                {
+                    "arm": arm,
+                    "version": version.name,
+                    "status": status,
+                    "dropped_at_look": mine.get("dropped_at_look"),
+                }
+            )
+        return ArmSerializer(arms, many=True).data
 
 
 class ExperimentDetailSerializer(ExperimentSummarySerializer):
@@ -105,7 +160,9 @@ class ExperimentListApi(APIView):
             assistant = assistant_for_key(request, f["assistant"])
         else:
             assistant = key.assistant if key.assistant_id is not None else None
-        qs = selectors.experiment_list(assistant=assistant, status=f.get("status"), purpose=f.get("purpose"))
+        qs = selectors.experiment_list(
+            assistant=assistant, status=f.get("status"), purpose=f.get("purpose"), prefetch=True
+        )
         return paginated_response(self, request, qs, ExperimentSummarySerializer)
 
 

@@ -43,11 +43,14 @@ class ExperimentDailyRatesChartApi(_ExperimentChartApi):
     """Each arm's success rate by day (the day's last analysis)."""
 
     def get_chart(self) -> Chart:
-        return arm_history_rates_chart(selectors.experiment_history(experiment=self.experiment))
+        experiment = self.experiment
+        arms = experiment.arms if experiment.is_multi_arm else ()
+        return arm_history_rates_chart(selectors.experiment_history(experiment=experiment), arms)
 
 
 class ExperimentDailyLiftChartApi(_ExperimentChartApi):
-    """The variant's relative lift over control by day, with the decision interval's bounds."""
+    """The variant's relative lift over control by day, with the decision interval's bounds (a multi-arm
+    test's: the winner's, or that day's best arm's)."""
 
     def get_chart(self) -> Chart:
         return arm_history_lift_chart(selectors.experiment_history(experiment=self.experiment))

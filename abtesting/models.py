@@ -1,15 +1,17 @@
-"""A/B experiments between two model versions of one assistant."""
+"""A/B experiments between model versions of one assistant: a control and one variant, or (multi-arm) a
+control and up to four variants."""
 
 from __future__ import annotations
 
 import secrets
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from abtesting.assignment import CONTROL, MAX_VARIANTS, VARIANT, arm_names
 from assistants.models import Assistant, ModelVersion
 
 # Planned looks of a minute-scale plan at most (max duration / look interval): the design's inflation
@@ -43,8 +45,26 @@ class Experiment(models.Model):
     purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.AB_TEST)
     control = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
     variant = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    # How many variants are tested against the control: 1 for an A/B test; more for a multi-arm test,
+    # whose further variants ("variant2", ...) are ExperimentVariant rows. Kept on the row so that routing
+    # reads those rows only for a multi-arm experiment (the chat hot path, abtesting.routing).
+    variant_count = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_VARIANTS)],
+        help_text="Variants tested against the control (1: an A/B test).",
+    )
+    winner = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The version the experiment found best (decision variant_better).",
+    )
     salt = models.CharField(max_length=32, default=_salt)
-    traffic_split = models.FloatField(default=0.5, help_text="Share of traffic to the variant.")
+    traffic_split = models.FloatField(
+        default=0.5, help_text="Share of traffic to the variant (to all variants together, multi-arm)."
+    )
     min_sample_size = models.PositiveIntegerField(default=100, help_text="Per arm.")
     max_duration_days = models.FloatField(default=7)
     significance_level = models.FloatField(default=0.05)
@@ -94,6 +114,36 @@ class Experiment(models.Model):
         return f"experiment {self.pk}: {self.control_id} vs {self.variant_id}"
 
     @property
+    def is_multi_arm(self) -> bool:
+        return self.variant_count > 1
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The arm names, control first: ("control", "variant"), or with "variant2"... for multi-arm."""
+        return arm_names(self.variant_count)
+
+    def arm_versions(self) -> list[tuple[str, ModelVersion]]:
+        """(arm, version) in arm order, control first. One query for a multi-arm experiment's further
+        variants, none when they are prefetched (``prefetch_related("extra_variants__version")``)."""
+        pairs = [(CONTROL, self.control), (VARIANT, self.variant)]
+        if self.is_multi_arm:
+            extras = self.extra_variants.all()
+            if "extra_variants" not in getattr(self, "_prefetched_objects_cache", {}):
+                extras = extras.select_related("version")  # not prefetched: the versions in the same query
+            pairs += [(extra.arm, extra.version) for extra in extras]
+        return pairs
+
+    def dropped_arms(self) -> dict[str, int]:
+        """Arms dropped at a planned look for doing significantly worse: arm -> the look's index.
+
+        Kept in the plan (``abtesting.services``), which routing loads anyway: a dropped arm's users get
+        the control's version from the next request, outside the experiment.
+        """
+        plan = self.plan or {}
+        decided, at = plan.get("decided") or {}, plan.get("decided_at") or {}
+        return {arm: int(at.get(arm, 0)) for arm, status in decided.items() if status == "worse"}
+
+    @property
     def is_running(self) -> bool:
         return self.status == self.Status.RUNNING
 
@@ -109,6 +159,26 @@ class Experiment(models.Model):
         if self.status == self.Status.RUNNING:
             return "running: no decision yet"
         return self.decision or "no decision"
+
+
+class ExperimentVariant(models.Model):
+    """A multi-arm experiment's further variant: "variant2", "variant3" or "variant4" (the first variant is
+    ``Experiment.variant``, so an A/B test has no rows here)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="extra_variants")
+    arm = models.CharField(max_length=8)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        # "variant2" < "variant3" < "variant4": the arm order.
+        ordering = ("experiment", "arm")
+        constraints = [
+            models.UniqueConstraint(fields=("experiment", "arm"), name="experiment_variant_arm_once"),
+            models.UniqueConstraint(fields=("experiment", "version"), name="experiment_variant_version_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"experiment {self.experiment_id} {self.arm}: {self.version_id}"
 
 
 class ExperimentSnapshot(models.Model):

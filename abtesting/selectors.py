@@ -46,11 +46,24 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Sum, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+    prefetch_related_objects,
+)
 from django.utils import timezone
 
 from abtesting.assignment import CONTROL, VARIANT
-from abtesting.models import Experiment, ExperimentSnapshot, ExperimentUnit
+from abtesting.models import Experiment, ExperimentSnapshot, ExperimentUnit, ExperimentVariant
 from abtesting.statistics import (
     ArmCounts,
     detectable_lift,
@@ -61,16 +74,16 @@ from abtesting.statistics import (
 from assistants.models import Assistant
 from feedback.models import SIGNAL_Q, Feedback, Interaction
 
-ARMS = (CONTROL, VARIANT)
+ARMS = (CONTROL, VARIANT)  # an A/B test's arms; a multi-arm experiment's are ``Experiment.arms``
 TALLY_LAG = timedelta(minutes=2)
 
 
 SUMS = tuple(f.name for f in dataclass_fields(ArmCounts))
 
 
-def empty_counts() -> dict[str, dict[str, float]]:
+def empty_counts(arms: tuple[str, ...] = ARMS) -> dict[str, dict[str, float]]:
     """Per arm, every ``ArmCounts`` field at 0 (the tally's starting point)."""
-    return {arm: dict.fromkeys(SUMS, 0) for arm in ARMS}
+    return {arm: dict.fromkeys(SUMS, 0) for arm in arms}
 
 
 def unit_key(user_ref: str, interaction_id: int) -> str:
@@ -87,6 +100,7 @@ def unit_deltas(
     interaction_upto: int | None = None,
     feedback_after: int = 0,
     feedback_upto: int | None = None,
+    arms: tuple[str, ...] = ARMS,
 ) -> tuple[dict[str, int], list[tuple[str, str, int, int, int, float]]]:
     """(new assigned units per arm, per-unit additions ``(arm, unit, n, successes, rating_n, rating_sum)``).
 
@@ -94,12 +108,12 @@ def unit_deltas(
     assigned units their users not seen in the experiment (above the floor) before, plus each interaction
     without a user ref; feedback with id in ``(feedback_after, feedback_upto]`` on interactions above
     ``interaction_floor`` (a rollout stage's start) counts when it is its interaction's first signal / first
-    rating. No bounds: the whole experiment. 3 queries.
+    rating. No bounds: the whole experiment. One query per arm (``arms``: the experiment's), plus one.
 
     Only the experiment's own assistant's interactions count: ``experiment_id`` and ``arm`` are whatever the
     client logged, so without ``assistant_id`` one assistant's key could rig another assistant's test.
     """
-    assigned = dict.fromkeys(ARMS, 0)
+    assigned = dict.fromkeys(arms, 0)
     low = max(interaction_floor, interaction_after)
     new_user = ~Q(user_ref="")
     if low > interaction_floor:
@@ -113,7 +127,7 @@ def unit_deltas(
             .filter(asst=assistant_id, iid__gt=interaction_floor, iid__lte=low)
         )
         new_user &= ~Exists(seen)
-    for arm in ARMS:
+    for arm in arms:
         # Per arm, so both equalities and the id range fit the (experiment_id, arm) index (+ rowid).
         qs = Interaction.objects.filter(
             experiment_id=experiment_id, arm=arm, assistant_id=assistant_id, id__gt=low
@@ -141,7 +155,7 @@ def unit_deltas(
         exp=F("interaction__experiment_id") + 0,
         asst=F("interaction__assistant_id") + 0,
         iid=F("interaction_id") + 0,
-    ).filter(exp=experiment_id, asst=assistant_id, interaction__arm__in=ARMS)
+    ).filter(exp=experiment_id, asst=assistant_id, interaction__arm__in=arms)
     if interaction_floor:
         feedback = feedback.filter(iid__gt=interaction_floor)
     # One pass over the new feedback, grouped per unit; "first" is decided per row by the correlated
@@ -176,7 +190,7 @@ def unit_deltas(
 def unit_totals(*, experiment_id: int, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
     """The stored ``(n, successes, rating_n, rating_sum)`` of these (arm, unit) pairs (absent: new unit)."""
     out: dict[tuple[str, str], tuple] = {}
-    for arm in ARMS:
+    for arm in sorted({a for a, _ in keys}):
         units = sorted({unit for a, unit in keys if a == arm})
         # Per arm, so (experiment, arm, unit) is an exact probe of the unique index (without the arm the
         # database scans the experiment's every unit for each one); chunks keep each IN list well below
@@ -230,18 +244,31 @@ def to_arm_counts(values: dict[str, float]) -> ArmCounts:
     )
 
 
-def experiment_arm_counts(experiment: Experiment) -> tuple[ArmCounts, ArmCounts]:
-    """(control, variant) counted from scratch over the experiment (the current stage, for a rollout)."""
+def experiment_counts_by_arm(experiment: Experiment) -> dict[str, ArmCounts]:
+    """Every arm's counts, from scratch over the experiment (the current stage, for a rollout)."""
+    arms = experiment.arms
     assigned, deltas = unit_deltas(
         experiment_id=experiment.pk,
         assistant_id=experiment.assistant_id,
         interaction_floor=int((experiment.tally or {}).get("interaction_floor", 0)),
+        arms=arms,
     )
-    counts = empty_counts()
-    for arm in ARMS:
+    counts = empty_counts(arms)
+    for arm in arms:
         counts[arm]["n_assigned"] = assigned[arm]
     add_unit_deltas(counts, deltas, {})
-    return to_arm_counts(counts[CONTROL]), to_arm_counts(counts[VARIANT])
+    return {arm: to_arm_counts(counts[arm]) for arm in arms}
+
+
+def experiment_arm_counts(experiment: Experiment) -> tuple[ArmCounts, ArmCounts]:
+    """(control, variant) counted from scratch over the experiment (the current stage, for a rollout)."""
+    counts = experiment_counts_by_arm(experiment)
+    return counts[CONTROL], counts[VARIANT]
+
+
+def pooled_counts(arms: list[ArmCounts]) -> ArmCounts:
+    """Several arms' sums as one arm (every field adds): a multi-arm plan's blinded, pooled input."""
+    return ArmCounts(**{name: sum(getattr(a, name) for a in arms) for name in SUMS})
 
 
 def traffic_profile(
@@ -304,14 +331,29 @@ def max_ids() -> tuple[int, int]:
     return ids[0], ids[1]
 
 
+EXTRA_VARIANTS = Prefetch("extra_variants", queryset=ExperimentVariant.objects.select_related("version"))
+
+
+def extra_variants_fetch(experiments: list[Experiment]) -> list[Experiment]:
+    """Fetch the further variants of the multi-arm experiments among these, in one query (none when they
+    are all A/B tests), so ``Experiment.arm_versions`` costs no query per row."""
+    prefetch_related_objects([e for e in experiments if e.is_multi_arm], EXTRA_VARIANTS)
+    return experiments
+
+
 def experiment_list(
     *,
     assistant: Assistant | None = None,
     assistant_ids: list[int] | None = None,
     status: str | None = None,
     purpose: str | None = None,
+    prefetch: bool = False,
 ) -> QuerySet[Experiment]:
-    qs = Experiment.objects.select_related("assistant", "control", "variant", "stopped_by")
+    """Experiments, newest first, with every version they name (further variants: ``extra_variants_fetch``,
+    or ``prefetch`` for an API page)."""
+    qs = Experiment.objects.select_related("assistant", "control", "variant", "winner", "stopped_by")
+    if prefetch:
+        qs = qs.prefetch_related(EXTRA_VARIANTS)
     if assistant is not None:
         qs = qs.filter(assistant=assistant)
     if assistant_ids is not None:
@@ -324,11 +366,13 @@ def experiment_list(
 
 
 def experiment_get(*, experiment_id: int) -> Experiment | None:
-    return (
-        Experiment.objects.select_related("assistant", "control", "variant", "stopped_by")
+    experiment = (
+        Experiment.objects.select_related("assistant", "control", "variant", "winner", "stopped_by")
         .filter(pk=experiment_id)
         .first()
     )
+    # Only a multi-arm experiment has further variants: an A/B test's page costs no query for them.
+    return extra_variants_fetch([experiment])[0] if experiment is not None else None
 
 
 def experiment_running(*, assistant: Assistant) -> Experiment | None:
@@ -336,7 +380,12 @@ def experiment_running(*, assistant: Assistant) -> Experiment | None:
 
 
 def experiment_history(*, experiment: Experiment) -> list[dict[str, Any]]:
-    """One point per day (the day's last analysis) for the history chart."""
+    """One point per day (the day's last analysis) for the history chart.
+
+    A multi-arm experiment's points also carry ``arm_rates`` (every arm's success rate, in arm order) and
+    ``arm``: the arm the seed-style figures are of (the winner, or the best arm that day).
+    """
+    arms = experiment.arms
     points = []
     for day, analysis in ExperimentSnapshot.objects.filter(experiment=experiment).values_list(
         "day", "analysis"
@@ -354,7 +403,19 @@ def experiment_history(*, experiment: Experiment) -> list[dict[str, Any]]:
                 "verdict": analysis.get("verdict") if isinstance(analysis, dict) else None,
             }
         )
+        if experiment.is_multi_arm:
+            points[-1]["arm"] = results.get("arm")
+            points[-1]["arm_rates"] = [_arm_rate(analysis, arm) for arm in arms]
     return points
+
+
+def _arm_rate(analysis: Any, arm: str) -> float | None:
+    """An arm's success rate in a stored multi-arm analysis (None where it has none)."""
+    if not isinstance(analysis, dict):
+        return None
+    if arm == CONTROL:
+        return (analysis.get("control") or {}).get("rate")
+    return (((analysis.get("arms") or {}).get(arm) or {}).get("summary") or {}).get("rate")
 
 
 def power_plan(

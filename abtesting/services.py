@@ -27,6 +27,12 @@ information fraction = users with feedback / the plan's maximum):
   real effect is too small to matter), else ``inconclusive`` (more data was needed).
 - ``max_duration_days`` passed without ``min_sample_size`` per arm: ``inconclusive`` (not enough feedback).
 
+A multi-arm test (``experiment_start(extra_variants=...)``: a control and up to four variants with equal
+shares) is counted per arm the same way and analysed by ``abtesting.multiarm.analyse_multi`` (Holm over the
+arms inside the same plan, whose information is every arm's units); an arm found worse at a planned look
+is dropped (routing stops sending users to it), and the decisions and their reasons are ``abtesting.arms``'s.
+A ``variant_better`` decision records ``Experiment.winner`` (an A/B test's variant, or the winning arm's).
+
 Analyses between planned looks (``experiment_interim``: the dashboard, the API) are interim: shown with the
 always-valid confidence sequence, never decided on. A person's stop is not a decision either: the stored
 analysis then reads "stopped early by X: no decision" (``Experiment.outcome``).
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,10 +51,18 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from abtesting import selectors, statistics
+from abtesting import arms, selectors, statistics
+from abtesting.assignment import CONTROL, MAX_VARIANTS, arm_names
 from abtesting.exceptions import ExperimentBusy, ExperimentError, ExperimentNotRunning
 from abtesting.formatting import arm_rate, signed_pct
-from abtesting.models import MAX_PLANNED_LOOKS, Experiment, ExperimentSnapshot, ExperimentUnit
+from abtesting.models import (
+    MAX_PLANNED_LOOKS,
+    Experiment,
+    ExperimentSnapshot,
+    ExperimentUnit,
+    ExperimentVariant,
+)
+from abtesting.multiarm import analyse_multi
 from abtesting.signals import experiment_concluded
 from abtesting.statistics import SRM_THRESHOLD, Analysis, ArmCounts, Look, analyse
 from assistants.models import Assistant, Deployment, ModelVersion
@@ -96,10 +111,37 @@ def settings_check(
         )
 
 
+def variants_check(*, assistant: Assistant, control: ModelVersion, variants: list[ModelVersion]) -> None:
+    """A multi-arm test's variants: at most ``MAX_VARIANTS``, distinct versions of the assistant, none of
+    them the control (each arm must test something the others do not)."""
+    if len(variants) > MAX_VARIANTS:
+        raise ExperimentError(
+            f"A multi-arm test has at most {MAX_VARIANTS} variants besides the control; got {len(variants)} "
+            f"({', '.join(v.name for v in variants)}). Test the best {MAX_VARIANTS} offline candidates."
+        )
+    foreign = [v.name for v in variants if v.assistant_id != assistant.pk]
+    if foreign:
+        raise ExperimentError(
+            f"Every variant must be a version of assistant '{assistant.slug}'; "
+            f"{', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} not."
+        )
+    if any(v.pk == control.pk for v in variants):
+        raise ExperimentError(
+            f"The control '{control.name}' is also listed as a variant; the variants must be other versions."
+        )
+    seen: set[int] = set()
+    for v in variants:
+        if v.pk in seen:
+            raise ExperimentError(
+                f"Version '{v.name}' is listed as a variant twice; each arm must test a different version."
+            )
+        seen.add(v.pk)
+
+
 TALLY_VERSION = 2  # per-unit sums (user-level analysis); an older tally is recounted from scratch
 
 
-def fresh_tally() -> dict[str, Any]:
+def fresh_tally(arms: tuple[str, ...] = selectors.ARMS) -> dict[str, Any]:
     """Counting starts at the rows stored from now on (the experiment's or the rollout stage's start)."""
     interaction_id, feedback_id = selectors.max_ids()
     return {
@@ -107,25 +149,49 @@ def fresh_tally() -> dict[str, Any]:
         "interaction_floor": interaction_id,
         "interaction_upto": interaction_id,
         "feedback_upto": feedback_id,
-        **selectors.empty_counts(),
+        **selectors.empty_counts(arms),
     }
 
 
-def cs_tuning(*, assistant: Assistant, days: float, min_sample_size: int, now: datetime | None = None) -> int:
+def cs_tuning(
+    *,
+    assistant: Assistant,
+    days: float,
+    min_sample_size: int,
+    now: datetime | None = None,
+    variants: int = 1,
+) -> int:
     """Units the confidence sequence is tuned for, fixed once at the start (never re-tuned per look).
 
     The units the assistant's recent traffic would bring in ``days`` (no outcome of the experiment is
-    used, so the sequence stays valid), and never fewer than ``min_sample_size`` per arm.
+    used, so the sequence stays valid), and never fewer than ``min_sample_size`` per arm. A multi-arm
+    test's sequences compare the control with one variant: tuned for that pair's share of the traffic.
     """
     profile = selectors.traffic_profile(assistant=assistant, now=now)
     expected = profile[1] * days if profile else 0.0
+    if variants > 1:
+        expected *= 2 / (variants + 1)
     return max(2 * min_sample_size, round(expected), 10)
 
 
-def experiment_create(*, assistant: Assistant, **fields: Any) -> Experiment:
+def experiment_create(
+    *, assistant: Assistant, extra_variants: Sequence[ModelVersion] = (), **fields: Any
+) -> Experiment:
+    """Create the experiment (and a multi-arm one's further variants) in one transaction."""
+    arms = arm_names(1 + len(extra_variants))
     try:
         with transaction.atomic():
-            return Experiment.objects.create(assistant=assistant, tally=fresh_tally(), **fields)
+            experiment = Experiment.objects.create(
+                assistant=assistant,
+                tally=fresh_tally(arms),
+                variant_count=1 + len(extra_variants),
+                **fields,
+            )
+            ExperimentVariant.objects.bulk_create(
+                ExperimentVariant(experiment=experiment, arm=arm, version=version)
+                for arm, version in zip(arms[2:], extra_variants, strict=True)
+            )
+            return experiment
     except IntegrityError:
         running = selectors.experiment_running(assistant=assistant)
         what = (
@@ -152,11 +218,24 @@ def experiment_start(
     purpose: str = Experiment.Purpose.AB_TEST,
     look_interval_minutes: int = DAY_MINUTES,
     now: datetime | None = None,
+    extra_variants: Sequence[ModelVersion] = (),
 ) -> Experiment:
     """Start an A/B test; raises ``ExperimentBusy`` if one already runs for the assistant (DB constraint).
 
     ``look_interval_minutes``: the planned looks' cadence (one per interval, ``next_look``).
+    ``extra_variants``: a multi-arm test, arms "control", "variant" (``variant``), "variant2", ... (at
+    most ``MAX_VARIANTS`` variants in all), with the traffic split equally among all arms: the
+    ``traffic_split`` argument is then ignored and stored as the variants' total share k / (k + 1).
     """
+    extra_variants = list(extra_variants)
+    if extra_variants:
+        variants_check(assistant=assistant, control=control, variants=[variant, *extra_variants])
+        if purpose != Experiment.Purpose.AB_TEST:
+            raise ExperimentError(
+                "A progressive rollout ramps up one new version; test several variants in an A/B test."
+            )
+        k = 1 + len(extra_variants)
+        traffic_split = k / (k + 1)
     if int(look_interval_minutes) < 1:
         raise ExperimentError("look_interval_minutes must be at least 1 (one planned look per minute).")
     looks = planned_looks(max_duration_days, int(look_interval_minutes) / DAY_MINUTES)
@@ -178,9 +257,14 @@ def experiment_start(
     now = now or timezone.now()
     return experiment_create(
         assistant=assistant,
+        extra_variants=extra_variants,
         plan={
             "cs_tuning_n": cs_tuning(
-                assistant=assistant, days=max_duration_days, min_sample_size=min_sample_size, now=now
+                assistant=assistant,
+                days=max_duration_days,
+                min_sample_size=min_sample_size,
+                now=now,
+                variants=1 + len(extra_variants),
             )
         },
         purpose=purpose,
@@ -199,14 +283,14 @@ def experiment_start(
 # --------------------------------------------------------------------------- counting and analysis
 
 
-def _empty_tally(floor: int) -> dict[str, Any]:
+def _empty_tally(floor: int, arms: tuple[str, ...] = selectors.ARMS) -> dict[str, Any]:
     return {
         "version": TALLY_VERSION,
         "interaction_floor": floor,
         "interaction_upto": floor,
         # Feedback on interactions above the floor was stored after them: 0 counts it all.
         "feedback_upto": 0,
-        **selectors.empty_counts(),
+        **selectors.empty_counts(arms),
     }
 
 
@@ -221,10 +305,11 @@ def experiment_tally_refresh(
     why this is exact, and why the newest ``lag`` of rows waits for the next refresh.
     """
     now = now or timezone.now()
+    arms = experiment.arms
     tally = experiment.tally or {}
     if tally.get("version") != TALLY_VERSION:
         # Counted per interaction by an older version: recount this experiment (stage) per unit.
-        tally = _empty_tally(int(tally.get("interaction_floor", 0)))
+        tally = _empty_tally(int(tally.get("interaction_floor", 0)), arms)
     interaction_mark, feedback_mark = selectors.id_watermarks(now=now, lag=lag)
     interaction_mark = max(interaction_mark, tally["interaction_upto"])
     feedback_mark = max(feedback_mark, tally["feedback_upto"])
@@ -238,6 +323,7 @@ def experiment_tally_refresh(
         interaction_upto=interaction_mark,
         feedback_after=tally["feedback_upto"],
         feedback_upto=feedback_mark,
+        arms=arms,
     )
     with transaction.atomic():
         current = Experiment.objects.select_for_update().only("tally").get(pk=experiment.pk).tally or {}
@@ -249,8 +335,9 @@ def experiment_tally_refresh(
             return current
         if current.get("version") != TALLY_VERSION:
             ExperimentUnit.objects.filter(experiment_id=experiment.pk).delete()
-        counts = {arm: dict(tally[arm]) for arm in selectors.ARMS}
-        for arm in selectors.ARMS:
+        zero = selectors.empty_counts((CONTROL,))[CONTROL]
+        counts = {arm: dict(tally.get(arm) or zero) for arm in arms}
+        for arm in arms:
             counts[arm]["n_assigned"] += assigned[arm]
         previous = selectors.unit_totals(
             experiment_id=experiment.pk, keys=[(arm, unit) for arm, unit, *_ in deltas]
@@ -312,6 +399,7 @@ def next_look(
     alpha: float,
     min_improvement: float,
     power: float = 0.8,
+    variants: int = 1,
 ) -> tuple[Look, dict[str, Any]]:
     """The planned look the task takes now, and the plan with it recorded (pure; the task stores it).
 
@@ -324,6 +412,10 @@ def next_look(
     ``min_improvement`` with ``power``, inflated for the group-sequential design. The final look (by time,
     or once the maximum is reached) has fraction 1: it spends the alpha left. When no look is due the
     result is ``Look(index=0)``: an interim analysis, decided by nothing.
+
+    A multi-arm test (``variants`` = k > 1) passes its variants pooled as ``variant``: the fraction is over
+    every arm's units, and the maximum is what one comparison (the control against one variant, equal
+    shares) needs at alpha / k, Holm's first and strictest level, times the k + 1 arms over the pair's 2.
     """
     planned = planned_looks(max_duration_days, look_interval_days)
     fractions = [float(t) for t in plan.get("fractions", [])]
@@ -339,15 +431,18 @@ def next_look(
         pooled = statistics.unit_variance(control, variant)
         required = None
         if pooled is not None:
+            level = alpha / variants
             required = statistics.required_units(
                 pooled[0],
                 min_improvement,
                 unit_var=pooled[1],
-                split=split,
-                alpha=alpha,
+                split=split if variants == 1 else 0.5,
+                alpha=level,
                 power=power,
-                inflation=statistics.inflation_factor(alpha, planned, power),
+                inflation=statistics.inflation_factor(level, planned, power),
             )
+            if required is not None and variants > 1:
+                required = math.ceil(required * (variants + 1) / 2)
         if required is None:
             return not_a_look, plan  # nothing to plan on yet (no variance): no alpha spent
         new["units_max"] = required
@@ -406,6 +501,7 @@ def _look(experiment: Experiment, now: datetime, control: ArmCounts, variant: Ar
         split=experiment.traffic_split,
         alpha=experiment.significance_level,
         min_improvement=experiment.min_improvement,
+        variants=experiment.variant_count,
     )
     return look, plan, elapsed
 
@@ -436,6 +532,7 @@ def ab_test_results(analysis: dict[str, Any]) -> dict[str, Any]:
         "look": seq["look"],
         "plannedLooks": seq["planned_looks"],
         "srmPValue": analysis["srm_p_value"],
+        "arm": "variant",
     }
 
 
@@ -462,6 +559,8 @@ def _compute(
     experiment: Experiment, now: datetime, *, lag: timedelta, planned_look: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(analysis, plan after it): count (incrementally, in SQL) and analyse; stores nothing but the tally."""
+    if experiment.is_multi_arm:
+        return _compute_multi(experiment, now, lag=lag, planned_look=planned_look)
     tally = experiment_tally_refresh(experiment=experiment, now=now, lag=lag)
     control = selectors.to_arm_counts(tally["control"])
     variant = selectors.to_arm_counts(tally["variant"])
@@ -495,6 +594,41 @@ def _compute(
             "share": experiment.traffic_split,
             "stages": experiment.stages,
         }
+    return analysis, plan
+
+
+def _compute_multi(
+    experiment: Experiment, now: datetime, *, lag: timedelta, planned_look: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``_compute`` for a multi-arm test: every arm against the control (``abtesting.arms``).
+
+    The plan's information is over every arm's units (the variants pooled, blinded, like an A/B test's);
+    the arms dropped at earlier looks are passed on as decided.
+    """
+    tally = experiment_tally_refresh(experiment=experiment, now=now, lag=lag)
+    zero = selectors.empty_counts((CONTROL,))[CONTROL]
+    counts = {arm: selectors.to_arm_counts(tally.get(arm) or zero) for arm in experiment.arms}
+    control = counts.pop(CONTROL)
+    pooled = selectors.pooled_counts(list(counts.values()))
+    look, plan, elapsed = _look(experiment, now, control, pooled, planned_look)
+    result = analyse_multi(
+        control=control,
+        variants=counts,
+        shares=arms.shares(experiment),
+        alpha=experiment.significance_level,
+        min_improvement=experiment.min_improvement,
+        min_sample_size=experiment.min_sample_size,
+        look=look,
+        cs_tuning_n=int(plan.get("cs_tuning_n") or max(2 * experiment.min_sample_size, 10)),
+        decided=arms.decided(plan) or None,
+        required=plan.get("units_max"),
+    )
+    versions = {arm: version.name for arm, version in experiment.arm_versions()}
+    analysis, plan = arms.analysis_record(result, look, plan=plan, versions=versions)
+    analysis["analysed_at"] = now.isoformat()
+    analysis["elapsed_days"] = elapsed
+    analysis["traffic_split"] = experiment.traffic_split
+    analysis["max_duration_days"] = experiment.max_duration_days
     return analysis, plan
 
 
@@ -537,7 +671,8 @@ def experiment_analyse(
 
 
 def _log_look(experiment: Experiment, analysis: dict[str, Any]) -> None:
-    sequential = analysis.get("sequential") or {}
+    # A multi-arm analysis keeps where it stands in the plan under "look" (its arms each have "sequential").
+    sequential = analysis.get("sequential") or analysis.get("look") or {}
     look, planned = sequential.get("look") or 0, sequential.get("planned_looks") or 0
     where = f"planned look {look} of {planned}" if look else "interim look"
     logger.info(
@@ -554,6 +689,7 @@ def _log_look(experiment: Experiment, analysis: dict[str, Any]) -> None:
             "planned_looks": planned,
             "verdict": analysis.get("verdict"),
             "p_value": analysis.get("p_value"),
+            "winner": analysis.get("winner"),
         },
     )
 
@@ -590,14 +726,20 @@ def experiment_conclude(
     reason: str,
     now: datetime,
     user: AbstractBaseUser | None = None,
+    winner: ModelVersion | None = None,
 ) -> bool:
-    """Leave ``running`` once: True if this call did it (and the signal will be sent on commit)."""
+    """Leave ``running`` once: True if this call did it (and the signal will be sent on commit).
+
+    ``winner``: the version found best (decision ``variant_better``), kept as ``Experiment.winner``.
+    """
     fields: dict[str, Any] = {
         "status": status,
         "decision": decision,
         "decision_reason": reason,
         "ended_at": now,
     }
+    if winner is not None:
+        fields["winner"] = winner
     if user is not None and getattr(user, "is_authenticated", False):
         fields["stopped_by"] = user
     with transaction.atomic():
@@ -730,16 +872,25 @@ def experiment_decide(
     now = now or timezone.now()
     if analysis is None:
         analysis = experiment.last_analysis or experiment_analyse(experiment=experiment, now=now)
-    outcome = decision_for(experiment, analysis, now)
-    if outcome is not None:
-        decision, reason = outcome
-        experiment_conclude(
-            experiment=experiment,
-            status=Experiment.Status.CONCLUDED,
-            decision=decision,
-            reason=reason,
-            now=now,
-        )
+    if experiment.is_multi_arm:
+        outcome = arms.decision_for(experiment, analysis, now)
+    else:
+        two_arm = decision_for(experiment, analysis, now)
+        better = two_arm is not None and two_arm[0] == Experiment.Decision.VARIANT_BETTER
+        outcome = None if two_arm is None else (*two_arm, "variant" if better else None)
+    if outcome is None:
+        return experiment
+    decision, reason, winning_arm = outcome
+    # The winner's version: an A/B test's variant, or the winning arm's (one query for a further variant).
+    winner = dict(experiment.arm_versions())[winning_arm] if winning_arm else None
+    experiment_conclude(
+        experiment=experiment,
+        status=Experiment.Status.CONCLUDED,
+        decision=decision,
+        reason=reason,
+        now=now,
+        winner=winner,
+    )
     return experiment
 
 

@@ -42,6 +42,7 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
         per_page=PAGE_SIZE,
         query=request.GET,
     )
+    selectors.extra_variants_fetch(page.rows)
     context = {
         "page": page,
         "filters": form.values,

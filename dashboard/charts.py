@@ -166,8 +166,21 @@ def arm_rates_chart(arms: Sequence[dict], level: str) -> Chart:
     )  # fmt: skip
 
 
-def arm_history_rates_chart(points: Sequence[dict]) -> Chart:
-    """An A/B test's days (``day``, ``control_success_rate``, ``variant_success_rate``): each arm's rate."""
+def arm_history_rates_chart(points: Sequence[dict], arms: Sequence[str] = ()) -> Chart:
+    """An A/B test's days (``day``, ``control_success_rate``, ``variant_success_rate``): each arm's rate.
+
+    With ``arms`` (a multi-arm test, control first), each point's ``arm_rates`` in that order instead.
+    """
+    if arms:
+        colours = (GREY, *SERIES_COLOURS)
+        return Chart(
+            labels=[p["day"] for p in points],
+            series=[
+                Series(arm, [(p.get("arm_rates") or [None] * len(arms))[i] for p in points], colours[i % 5])
+                for i, arm in enumerate(arms)
+            ],
+            options={"percent": True, "beginAtZero": False},
+        )
     return Chart(
         labels=[p["day"] for p in points],
         series=[

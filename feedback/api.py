@@ -34,7 +34,7 @@ from assistants.schema import ErrorSerializer
 from assistants.serializers import JsonInputSerializer, QueryChoiceField, QuerySerializer, QueryTextField
 from assistants.throttling import publishable_origin_charge, publishable_user_charge
 from feedback import selectors, services
-from feedback.models import Feedback
+from feedback.models import Feedback, Interaction
 from feedback.serializers import (
     FeedbackOutputSerializer,
     FeedbackPromptSerializer,
@@ -88,7 +88,9 @@ class InteractionLogApi(APIView):
         experiment = serializers.IntegerField(
             required=False, allow_null=True, min_value=1, max_value=MAX_ID, help_text="From /api/v1/route."
         )
-        arm = serializers.ChoiceField(choices=["control", "variant"], required=False, allow_null=True)
+        arm = serializers.ChoiceField(
+            choices=[arm for arm in Interaction.Arm.values if arm], required=False, allow_null=True
+        )
 
         def validate(self, attrs):
             if bool(attrs.get("experiment")) != bool(attrs.get("arm")):

@@ -28,9 +28,14 @@ def is_success(*, helpful: bool | None, rating: int | None) -> bool:
 
 class Interaction(models.Model):
     class Arm(models.TextChoices):
+        # abtesting.assignment's arm names (it sits above this app): a multi-arm experiment has up to four
+        # variants. Every name fits the column's 8 characters.
         NONE = "", "—"
         CONTROL = "control"
         VARIANT = "variant"
+        VARIANT2 = "variant2"
+        VARIANT3 = "variant3"
+        VARIANT4 = "variant4"
 
     assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="interactions")
     model_version = models.ForeignKey(

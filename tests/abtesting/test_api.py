@@ -169,3 +169,51 @@ def test_a_concluded_experiment_cannot_be_stopped(alice_manage_key, experiment):
 
 def test_get_is_the_only_method_on_the_list(reader, manager):
     assert manager.post("/api/v1/experiments", {}, format="json").status_code == 405
+
+
+# ---------------------------------------------------------------- a multi-arm test
+
+
+def test_every_arm_and_the_winner_are_in_the_api(reader, three_arm_winner):
+    body = reader.get(f"/api/v1/experiments/{three_arm_winner.pk}").json()
+    assert body["winner"] == "shop-v3" and body["decision"] == "variant_better"
+    assert [(a["arm"], a["version"]) for a in body["arms"]] == [
+        ("control", "shop-v1"),
+        ("variant", "shop-v2"),
+        ("variant2", "shop-v3"),
+    ]
+    statuses = {a["arm"]: a["status"] for a in body["arms"]}
+    assert statuses["control"] == "control" and statuses["variant2"] == "better"
+    assert statuses["variant"] in ("open", "no_difference", "inconclusive")
+    assert all(a["dropped_at_look"] is None for a in body["arms"])
+    # The figures: every arm's analysis, and the seed's names for the winner (what training reads).
+    analysis = body["analysis"]
+    assert set(analysis["arms"]) == {"variant", "variant2"} and analysis["winner"] == "variant2"
+    assert analysis["arms"]["variant2"]["sequential"]["alpha_level"] == pytest.approx(0.025)
+    assert body["ab_test_results"]["arm"] == "variant2"
+    assert body["ab_test_results"]["variantSuccessRate"] == pytest.approx(0.85)
+    assert body["traffic_split"] == pytest.approx(2 / 3)
+    listed = reader.get("/api/v1/experiments").json()["results"][0]
+    assert listed["arms"] == body["arms"] and listed["winner"] == "shop-v3"
+
+
+def test_an_ab_test_has_two_arms_in_the_api(reader, experiment):
+    body = reader.get(f"/api/v1/experiments/{experiment.pk}").json()
+    assert body["arms"] == [
+        {"arm": "control", "version": "shop-v1", "status": "control", "dropped_at_look": None},
+        {"arm": "variant", "version": "shop-v2", "status": "open", "dropped_at_look": None},
+    ]
+    assert body["winner"] is None
+    Experiment.objects.filter(pk=experiment.pk).update(
+        status="concluded", decision="variant_better", winner=experiment.variant
+    )
+    body = reader.get(f"/api/v1/experiments/{experiment.pk}").json()
+    assert body["winner"] == "shop-v2" and body["arms"][1]["status"] == "better"
+
+
+def test_the_schema_documents_the_arms_and_the_winner(client, db):
+    schema = client.get("/api/schema/?format=json", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    detail = schema["components"]["schemas"]["ExperimentDetail"]["properties"]
+    assert detail["winner"]["nullable"] is True
+    arm = schema["components"]["schemas"][detail["arms"]["items"]["$ref"].rsplit("/", 1)[1]]["properties"]
+    assert set(arm) == {"arm", "version", "status", "dropped_at_look"}

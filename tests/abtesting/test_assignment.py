@@ -7,7 +7,7 @@ import sys
 
 from django.conf import settings
 
-from abtesting.assignment import CONTROL, VARIANT, assign, bucket
+from abtesting.assignment import CONTROL, VARIANT, arm_names, assign, bucket
 
 
 def test_it_keeps_a_user_in_the_same_arm():
@@ -88,3 +88,53 @@ def test_requests_without_a_user_ref_are_assigned_at_random_per_request():
     share = arms.count(VARIANT) / n
     assert abs(share - split) < 4 * math.sqrt(split * (1 - split) / n)
     assert set(arms) == {CONTROL, VARIANT}
+
+
+# ---------------------------------------------------------------- several variants
+
+
+def test_k_arms_get_equal_shares_and_keep_their_users():
+    """30k users over control and three variants (traffic_split 3/4): each arm a quarter (chi-square)."""
+    from scipy.stats import chisquare
+
+    n, k = 30_000, 3
+    arms = [assign(salt="multi", user_ref=f"u{i}", traffic_split=k / (k + 1), variants=k) for i in range(n)]
+    counts = [arms.count(arm) for arm in arm_names(k)]
+    assert sum(counts) == n and set(arms) == {"control", "variant", "variant2", "variant3"}
+    assert chisquare(counts).pvalue > 0.001, counts
+    # Sticky: the same user, asked again, is in the same arm.
+    again = [assign(salt="multi", user_ref=f"u{i}", traffic_split=0.75, variants=k) for i in range(2_000)]
+    assert again == arms[:2_000]
+
+
+def test_the_variants_split_the_variant_share_in_arm_order():
+    for i in range(3_000):
+        u = bucket(salt="s2", user_ref=f"user-{i}")
+        arm = assign(salt="s2", user_ref=f"user-{i}", traffic_split=0.8, variants=4)
+        expected = "control" if u >= 0.8 else ("variant", "variant2", "variant3", "variant4")[int(u / 0.2)]
+        assert arm == expected
+
+
+def test_one_variant_is_the_two_arm_rule_unchanged():
+    for split in (0.1, 0.3, 0.5, 0.9):
+        for i in range(2_000):
+            u = bucket(salt="s3", user_ref=f"user-{i}")
+            arm = assign(salt="s3", user_ref=f"user-{i}", traffic_split=split, variants=1)
+            assert arm == assign(salt="s3", user_ref=f"user-{i}", traffic_split=split)
+            assert arm == (VARIANT if u < split else CONTROL)
+
+
+def test_anonymous_requests_spread_over_every_arm():
+    arms = {assign(salt="a", user_ref="", traffic_split=0.75, variants=3) for _ in range(2_000)}
+    assert arms == {"control", "variant", "variant2", "variant3"}
+
+
+def test_arm_names_fit_the_interaction_column():
+    from abtesting.models import ExperimentUnit, ExperimentVariant
+    from feedback.models import Interaction
+
+    assert arm_names(4) == ("control", "variant", "variant2", "variant3", "variant4")
+    for model in (Interaction, ExperimentUnit, ExperimentVariant):
+        width = model._meta.get_field("arm").max_length
+        assert all(len(arm) <= width for arm in arm_names(4)), model
+    assert set(arm_names(4)) <= set(Interaction.Arm.values)

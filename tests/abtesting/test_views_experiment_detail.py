@@ -168,3 +168,48 @@ def test_a_stopped_experiment_reads_stopped_early_no_decision(client, bob, alice
     assert "Stopped early by alice: no decision" in body
     assert "variant_better" not in body.split('id="ab-panel"')[1].split("Daily history")[0]
     assert "Lift at least" not in body and 'id="live-panel"' not in body
+
+
+# ---------------------------------------------------------------- a multi-arm test
+
+
+def test_a_three_arm_experiment_shows_every_arm_and_the_winner(client, bob, three_arm_winner):
+    client.force_login(bob)
+    response = client.get(reverse("abtesting-experiment-detail", args=[three_arm_winner.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    # The settings: each arm's version, its share, the winner.
+    assert "<dt>Variant2</dt><dd>shop-v3</dd>" in body and "25%" not in body and "33% each" in body
+    assert '<dd id="experiment-winner">shop-v3</dd>' in body
+    # The panel: one row per arm with its version, users, rate and status; the winner named.
+    assert body.count('<tr data-arm="') == 3
+    for arm, version, rate in (("control", "shop-v1", "50.0%"), ("variant", "shop-v2", "51.7%"),
+                               ("variant2", "shop-v3", "85.0%")):  # fmt: skip
+        row = body.split(f'<tr data-arm="{arm}">', 1)[1].split("</tr>", 1)[0]
+        assert version in row and rate in row and "300" in row
+    winner_row = body.split('<tr data-arm="variant2">', 1)[1].split("</tr>", 1)[0]
+    assert "better: the winner" in winner_row and "0.0250" in winner_row  # Holm level of the first test
+    variant_row = body.split('<tr data-arm="variant">', 1)[1].split("</tr>", 1)[0]
+    # Not decided against the control (open, or at a final look no_difference / inconclusive); Holm passed
+    # variant2's alpha on to it.
+    assert "better" not in variant_row and "worse" not in variant_row and "0.0500" in variant_row
+    assert 'id="ab-winner">Winner: <strong>variant2</strong> <span class="muted">shop-v3</span>' in body
+    assert 'id="ab-verdict">variant_better' in body and "is significantly better than the control" in body
+    # The daily history has a column per arm.
+    assert "<th>Best arm</th>" in body and body.count('data-chart-url="') == 3
+
+
+def test_a_dropped_arm_reads_worse_with_its_look(client, bob, assistant, arm_versions):
+    from tests.abtesting.conftest import look, populate, start_multi_arm
+
+    experiment = start_multi_arm(
+        assistant, arm_versions, min_sample_size=50, max_duration_days=14, min_improvement=0.15
+    )
+    for arm, successes in (("control", 140), ("variant", 40), ("variant2", 142), ("variant3", 138)):
+        populate(experiment, arm, assigned=200, with_feedback=200, successes=successes)
+    look(experiment, 1.2)
+    client.force_login(bob)
+    body = client.get(reverse("abtesting-experiment-detail", args=[experiment.pk])).content.decode()
+    row = body.split('<tr data-arm="variant">', 1)[1].split("</tr>", 1)[0]
+    assert "worse (dropped at look 1)" in row and "shop-v2" in row
+    assert body.count('<tr data-arm="') >= 4 and "<dt>Variant3</dt><dd>shop-v4</dd>" in body

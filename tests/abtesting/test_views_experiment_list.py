@@ -102,3 +102,29 @@ def test_an_unknown_assistant_shows_no_experiments_even_with_a_nul_byte(client, 
     for slug in ("nobody", "shop\x00"):
         response = client.get(URL, {"assistant": slug})
         assert response.status_code == 200 and b"No experiments match these filters." in response.content
+
+
+def test_a_multi_arm_experiment_lists_every_version_and_the_winner(client, bob, three_arm_winner):
+    client.force_login(bob)
+    body = client.get(URL).content.decode()
+    assert '<td>shop-v1 → shop-v2, <strong title="winner">shop-v3</strong></td>' in body
+    assert "300 / 300 / 300" in body and "+70.0%" in body  # every arm's users; the winner's lift
+
+
+def test_multi_arm_rows_cost_one_query_for_all_their_variants(
+    client, bob, assistant, arm_versions, django_assert_max_num_queries
+):
+    from abtesting.services import experiment_start
+
+    for _ in range(5):
+        experiment = experiment_start(
+            assistant=assistant,
+            control=arm_versions[0],
+            variant=arm_versions[1],
+            extra_variants=arm_versions[2:],
+        )
+        Experiment.objects.filter(pk=experiment.pk).update(status="stopped")
+    client.force_login(bob)
+    with django_assert_max_num_queries(7):
+        body = client.get(URL).content.decode()
+    assert body.count("<td>shop-v1 → shop-v2, shop-v3, shop-v4</td>") == 5

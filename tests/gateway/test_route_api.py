@@ -117,3 +117,43 @@ def test_it_rejects_a_key_bound_to_another_assistant(other_assistant, live):
 
 def test_it_rejects_post(ingest, live):
     assert ingest.post(URL, {"assistant": "shop"}, format="json").status_code == 405
+
+
+def test_a_multi_arm_experiments_arms_are_routed_and_logged_as_route_names_them(ingest, assistant, live):
+    from abtesting.services import experiment_start
+    from feedback.models import Interaction
+
+    candidates = [model_version_create(assistant=assistant, name=f"shop-v{i}") for i in (2, 3, 4)]
+    experiment = experiment_start(
+        assistant=assistant, control=live, variant=candidates[0], extra_variants=candidates[1:]
+    )
+    names = {"control": "shop-v1", "variant": "shop-v2", "variant2": "shop-v3", "variant3": "shop-v4"}
+    bodies = [ingest.get(URL, {"assistant": "shop", "user": f"user-{i}"}).json() for i in range(80)]
+    assert {b["arm"] for b in bodies} == set(names)
+    for body in bodies:
+        assert (body["experiment"], body["model_version"]) == (experiment.pk, names[body["arm"]])
+    # The server logs the answer with the experiment and arm the route gave: every arm name is accepted.
+    for i, body in enumerate(b for b in bodies if b["arm"] in ("variant2", "variant3")):
+        response = ingest.post(
+            "/api/v1/interactions",
+            {
+                "assistant": "shop",
+                "request_id": f"r-{i}",
+                "user": "x",
+                "messages": [{"role": "user", "content": "hi"}],
+                "response": "hello",
+                "model_version": body["model_version"],
+                "experiment": body["experiment"],
+                "arm": body["arm"],
+            },
+            format="json",
+        )
+        assert response.status_code == 201, response.json()
+        assert Interaction.objects.get(request_id=f"r-{i}").arm == body["arm"]
+    bad = ingest.post(
+        "/api/v1/interactions",
+        {"assistant": "shop", "request_id": "r-x", "messages": [{"role": "user", "content": "hi"}],
+         "response": "", "experiment": experiment.pk, "arm": "variant5"},
+        format="json",
+    )  # fmt: skip
+    assert bad.status_code == 400 and "arm" in bad.json()["errors"]
