@@ -217,4 +217,3 @@ def test_cancelling_a_comparison_marks_its_unfinished_candidates(assistant, live
     }
     assert JobCandidate.objects.filter(job=job).count() == 2
     assert not JobEvent.objects.filter(job=job, candidate__isnull=False).exists()
-
