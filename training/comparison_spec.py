@@ -40,7 +40,12 @@ OPENAI_HYPERPARAMETERS: dict[str, tuple[type, float, float]] = {
 
 
 class ComparisonInvalid(ValueError):
-    """A comparison no job could run; the message says what to change."""
+    """A comparison no job could run; the message says what to change, ``field`` where ("candidates",
+    "online" or "top_k")."""
+
+    def __init__(self, message: str, *, field: str = "candidates") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -156,12 +161,19 @@ class CandidateSpec:
             "settings": dict(self.settings),
         }
 
+    def trainer(self) -> str:
+        """The trainer in words: "local", or "openai" and the model it fine-tunes."""
+        return "local" if self.backend == "local" else f"openai {self.base_model}"
+
+    def settings_text(self) -> str:
+        """The settings in words ("threshold tuned on validation, word features", "n_epochs 2")."""
+        if self.backend == "local":
+            return LocalSettings.from_dict(self.settings).describe()
+        return ", ".join(f"{k} {v:g}" for k, v in self.settings.items()) or "hyperparameters auto"
+
     def describe(self) -> str:
         """The trainer and its settings, as the job page and the timeline name them."""
-        if self.backend == "local":
-            return f"local: {LocalSettings.from_dict(self.settings).describe()}"
-        hyper = ", ".join(f"{k} {v:g}" for k, v in self.settings.items()) or "hyperparameters auto"
-        return f"openai {self.base_model}: {hyper}"
+        return f"{self.trainer()}: {self.settings_text()}"
 
 
 @dataclass(frozen=True)
@@ -254,14 +266,17 @@ def comparison_clean(
                 )
         seen[spec.label.casefold()] = spec
     if online not in (ONLINE_BEST_AB, ONLINE_MULTI_ARM):
-        raise ComparisonInvalid(f"online must be {ONLINE_BEST_AB} or {ONLINE_MULTI_ARM}, not {online!r}.")
+        raise ComparisonInvalid(
+            f"online must be {ONLINE_BEST_AB} or {ONLINE_MULTI_ARM}, not {online!r}.", field="online"
+        )
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not MIN_TOP_K <= top_k <= MAX_TOP_K:
         raise ComparisonInvalid(
-            f"top_k must be a whole number from {MIN_TOP_K} to {MAX_TOP_K}, not {top_k!r}."
+            f"top_k must be a whole number from {MIN_TOP_K} to {MAX_TOP_K}, not {top_k!r}.", field="top_k"
         )
     if online == ONLINE_MULTI_ARM and top_k > len(specs):
         raise ComparisonInvalid(
             f"top_k ({top_k}) cannot exceed the number of candidates ({len(specs)}) in a multi-arm "
-            "experiment."
+            "experiment.",
+            field="top_k",
         )
     return ComparisonSpec(candidates=specs, online=online, top_k=top_k)

@@ -393,8 +393,7 @@ class RetrainPolicy(models.Model):
                 default_base_model=self.base_model,
             )
         except ComparisonInvalid as exc:
-            field = "compare_top_k" if str(exc).startswith("top_k") else "compare_candidates"
-            return {field: str(exc)}
+            return {f"compare_{exc.field}": str(exc)}
         self.compare_candidates = [c.as_dict() for c in spec.candidates]
         return {}
 

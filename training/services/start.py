@@ -129,8 +129,9 @@ def _comparison(
         if trigger != TrainingJob.Trigger.MANUAL:
             return policy.comparison()
     except ComparisonInvalid as exc:
-        where = "" if comparison is not None else "The retrain policy's comparison is invalid: "
-        raise ValueError(f"{where}{exc}") from None
+        if comparison is not None:
+            raise  # the caller's own: it says which field
+        raise ValueError(f"The retrain policy's comparison is invalid: {exc}") from None
     return None
 
 
