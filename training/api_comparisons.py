@@ -144,8 +144,8 @@ class ComparisonCreateApi(APIView):
 
     class InputSerializer(JsonInputSerializer):
         assistant = serializers.SlugField(required=False, help_text="Optional when the key is bound to one.")
-        candidates = CandidateInputSerializer(
-            many=True,
+        candidates = serializers.ListField(
+            child=CandidateInputSerializer(),
             min_length=MIN_CANDIDATES,
             max_length=MAX_CANDIDATES,
             help_text=f"{MIN_CANDIDATES} to {MAX_CANDIDATES} trainers with their settings.",
