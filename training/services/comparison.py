@@ -232,7 +232,8 @@ def candidates_evaluate(*, job: TrainingJob, settings: EvaluationSettings) -> Co
             job,
             candidate,
             rank=entry.rank,
-            evaluation={**entry.as_dict(), "summary": summary, "notes": report.notes},
+            # The whole report (no per-prompt rows): the job's evaluation if the experiment picks this one.
+            evaluation={**entry.as_dict(), "summary": summary, "report": report.as_dict()},
             metrics={**(candidate.metrics or {}), **summary},
         )
     chosen = _chosen(candidates, ranking, by_key)
@@ -338,7 +339,16 @@ def winner_adopt(job: TrainingJob, experiment: Any) -> bool:
         f"offline best {previous.name if previous else '–'}"
     )
     chosen.update({"candidate": candidate.pk if candidate else None, "label": label, "why": why})
-    if not job_save(job, new_model_version=winner, options={**job.options, "chosen": chosen}):
+    values: dict[str, Any] = {"new_model_version": winner, "options": {**job.options, "chosen": chosen}}
+    report = ((candidate.evaluation or {}).get("report") if candidate else None) or {}
+    if report:
+        # The job's evaluation and metrics become the winner's; the per-prompt rows stay those of the
+        # offline best (``prompts_of`` says so on the page).
+        kept = {k: (job.evaluation or {}).get(k) for k in ("comparison", "calibration", "judge_usage")}
+        prompts_of = (job.evaluation or {}).get("prompts_of") or (previous.name if previous else "")
+        values["evaluation"] = {**report, **kept, "prompts_of": prompts_of}
+        values["metrics"] = {**(candidate.metrics or {}), "progress": 1.0}
+    if not job_save(job, **values):
         return False
     job_record_event(
         job=job,

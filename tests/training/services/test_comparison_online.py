@@ -137,6 +137,10 @@ def test_multi_arm_puts_the_top_k_in_one_experiment_and_its_winner_is_deployed(
     assert f"candidate {second.label}" in switch.message and first.model_version.name in switch.message
     why = job.options["chosen"]["why"]
     assert f"experiment {experiment.pk} declared {second.model_version.name} the winner" in why
+    # The job's evaluation is now the winner's; the per-prompt rows say whose answers they are.
+    assert job.evaluation["candidate"]["version"] == second.model_version.name
+    assert job.evaluation["prompts_of"] == first.model_version.name
+    assert job.evaluation["comparison"]["best"] == first.label
 
     services.job_approve(job=job, user=alice)
 
