@@ -16,7 +16,8 @@ from abtesting.models import Experiment
 from abtesting.signals import experiment_concluded
 from assistants.models import Deployment
 from dashboard.management.commands.simulate import simulate
-from training import services
+from training import selectors, services
+from training.api_comparisons import ComparisonSerializer
 from training.models import JobEvent, TrainingJob
 from training.services import policy_ensure, policy_update
 
@@ -141,6 +142,8 @@ def test_multi_arm_puts_the_top_k_in_one_experiment_and_its_winner_is_deployed(
     assert job.evaluation["candidate"]["version"] == second.model_version.name
     assert job.evaluation["prompts_of"] == first.model_version.name
     assert job.evaluation["comparison"]["best"] == first.label
+    shown = ComparisonSerializer(selectors.comparison_get(job_id=job.pk)).data  # GET /api/v1/comparisons/{id}
+    assert (shown["experiment"], shown["experiment_winner"]) == (experiment.pk, second.model_version.name)
 
     services.job_approve(job=job, user=alice)
 
