@@ -18,7 +18,7 @@ from training.comparison_spec import (
     MAX_TOP_K,
     MIN_TOP_K,
     ONLINE_BEST_AB,
-    ONLINE_CHOICES,
+    ONLINE_MULTI_ARM,
     ComparisonInvalid,
     ComparisonSpec,
     comparison_clean,
@@ -104,7 +104,11 @@ class ComparisonForm(forms.Form):
     the online test and k. Prefilled with the policy's comparison candidates (or ``DEFAULT_CANDIDATES``);
     checked by ``training.comparison_spec``, as the API and the policy are."""
 
-    online = forms.ChoiceField(choices=ONLINE_CHOICES, initial=ONLINE_BEST_AB, label="Online test")
+    online = forms.ChoiceField(
+        choices=[(ONLINE_BEST_AB, "A/B test of the best"), (ONLINE_MULTI_ARM, "multi-arm test of the top k")],
+        initial=ONLINE_BEST_AB,
+        label="Online test",
+    )
     top_k = forms.IntegerField(min_value=MIN_TOP_K, max_value=MAX_TOP_K, initial=MIN_TOP_K, label="Top k")
 
     def __init__(self, *args: Any, policy: RetrainPolicy | None = None, **kwargs: Any) -> None:

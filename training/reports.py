@@ -134,6 +134,8 @@ _CI_OF = {"accuracy": "accuracy_ci", "mean_quality": "quality_ci"}
 _REPORT_KEYS = (
     "candidate", "live", "baseline", "grader", "improvement_ci", "accuracy_difference_ci", "win_rate_ci",
     "notes", "bootstrap", "judge_usage", "calibration", "stopped_reason", "worse_reason",
+    # A comparison's ranking and whose answers the prompts are: its own section shows them.
+    "comparison", "prompts_of",
 )  # fmt: skip
 
 
@@ -164,7 +166,7 @@ def evaluation_report(evaluation: dict) -> dict[str, Any] | None:
         "calibration_rows": calibration_rows(calibration),
     }
     if candidate is None:
-        return {"rows": [], "other": scalar_rows(evaluation), **report}
+        return {"rows": [], "other": scalar_rows(evaluation, skip=("comparison", "prompts_of")), **report}
     names = [k for k, v in candidate.items() if isinstance(v, int | float | str | None)]
     names += [
         k for k, v in (live or {}).items() if k not in names and isinstance(v, int | float | str | None)
