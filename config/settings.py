@@ -368,6 +368,9 @@ OPENAI_TIMEOUT = env_int("OPENAI_TIMEOUT", 30)
 # Training jobs may run this long inside a worker; django-q2's task timeout must exceed the longest
 # policy training_timeout, and retry must exceed timeout (django-q2 requirement).
 TRAINING_TASK_TIMEOUT = env_int("TRAINING_TASK_TIMEOUT", 3 * 3600)
+# Fine-tuning jobs running at once on one provider (OPENAI_BASE_URL): a comparison's candidates and single
+# jobs together; the rest wait for a slot (training/trainers/slots.py).
+TRAINING_PROVIDER_CONCURRENCY = env_int("TRAINING_PROVIDER_CONCURRENCY", 2)
 
 # Retrain conditions written in Python, for what the admin's custom conditions cannot express: dotted
 # paths of callables hook(assistant, policy, stats) -> list of reasons; any reason starts a retrain

@@ -118,6 +118,9 @@ is true, then ``data: [DONE]``. The connection closes after the stream. Knobs:
   mid-answer does.
 * ``stream_chunk_seconds = 0.05`` -- pause between chunks: a slow provider, for load tests.
 
+``max_active_jobs`` is the most fine-tuning jobs that were unfinished (validating, queued or running) at
+the same time: a test of a client's concurrency limit reads it.
+
 Every request is appended to ``requests`` as ``(method, path, payload)`` where
 payload is the JSON body, the multipart form (file given by its filename), the
 query parameters of a GET, or None.
@@ -333,6 +336,7 @@ class FakeOpenAIServer:
         self.requests: list[tuple[str, str, Any]] = []
         self.files: dict[str, StoredFile] = {}
         self.jobs: dict[str, Job] = {}
+        self.max_active_jobs = 0  # the most unfinished fine-tuning jobs at one time
         self.expired = False  # True when the wall-clock limit stopped the server
 
         self._lock = threading.RLock()  # handlers run on many threads
@@ -702,6 +706,8 @@ class FakeOpenAIServer:
             steps_per_epoch=steps_per_epoch,
         )
         self.jobs[job_id] = job
+        active = sum(j.obj["status"] not in TERMINAL_STATUSES for j in self.jobs.values())
+        self.max_active_jobs = max(self.max_active_jobs, active)
         self._event(job, f"Created fine-tuning job: {job_id}")
         self._event(
             job,

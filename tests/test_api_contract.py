@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from abtesting.services import experiment_start
 from assistants.models import ApiKey
 from assistants.services import api_key_create, model_version_create
+from training.comparison_spec import ComparisonInvalid, comparison_clean
 
 from .training.conftest import give_feedback, make_job, train_local
 
@@ -57,10 +58,17 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", APP, config=Schemathesis
 def breaks_a_rule_openapi_cannot_state(case) -> bool:
     """Documented rules OpenAPI 3.0 cannot state; the API answers such requests 400, rightly.
 
-    A chat request has at least one message with role 'user' ("contains" is JSON Schema 2019-09), and
-    dataset options' ``since`` is before ``until`` (JSON Schema cannot compare two values).
+    A chat request has at least one message with role 'user' ("contains" is JSON Schema 2019-09),
+    dataset options' ``since`` is before ``until`` (JSON Schema cannot compare two values), and a
+    comparison's candidates follow ``training.comparison_spec`` (distinct labels and trainers, settings
+    that the candidate's trainer has, top_k within the candidates).
     """
     body = case.body if isinstance(case.body, dict) else {}
+    if case.operation.path == "/api/v1/comparisons":
+        try:
+            comparison_clean(body.get("candidates"), body.get("online", "best_ab"), body.get("top_k", 2))
+        except ComparisonInvalid:
+            return True
     if case.operation.path == "/v1/chat/completions":
         messages = body.get("messages")
         if isinstance(messages, list) and messages and all(isinstance(m, dict) for m in messages):

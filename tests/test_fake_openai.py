@@ -318,3 +318,19 @@ def test_server_stops_itself_after_time_limit() -> None:
     with pytest.raises(OSError):
         urllib.request.urlopen(url + "/v1/files", timeout=1)
     server.stop()  # idempotent
+
+
+def test_it_records_the_most_fine_tuning_jobs_unfinished_at_once(
+    server: FakeOpenAIServer, client: openai.OpenAI
+) -> None:
+    training = _upload(client)
+    first = client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=training.id)
+    _poll_until_done(client, first.id)
+    assert server.max_active_jobs == 1
+
+    second = client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=training.id)
+    client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=training.id)
+    assert server.max_active_jobs == 2  # the first had finished before these two started
+    _poll_until_done(client, second.id)
+    client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=training.id)
+    assert server.max_active_jobs == 2

@@ -22,7 +22,7 @@ from abtesting.services import experiment_start
 from assistants.models import ApiKey
 from assistants.services import api_key_create, api_key_revoke, assistant_create
 from feedback.tokens import feedback_token
-from training.models import TrainingJob
+from training.models import JobCandidate, TrainingJob
 
 from .conftest import client_for
 from .training.conftest import give_feedback, make_dataset, make_job, train_local
@@ -108,6 +108,9 @@ MATRIX: dict[str, dict[str, int]] = {
     "POST api/v1/jobs/<int:job_id>/approve": MANAGE_OBJECT,
     "POST api/v1/jobs/<int:job_id>/reject": MANAGE_OBJECT,
     "POST api/v1/jobs/<int:job_id>/cancel": MANAGE_OBJECT,
+    # As for POST api/v1/jobs: the shop's job is in flight.
+    "POST api/v1/comparisons": api(ingest=403, read=403, manage=409, other=403, publishable=403),
+    "GET api/v1/comparisons/<int:job_id>": READ_OBJECT,
     "GET api/v1/health": READ,
     "GET api/v1/assistants/<slug:slug>/should-retrain": READ,
     "GET api/v1/assistants/<slug:slug>/training-report": READ,
@@ -132,6 +135,7 @@ MATRIX: dict[str, dict[str, int]] = {
     "GET assistants/<slug:slug>/": VIEW_PAGE,
     # A job is already active: the page comes back saying so.
     "POST assistants/<slug:slug>/train/": REVIEWER_ACTION,
+    "POST assistants/<slug:slug>/compare/": REVIEWER_ACTION,
     "GET assistants/<slug:slug>/track-record/": VIEW_PAGE,
     "GET track-record/": VIEW_PAGE,
     "GET jobs/": VIEW_PAGE,
@@ -191,7 +195,17 @@ def world(db):
     live = train_local(shop, ["Where is my order?"], ["Open Orders and click Track."], live=True)
     feedback = give_feedback(shop, 3, rating=4)
     candidate = train_local(shop, ["How do I pay?"], ["By card."])
-    job = make_job(shop, TrainingJob.Status.AWAITING_APPROVAL, new_model_version=candidate, base_version=live)
+    # A comparison (the comparisons API reads it), otherwise the job any job URL acts on.
+    job = make_job(
+        shop,
+        TrainingJob.Status.AWAITING_APPROVAL,
+        new_model_version=candidate,
+        base_version=live,
+        options={"comparison": {"online": "best_ab", "top_k": 2}},
+    )
+    JobCandidate.objects.create(
+        job=job, position=1, label="A", backend="local", status="succeeded", model_version=candidate, rank=1
+    )
     experiment = experiment_start(
         assistant=shop,
         control=live,
@@ -267,6 +281,19 @@ def _body(route: str, world: dict) -> dict:
         "api/v1/experiments/<int:experiment_id>/stop": {"reason": "matrix"},
         "api/v1/datasets": {"assistant": "shop"},
         "api/v1/jobs": {"assistant": "shop"},
+        "api/v1/comparisons": {
+            "assistant": "shop",
+            "candidates": [{"label": "A"}, {"label": "B", "settings": {"features": "word"}}],
+        },
+        "assistants/<slug:slug>/compare/": {
+            "candidate_1_label": "A",
+            "candidate_1_backend": "local",
+            "candidate_2_label": "B",
+            "candidate_2_backend": "local",
+            "candidate_2_settings": '{"features": "word"}',
+            "online": "best_ab",
+            "top_k": "2",
+        },
         "api/v1/jobs/<int:job_id>/reject": {"reason": "matrix"},
         "api/v1/assistants/<slug:slug>/rollback": {"from_version": world["live"].name},
         "v1/chat/completions": {

@@ -16,6 +16,7 @@ from training.conditions import ConditionResult, figures
 from training.erasure import ERASE_PERM, customer_erase
 from training.models import (
     EvaluationPrompt,
+    JobCandidate,
     JobEvent,
     RetrainCondition,
     RetrainPolicy,
@@ -78,6 +79,15 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
             },
         ),
         ("Schedule", {"fields": ("schedule", "schedule_time")}),
+        (
+            "Comparison",
+            {
+                "description": "Optional: every job the retrain check starts trains these candidates on one "
+                "dataset, ranks them on the same validation prompts and keeps the best (the dashboard's "
+                "Train and compare starts one by hand). Leave the candidates empty for single jobs.",
+                "fields": ("compare_candidates", "compare_online", "compare_top_k"),
+            },
+        ),
         (
             "Training",
             {
@@ -282,15 +292,41 @@ class JobEventInline(admin.TabularInline):
         return False
 
 
+class JobCandidateInline(admin.TabularInline):
+    """A comparison's candidates (read-only, like the job)."""
+
+    model = JobCandidate
+    extra = 0
+    can_delete = False
+    fields = (
+        "position",
+        "label",
+        "backend",
+        "base_model",
+        "settings",
+        "status",
+        "model_version",
+        "rank",
+        "error",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(TrainingJob)
 class TrainingJobAdmin(ReadOnlyAdmin):
     """Read-only: jobs change only through the state machine (dashboard, API, workers)."""
 
     list_display = ("id", "assistant", "trigger", "status", "new_model_version", "created_at", "finished_at")
     list_filter = ("assistant", "status", "trigger", "backend")
-    search_fields = ("error", "provider_job_id")
+    search_fields = ("error", "provider_job_id", "candidates__provider_job_id")
     date_hierarchy = "created_at"
-    inlines = (JobEventInline,)
+    inlines = (JobCandidateInline, JobEventInline)
 
 
 @admin.register(TrainingDataset)

@@ -24,7 +24,7 @@ from django.utils import timezone
 from assistants.models import Assistant, ModelVersion
 from feedback.erasure import BATCH_SIZE, interactions_delete_in_batches, user_ref_digest
 from feedback.models import ErasureRecord, Interaction
-from training.models import DatasetExample, TrainingDataset, TrainingJob
+from training.models import DatasetExample, JobCandidate, TrainingDataset, TrainingJob
 
 logger = logging.getLogger(__name__)
 
@@ -150,14 +150,21 @@ def customer_erase(
 
 
 def model_versions_trained_on(dataset_ids: Iterable[int]) -> list[dict[str, Any]]:
-    """Versions a job trained on these datasets, and every version trained on top of one of them (the
-    local trainer fits on top of its base, so a descendant still holds the examples)."""
+    """Versions a job (or a comparison's candidate) trained on these datasets, and every version trained
+    on top of one of them (the local trainer fits on top of its base, so a descendant still holds the
+    examples)."""
     dataset_ids = list(dataset_ids)
     if not dataset_ids:
         return []
     found = set(
         TrainingJob.objects.filter(dataset_id__in=dataset_ids, new_model_version__isnull=False).values_list(
             "new_model_version_id", flat=True
+        )
+    )
+    # A comparison trained every candidate on the job's dataset, not only the one it kept.
+    found |= set(
+        JobCandidate.objects.filter(job__dataset_id__in=dataset_ids, model_version__isnull=False).values_list(
+            "model_version_id", flat=True
         )
     )
     frontier = set(found)

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config import logging as log_context
-from training.models import JobEvent, TrainingJob
+from training.models import JobCandidate, JobEvent, TrainingJob
 
 
 def job_record_event(
@@ -24,13 +24,15 @@ def job_record_event(
     user: AbstractBaseUser | None = None,
     from_status: str = "",
     to_status: str = "",
+    candidate: JobCandidate | None = None,
 ) -> JobEvent | None:
     """Add one entry to the job's timeline. Returns None when ``provider_event_id`` was recorded before.
 
     Trainers call this for provider events; replaying a provider's event list is safe because the
     (job, provider_event_id) pair is unique in the database. The entry's data names the request that led
     to it (``request_id``), when there was one: the API call or page that started, approved or cancelled
-    the job, carried into the worker's task (``config.queue``).
+    the job, carried into the worker's task (``config.queue``). ``candidate``: the comparison's candidate
+    the entry is about.
     """
     data = dict(data or {})
     request_id = log_context.request_id()
@@ -38,6 +40,7 @@ def job_record_event(
         data.setdefault("request_id", request_id)
     event = JobEvent(
         job_id=job.pk,
+        candidate=candidate,
         kind=kind,
         message=message,
         data=data,

@@ -1,8 +1,8 @@
 """Retrain policies, training datasets (with provenance), training jobs and their timelines.
 
 Over 400 lines because ``RetrainPolicy`` carries the seed's full settings (thresholds, schedule, A/B,
-rollout, data filters, evaluation, redaction), each field with its validator and help text, and its
-``clean`` checks them together; splitting one model's fields across modules would hide them.
+rollout, data filters, evaluation, redaction, comparisons), each field with its validator and help text,
+and its ``clean`` checks them together; splitting one model's fields across modules would hide them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,14 @@ from django.utils import timezone
 from abtesting.models import MAX_PLANNED_LOOKS
 from assistants.models import Assistant, ModelVersion
 from feedback.models import CATEGORY_FIELDS, Feedback
+from training.comparison_spec import (
+    MAX_TOP_K,
+    MIN_TOP_K,
+    ONLINE_BEST_AB,
+    ONLINE_CHOICES,
+    ComparisonInvalid,
+    comparison_clean,
+)
 from training.dataset_options import DatasetOptions
 
 UNIT = [MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -106,6 +114,34 @@ class RetrainPolicy(models.Model):
     )
     require_approval = models.BooleanField(
         default=True, help_text="A reviewer must approve before deployment."
+    )
+    # Comparisons (training/comparison_spec.py): every job the retrain check starts trains these candidates.
+    compare_candidates = models.JSONField(
+        default=list,
+        blank=True,
+        verbose_name="comparison candidates",
+        help_text="Empty: each triggered job trains one version (backend and base model above). Otherwise "
+        "every job the retrain check starts is a comparison of these 2–6 candidates on one dataset, and "
+        'the best is kept. A JSON list such as [{"label": "A", "backend": "local", "settings": {}}, '
+        '{"label": "B", "backend": "local", "settings": {"threshold": "coverage", "target_coverage": '
+        '0.9}}, {"label": "C", "backend": "openai", "base_model": "gpt-4o-mini-2024-07-18", "settings": '
+        '{"n_epochs": 2}}]. Local settings: threshold tuned | coverage (with target_coverage) | fixed '
+        "(with threshold_value), features word+char | word | char. OpenAI settings: n_epochs, "
+        "batch_size, learning_rate_multiplier.",
+    )
+    compare_online = models.CharField(
+        max_length=10,
+        choices=ONLINE_CHOICES,
+        default=ONLINE_BEST_AB,
+        verbose_name="comparison online test",
+        help_text="After the offline ranking: A/B test the best candidate, or test the top k in one "
+        "multi-arm experiment (control and k variants).",
+    )
+    compare_top_k = models.PositiveSmallIntegerField(
+        default=MIN_TOP_K,
+        validators=[MinValueValidator(MIN_TOP_K), MaxValueValidator(MAX_TOP_K)],
+        verbose_name="comparison top k",
+        help_text=f"Candidates in the multi-arm experiment ({MIN_TOP_K}–{MAX_TOP_K}).",
     )
     auto_deploy_threshold = models.FloatField(
         default=0.15,
@@ -341,8 +377,36 @@ class RetrainPolicy(models.Model):
             )
         if self.training_timeout < 60:
             errors["training_timeout"] = "Allow at least 60 seconds."
+        errors.update(self._comparison_errors())
         if errors:
             raise ValidationError(errors)
+
+    def _comparison_errors(self) -> dict[str, str]:
+        if not self.compare_candidates:
+            self.compare_candidates = []  # the admin's empty box is None
+            return {}
+        try:
+            spec = comparison_clean(
+                self.compare_candidates,
+                self.compare_online,
+                self.compare_top_k,
+                default_base_model=self.base_model,
+            )
+        except ComparisonInvalid as exc:
+            return {f"compare_{exc.field}": str(exc)}
+        self.compare_candidates = [c.as_dict() for c in spec.candidates]
+        return {}
+
+    def comparison(self):
+        """The comparison every triggered job runs (a ``ComparisonSpec``), or None for single jobs."""
+        if not self.compare_candidates:
+            return None
+        return comparison_clean(
+            self.compare_candidates,
+            self.compare_online,
+            self.compare_top_k,
+            default_base_model=self.base_model,
+        )
 
     def _data_filter_errors(self) -> dict[str, list[str]]:
         """The pipeline's own rules for its filters (one definition): a policy no build could honour is
@@ -675,6 +739,76 @@ class TrainingJob(models.Model):
         return self.status in self.TERMINAL
 
 
+class JobCandidate(models.Model):
+    """One candidate of a comparison job: a trainer with its settings, trained on the job's dataset.
+
+    The job trains every candidate, evaluates the succeeded ones against the live version on the same
+    validation prompts, and ranks them; the job's ``new_model_version`` is the chosen candidate's version.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        TRAINING = "training"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    TERMINAL = (Status.SUCCEEDED, Status.FAILED)
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="candidates")
+    position = models.PositiveSmallIntegerField()
+    label = models.CharField(max_length=40)
+    backend = models.CharField(max_length=16, choices=ModelVersion.Backend.choices)
+    base_model = models.CharField(max_length=200, blank=True)
+    settings = models.JSONField(
+        default=dict, blank=True, help_text="OpenAI hyperparameters, or the local trainer's settings."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    provider_job_id = models.CharField(max_length=200, blank=True)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="job_candidates"
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    evaluation = models.JSONField(
+        default=dict, blank=True, help_text="The offline evaluation's summary and the ranking's figures."
+    )
+    rank = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    # The trainer's bookkeeping that must survive restarts (the provider slot it holds, retry counts).
+    trainer_state = models.JSONField(default=dict, blank=True)
+    # When the training stage should next poll this candidate's provider job (each has its own backoff).
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("job", "position")
+        constraints = [
+            models.UniqueConstraint(fields=("job", "position"), name="jobcandidate_unique_position"),
+            models.UniqueConstraint(fields=("job", "label"), name="jobcandidate_unique_label"),
+        ]
+
+    def __str__(self) -> str:
+        return f"candidate {self.label} of job {self.job_id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+
+class ProviderSlot(models.Model):
+    """One row per provider (``OPENAI_BASE_URL``), locked while a job or candidate takes one of its
+    concurrent fine-tuning slots (``TRAINING_PROVIDER_CONCURRENCY``), so two workers counting the
+    running provider jobs at once cannot both take the last slot."""
+
+    base_url = models.CharField(max_length=500, unique=True)
+    taken_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.base_url or "api.openai.com"
+
+
 class JobEvent(models.Model):
     """A job's timeline: every transition, provider event and human decision."""
 
@@ -686,6 +820,10 @@ class JobEvent(models.Model):
         DECISION = "decision"
 
     job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="events")
+    # A comparison's candidate the entry is about (its provider events, its notes); empty: the job.
+    candidate = models.ForeignKey(
+        JobCandidate, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
     kind = models.CharField(max_length=12, choices=Kind.choices)
     from_status = models.CharField(max_length=20, blank=True)
     to_status = models.CharField(max_length=20, blank=True)

@@ -1,5 +1,5 @@
-"""How a job's page shows the job: its progress bar, and its JSON reports (dataset stats, training
-metrics, the evaluation) as table rows.
+"""How a job's page shows the job: its progress bar, its JSON reports (dataset stats, training metrics,
+the evaluation) as table rows, and a comparison's candidates as a table.
 """
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from training.comparison_spec import CandidateSpec
 from training.evaluation.calibration import calibration_rows
-from training.models import TrainingJob
+from training.models import JobCandidate, TrainingJob
 
 S = TrainingJob.Status
 
@@ -133,6 +134,8 @@ _CI_OF = {"accuracy": "accuracy_ci", "mean_quality": "quality_ci"}
 _REPORT_KEYS = (
     "candidate", "live", "baseline", "grader", "improvement_ci", "accuracy_difference_ci", "win_rate_ci",
     "notes", "bootstrap", "judge_usage", "calibration", "stopped_reason", "worse_reason",
+    # A comparison's ranking and whose answers the prompts are: its own section shows them.
+    "comparison", "prompts_of",
 )  # fmt: skip
 
 
@@ -163,7 +166,7 @@ def evaluation_report(evaluation: dict) -> dict[str, Any] | None:
         "calibration_rows": calibration_rows(calibration),
     }
     if candidate is None:
-        return {"rows": [], "other": scalar_rows(evaluation), **report}
+        return {"rows": [], "other": scalar_rows(evaluation, skip=("comparison", "prompts_of")), **report}
     names = [k for k, v in candidate.items() if isinstance(v, int | float | str | None)]
     names += [
         k for k, v in (live or {}).items() if k not in names and isinstance(v, int | float | str | None)
@@ -185,3 +188,49 @@ def evaluation_report(evaluation: dict) -> dict[str, Any] | None:
             }
         )
     return {"rows": rows, "other": scalar_rows(evaluation, skip=_REPORT_KEYS), **report}
+
+
+def comparison_rows(job: TrainingJob, candidates: list[JobCandidate]) -> dict[str, Any] | None:
+    """A comparison's table (None for a single job): each candidate's trainer and settings in words, its
+    status, score with its 95 % interval, rank and error; the ranking's verdict; the online test; why the
+    job's version was chosen."""
+    if not candidates:
+        return None
+    options = (job.options or {}).get("comparison") or {}
+    ranking = (job.evaluation or {}).get("comparison") or {}
+    rows = []
+    for candidate in candidates:
+        spec = CandidateSpec(
+            candidate.label, candidate.backend, candidate.base_model, candidate.settings or {}
+        )
+        try:
+            settings = spec.settings_text()
+        except ValueError:  # settings written by hand in the database
+            settings = json.dumps(candidate.settings)
+        evaluated = candidate.evaluation or {}
+        ci = evaluated.get("score_ci") or []
+        rows.append(
+            {
+                "label": candidate.label,
+                "trainer": spec.trainer(),
+                "settings": settings,
+                "status": candidate.status,
+                "version": candidate.model_version.name if candidate.model_version else None,
+                "score": evaluated.get("score"),
+                "ci": ci if len(ci) == 2 else None,
+                "rank": candidate.rank,
+                "error": candidate.error or evaluated.get("excluded") or "",
+                "chosen": candidate.model_version_id is not None
+                and candidate.model_version_id == job.new_model_version_id,
+            }
+        )
+    difference = ranking.get("difference") or []
+    return {
+        "rows": rows,
+        "online": options.get("online") or "best_ab",
+        "top_k": options.get("top_k"),
+        "ranking": ranking,
+        "difference": difference if len(difference) == 3 and difference[1] is not None else None,
+        "distinguishable": ranking.get("distinguishable"),
+        "chosen": ((job.options or {}).get("chosen") or {}).get("why") or "",
+    }

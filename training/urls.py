@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.home, name="dashboard-home"),
     path("assistants/<slug:slug>/", views.overview, name="training-overview"),
     path("assistants/<slug:slug>/train/", views.train_now, name="training-train-now"),
+    path("assistants/<slug:slug>/compare/", views.compare, name="training-compare"),
     path("assistants/<slug:slug>/track-record/", views.track_record, name="training-track-record"),
     path("track-record/", views.track_record_all, name="training-track-record-all"),
     path("jobs/", views.job_list, name="training-job-list"),

@@ -30,11 +30,18 @@ from dashboard.http import bad_request, refused_status, wants_partial
 from dashboard.pagination import paginate
 from dashboard.permissions import page_permission_required
 from training import selectors, services
-from training.forms import DatasetSplitForm, EvalPromptsForm, JobFilterForm, TrackRecordForm
+from training.forms import ComparisonForm, DatasetSplitForm, EvalPromptsForm, JobFilterForm, TrackRecordForm
 from training.models import RetrainPolicy, TrainingJob
 from training.pipeline.erasure import dataset_ready
 from training.policy import should_retrain_metrics
-from training.reports import SETTLED, evaluation_report, job_progress_info, labelled_rows, scalar_rows
+from training.reports import (
+    SETTLED,
+    comparison_rows,
+    evaluation_report,
+    job_progress_info,
+    labelled_rows,
+    scalar_rows,
+)
 from training.selectors import track_record as record_selectors
 
 VIEW_PERM = "training.view_trainingjob"
@@ -81,6 +88,12 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @page_permission_required(VIEW_PERM)
 def overview(request: HttpRequest, slug: str) -> HttpResponse:
+    return render(request, "training/overview.html", _overview_context(request, slug))
+
+
+def _overview_context(
+    request: HttpRequest, slug: str, *, compare_form: ComparisonForm | None = None
+) -> dict[str, Any]:
     assistants = selectors.assistants_with_awaiting()
     assistant = next((a for a in assistants if a.slug == slug), None)
     if assistant is None:
@@ -108,9 +121,10 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
         "job": active,
         "progress": job_progress_info(active) if active else None,
         "recent_jobs": list(selectors.job_list(assistant=assistant)[:5]),
+        "compare_form": compare_form or ComparisonForm(policy=decision["policy"]),
         **_perms(request),
     }
-    return render(request, "training/overview.html", context)
+    return context
 
 
 def _retrain_decision(
@@ -183,6 +197,40 @@ def train_now(request: HttpRequest, slug: str) -> HttpResponse:
     if request.htmx:
         return HttpResponseClientRedirect(target)
     return redirect(target)
+
+
+@require_POST
+@page_permission_required(TRIGGER_PERM)
+def compare(request: HttpRequest, slug: str) -> HttpResponse:
+    """ "Train and compare": a comparison of the form's candidates (training.services.comparison)."""
+    assistant = assistant_get(slug=slug)
+    if assistant is None:
+        raise Http404(f"No assistant '{slug}'.")
+    form = ComparisonForm(request.POST, policy=selectors.policy_get(assistant=assistant))
+    if form.is_valid():
+        try:
+            job = services.trigger_training(
+                assistant=assistant, trigger=TrainingJob.Trigger.MANUAL, user=request.user,
+                comparison=form.spec,
+                reasons=[f"Comparison started from the dashboard by {request.user.get_username()}."],
+            )  # fmt: skip
+        except services.JobActive as exc:
+            messages.error(request, str(exc))
+            where = ("training-job-detail", exc.job.pk) if exc.job else ("training-overview", slug)
+            target = reverse(where[0], args=[where[1]])
+            return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
+        except ValueError as exc:  # e.g. a dataset option the policy refuses
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Comparison job {job.pk} started.")
+            target = reverse("training-job-detail", args=[job.pk])
+            return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
+    # The form again with what to fix, in place (htmx) or on the page.
+    if request.htmx:
+        context = {"assistant": assistant, "compare_form": form}
+        return render(request, "training/snippets/compare_form.html", context, status=422)
+    context = _overview_context(request, slug, compare_form=form)
+    return render(request, "training/overview.html", context, status=422)
 
 
 # -- the training track record --------------------------------------------------------------------------
@@ -298,6 +346,7 @@ def _job_context(
         # The loss chart's numbers; the chart itself is fetched by the page (training.api_charts).
         "loss_table": chart_table(loss_chart(metrics.get("loss_curve"))),
         "evaluation": evaluation_report(job.evaluation or {}),
+        "comparison": comparison_rows(job, selectors.job_candidates(job=job)),
         **prompts,
         "can_decide": job.status == S.AWAITING_APPROVAL,
         "can_cancel": job.status in services.CANCELLABLE,

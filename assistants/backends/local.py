@@ -25,6 +25,10 @@ Both halves are scaled by sqrt(1/2) and stacked, so each row still has unit leng
 and the cosine similarity of two questions is simply the average of the word cosine
 and the char cosine. Scores therefore lie in [0, 1].
 
+``fit(features=...)`` can keep one half only ("word" or "char", unscaled): a trainer
+setting a comparison of candidates can vary (training/trainers/local.py), because
+which features suit an assistant's customers is an empirical question.
+
 Versions and the fallback (design choice)
 -----------------------------------------
 The design (docs/ARCHITECTURE.md) says a new version should fall back to the
@@ -65,6 +69,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import pickle
 import re
@@ -83,6 +88,7 @@ from assistants.backends.quality import CORRECT_AT, answer_quality
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "FEATURES",
     "Answer",
     "LocalRetrievalModel",
 ]
@@ -93,6 +99,9 @@ __all__ = [
 # on a realistic corpus and up to ~0.35 on a tiny one (with few documents, shared
 # filler words such as "what" and common character n-grams weigh more).
 DEFAULT_THRESHOLD = 0.4
+
+# Which TF-IDF halves a model uses: both (the default), word n-grams only, character n-grams only.
+FEATURES = ("word+char", "word", "char")
 
 # Artifact layout version, bumped when the pickled dictionary changes shape so an old
 # artifact fails loudly instead of half-loading.
@@ -224,8 +233,8 @@ class LocalRetrievalModel:
     def __init__(
         self,
         *,
-        word_vectorizer: TfidfVectorizer,
-        char_vectorizer: TfidfVectorizer,
+        word_vectorizer: TfidfVectorizer | None,
+        char_vectorizer: TfidfVectorizer | None,
         questions: list[str],
         answers: list[str],
         fallback_questions: list[str],
@@ -233,6 +242,8 @@ class LocalRetrievalModel:
         threshold: float = DEFAULT_THRESHOLD,
         metrics: dict[str, Any] | None = None,
     ) -> None:
+        if word_vectorizer is None and char_vectorizer is None:
+            raise ValueError("a LocalRetrievalModel needs at least one vectoriser")
         self._word = word_vectorizer
         self._char = char_vectorizer
         # Original (un-normalised) questions are kept so a newer version can be
@@ -257,11 +268,14 @@ class LocalRetrievalModel:
         answers: list[str],
         *,
         base: LocalRetrievalModel | None = None,
+        features: str = "word+char",
     ) -> LocalRetrievalModel:
         """Learn (question -> answer) examples; keep ``base``'s knowledge as fallback.
 
-        Raises ValueError when there is nothing to learn (no non-blank examples) or
-        when the two lists differ in length. The threshold is inherited from
+        ``features``: one of FEATURES (see "How similarity is computed").
+
+        Raises ValueError when there is nothing to learn (no non-blank examples),
+        when the two lists differ in length, or for unknown ``features``. The threshold is inherited from
         ``base`` when given (it was tuned on real data), otherwise the default;
         call ``tune_threshold`` with held-out data to set it properly.
         """
@@ -269,6 +283,8 @@ class LocalRetrievalModel:
             raise ValueError(
                 f"questions and answers must have the same length ({len(questions)} != {len(answers)})"
             )
+        if features not in FEATURES:
+            raise ValueError(f"unknown features {features!r}: use one of {', '.join(FEATURES)}")
         own = _dedupe(questions, answers)
         if not own:
             raise ValueError(
@@ -290,20 +306,23 @@ class LocalRetrievalModel:
         fb_a = [a for _, a in fallback.values()]
 
         corpus = [_normalise_question(q) for q in own_q + fb_q]
-        word = TfidfVectorizer(
-            analyzer="word",
-            ngram_range=(1, 2),
-            sublinear_tf=True,
-            # keep one-letter tokens ("a", "2") -- short questions need every token
-            token_pattern=r"(?u)\b\w+\b",
-            dtype=np.float32,
-        ).fit(corpus)
-        char = TfidfVectorizer(
-            analyzer="char_wb",
-            ngram_range=(3, 5),
-            sublinear_tf=True,
-            dtype=np.float32,
-        ).fit(corpus)
+        word = char = None
+        if features in ("word+char", "word"):
+            word = TfidfVectorizer(
+                analyzer="word",
+                ngram_range=(1, 2),
+                sublinear_tf=True,
+                # keep one-letter tokens ("a", "2") -- short questions need every token
+                token_pattern=r"(?u)\b\w+\b",
+                dtype=np.float32,
+            ).fit(corpus)
+        if features in ("word+char", "char"):
+            char = TfidfVectorizer(
+                analyzer="char_wb",
+                ngram_range=(3, 5),
+                sublinear_tf=True,
+                dtype=np.float32,
+            ).fit(corpus)
         return cls(
             word_vectorizer=word,
             char_vectorizer=char,
@@ -313,6 +332,13 @@ class LocalRetrievalModel:
             fallback_answers=fb_a,
             threshold=base.threshold if base is not None else DEFAULT_THRESHOLD,
         )
+
+    @property
+    def features(self) -> str:
+        """Which TF-IDF halves this model compares questions with (one of FEATURES)."""
+        if self._word is not None and self._char is not None:
+            return "word+char"
+        return "word" if self._word is not None else "char"
 
     @property
     def n_examples(self) -> int:
@@ -327,15 +353,15 @@ class LocalRetrievalModel:
     # -- scoring --------------------------------------------------------------------
 
     def _vectorise(self, questions: Sequence[str]) -> sp.csr_matrix:
-        """Unit-length rows: [sqrt(.5) * word tf-idf | sqrt(.5) * char tf-idf]."""
+        """Unit-length rows: [sqrt(.5) * word tf-idf | sqrt(.5) * char tf-idf] (one half unscaled
+        when the model uses only one)."""
         texts = [_normalise_question(q) for q in questions]
+        vectorisers = [v for v in (self._word, self._char) if v is not None]
         if not texts:
-            n_features = len(self._word.vocabulary_) + len(self._char.vocabulary_)
+            n_features = sum(len(v.vocabulary_) for v in vectorisers)
             return sp.csr_matrix((0, n_features), dtype=np.float32)
-        half = np.float32(np.sqrt(0.5))
-        stacked = sp.hstack(
-            [self._word.transform(texts) * half, self._char.transform(texts) * half], format="csr"
-        )
+        weight = np.float32(np.sqrt(1.0 / len(vectorisers)))
+        stacked = sp.hstack([v.transform(texts) * weight for v in vectorisers], format="csr")
         # A row whose word part is empty (all words unseen) has norm < 1; we do NOT
         # renormalise, so "half the evidence missing" honestly lowers the score.
         return stacked
@@ -465,6 +491,28 @@ class LocalRetrievalModel:
             "validation_examples": n,
         }
         return dict(self.metrics)
+
+    def threshold_for_coverage(self, questions: list[str], coverage: float) -> float:
+        """The highest threshold at which at least ``coverage`` (0-1] of ``questions`` get an answer.
+
+        For a chosen hand-off rate instead of the accuracy-maximising threshold of
+        ``tune_threshold``: a question is answered when its best match in either tier
+        scores at least the threshold (as in ``answer_many``). Questions sharing no
+        feature with any example are never answered; if the target needs them, the
+        threshold answers every other one. Without questions the threshold is kept.
+        Does not change the model.
+        """
+        if not 0 < coverage <= 1:
+            raise ValueError("coverage must be in (0, 1]")
+        if not questions:
+            return self.threshold
+        model_scores, _, fb_scores, _ = self._match(questions)
+        best = np.maximum(model_scores, fb_scores)
+        best = np.sort(best[best > 0])[::-1]
+        if best.size == 0:
+            return self.threshold
+        need = min(math.ceil(coverage * len(questions) - 1e-9), best.size)
+        return float(best[need - 1])
 
     # -- persistence ------------------------------------------------------------------
 

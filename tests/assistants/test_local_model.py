@@ -222,6 +222,61 @@ def test_tune_threshold_accuracy_is_in_unit_interval_on_paraphrases(faq_model: L
     assert 0.0 < metrics["threshold"] <= 1.0
 
 
+# -- features and coverage (a comparison's candidates vary them) -----------------------
+
+
+def test_word_or_char_features_change_what_matches() -> None:
+    both = LocalRetrievalModel.fit(list(FAQ), list(FAQ.values()))
+    words = LocalRetrievalModel.fit(list(FAQ), list(FAQ.values()), features="word")
+    chars = LocalRetrievalModel.fit(list(FAQ), list(FAQ.values()), features="char")
+    assert (both.features, words.features, chars.features) == ("word+char", "word", "char")
+
+    typo = "how do i rest my pasword"  # "rest", "pasword": no word of the FAQ's question
+    assert words.answer_many([typo])[0].score < chars.answer_many([typo])[0].score
+    # A seen question is still an exact match (unit-length rows with one half, too).
+    for model in (words, chars):
+        assert model.answer("How do I reset my password?").score == pytest.approx(1.0)
+    # Word+char is the average of the two cosines.
+    question = "where's my order??"
+    mean = (words.answer(question).score + chars.answer(question).score) / 2
+    assert both.answer(question).score == pytest.approx(mean, abs=1e-6)
+    with pytest.raises(ValueError, match="unknown features 'bigrams'"):
+        LocalRetrievalModel.fit(list(FAQ), list(FAQ.values()), features="bigrams")
+
+
+def test_one_half_survives_a_round_trip_and_a_new_version_on_top() -> None:
+    words = LocalRetrievalModel.fit(list(FAQ), list(FAQ.values()), features="word")
+    loaded = LocalRetrievalModel.from_bytes(words.to_bytes())
+    assert loaded.features == "word"
+    assert loaded.answer_many(list(PARAPHRASES)) == words.answer_many(list(PARAPHRASES))
+    on_top = LocalRetrievalModel.fit(["Is there an app?"], ["Yes."], base=loaded, features="char")
+    assert on_top.features == "char" and on_top.answer("Where is my order?").source == "fallback"
+
+
+@pytest.mark.parametrize("coverage", [0.5, 0.75, 1.0])
+def test_threshold_for_coverage_answers_that_share(faq_model: LocalRetrievalModel, coverage: float) -> None:
+    questions = list(PARAPHRASES) + ["tell me a joke", "what is the meaning of life"]
+    model = LocalRetrievalModel.fit(list(FAQ), list(FAQ.values()))
+
+    model.threshold = model.threshold_for_coverage(questions, coverage)
+
+    answered = sum(a.text is not None for a in model.answer_many(questions))
+    assert answered >= coverage * len(questions)
+    # The highest such threshold: a hair above it answers fewer than asked.
+    model.threshold += 1e-6
+    assert sum(a.text is not None for a in model.answer_many(questions)) < coverage * len(questions)
+
+
+def test_threshold_for_coverage_never_answers_what_shares_nothing(faq_model: LocalRetrievalModel) -> None:
+    assert faq_model.threshold_for_coverage([], 0.9) == faq_model.threshold
+    # "zzzz qqqq" shares no feature with any question: no threshold answers it, so 100 % coverage
+    # becomes "answer every other question" (here the exact match, score 1), not "answer anything".
+    assert faq_model.answer("zzzz qqqq").score == 0
+    assert faq_model.threshold_for_coverage(["Where is my order?", "zzzz qqqq"], 1.0) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="coverage"):
+        faq_model.threshold_for_coverage(["x"], 0)
+
+
 # -- persistence ------------------------------------------------------------------
 
 

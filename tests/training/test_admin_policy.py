@@ -112,3 +112,46 @@ def test_the_filters_and_switches_explain_themselves(root, assistant):
         "Share of examples held out for offline evaluation",
     ):
         assert help_text in body, help_text
+
+
+def test_the_comparison_setting_is_checked_in_the_form(root, assistant):
+    policy = services.policy_ensure(assistant=assistant)
+    url = _change_url(policy)
+    candidates = '[{"label": "A"}, {"label": "B", "settings": {"threshold": "coverage"}}]'
+
+    response = root.post(url, {**_form(root, url), "compare_candidates": candidates})
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["compare_candidates"] == [
+        'Candidate 2 (B): threshold "coverage" needs target_coverage in (0, 1], e.g. 0.9.'
+    ]
+    policy.refresh_from_db()
+    assert policy.compare_candidates == []
+
+
+def test_a_valid_comparison_is_saved_in_its_checked_form(root, assistant):
+    policy = services.policy_ensure(assistant=assistant)
+    url = _change_url(policy)
+    candidates = (
+        '[{"label": "A"}, {"label": "B", "settings": {"threshold": "coverage", "target_coverage": 0.9}},'
+        ' {"label": "P", "backend": "openai", "settings": {"n_epochs": 2}}]'
+    )
+    data = {**_form(root, url), "compare_candidates": candidates, "compare_online": "multi_arm"}
+    data["compare_top_k"] = "3"
+
+    assert root.post(url, data).status_code == 302
+
+    policy.refresh_from_db()
+    assert policy.compare_candidates == [
+        {"label": "A", "backend": "local", "base_model": "", "settings": {}},
+        {
+            "label": "B",
+            "backend": "local",
+            "base_model": "",
+            "settings": {"threshold": "coverage", "target_coverage": 0.9},
+        },
+        {"label": "P", "backend": "openai", "base_model": policy.base_model, "settings": {"n_epochs": 2}},
+    ]
+    assert (policy.compare_online, policy.compare_top_k) == ("multi_arm", 3)
+    assert policy.comparison().top_k == 3

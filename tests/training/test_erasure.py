@@ -205,3 +205,22 @@ def test_model_versions_trained_on_them_are_listed(assistant, rows):
     assert [v["name"] for v in result.model_versions] == ["shop-v2", "shop-v3"]
     assert result.record.model_versions == result.model_versions
     assert "shop-v2, shop-v3" in result.describe()
+
+
+def test_every_candidate_of_a_comparison_trained_on_them_is_listed(assistant, rows):
+    from training.models import JobCandidate
+
+    ds = dataset_build(assistant=assistant, options=NO_DEDUP)
+    kept = model_version_create(assistant=assistant, name="shop-v2")
+    other = model_version_create(assistant=assistant, name="shop-v3")  # trained too, not kept
+    job = TrainingJob.objects.create(
+        assistant=assistant, trigger="manual", status="rejected", dataset=ds, new_model_version=kept
+    )
+    for position, version in enumerate((kept, other), 1):
+        JobCandidate.objects.create(
+            job=job, position=position, label=str(position), backend="local", model_version=version
+        )
+
+    result = customer_erase(user_ref=CUSTOMER, assistants=[assistant])
+
+    assert [v["name"] for v in result.model_versions] == ["shop-v2", "shop-v3"]

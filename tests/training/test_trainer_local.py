@@ -78,3 +78,68 @@ def test_a_tiny_validation_split_keeps_the_inherited_threshold(assistant, live_v
     assert outcome.metrics["threshold_source"].startswith("kept from the base")
     assert outcome.metrics["validation_examples"] == 3
     assert outcome.metrics["coverage"] is not None
+
+
+def _candidate(job: TrainingJob, settings: dict):
+    from training.models import JobCandidate
+
+    return JobCandidate.objects.create(job=job, position=1, label="X", backend="local", settings=settings)
+
+
+def _validation_heavy_job(assistant, live_v1) -> TrainingJob:
+    """Enough held-out paraphrases (at least MIN_TUNING_EXAMPLES) for the threshold strategies to differ."""
+    from .conftest import all_faq_pairs
+
+    pairs = all_faq_pairs()
+    train, validation = pairs[::2], pairs[1::2]
+    dataset = make_dataset(assistant, train, validation)
+    return make_job(assistant, TrainingJob.Status.TRAINING, dataset=dataset, base_version=live_v1)
+
+
+def test_a_candidates_threshold_strategy_changes_how_its_model_answers(assistant, live_v1):
+    from training.trainers.local import MIN_TUNING_EXAMPLES
+
+    job = _validation_heavy_job(assistant, live_v1)
+    assert job.dataset.validation_count >= MIN_TUNING_EXAMPLES
+    tuned = LocalTrainer().start(_candidate(job, {})).metrics
+    covered = LocalTrainer().start(_candidate_at(job, 2, {"threshold": "coverage", "target_coverage": 1.0}))
+    fixed = LocalTrainer().start(_candidate_at(job, 3, {"threshold": "fixed", "threshold_value": 0.99}))
+
+    assert tuned["threshold_source"] == "tuned on the validation split"
+    assert covered.metrics["threshold_source"] == "set to answer 100% of the validation split"
+    assert covered.metrics["coverage"] == 1.0 and tuned["coverage"] < 1.0
+    assert (
+        fixed.metrics["threshold"] == 0.99
+        and fixed.metrics["threshold_source"] == "fixed by the candidate's settings"
+    )
+    assert fixed.metrics["coverage"] < tuned["coverage"]
+    # Tuning maximises validation accuracy: no other strategy beats it on the split it was tuned on.
+    assert tuned["validation_accuracy"] >= covered.metrics["validation_accuracy"]
+    assert tuned["validation_accuracy"] >= fixed.metrics["validation_accuracy"]
+    # The stored model answers at that threshold.
+    assert load_local_model(fixed.model_version).threshold == 0.99
+
+
+def _candidate_at(job: TrainingJob, position: int, settings: dict):
+    from training.models import JobCandidate
+
+    return JobCandidate.objects.create(
+        job=job, position=position, label=f"X{position}", backend="local", settings=settings
+    )
+
+
+def test_a_candidates_features_are_the_models(assistant, live_v1):
+    job = _validation_heavy_job(assistant, live_v1)
+
+    outcome = LocalTrainer().start(_candidate(job, {"features": "char"}))
+
+    assert outcome.metrics["features"] == "char"
+    assert load_local_model(outcome.model_version).features == "char"
+
+
+def test_a_single_job_trains_with_the_defaults(assistant, live_v1):
+    job = _validation_heavy_job(assistant, live_v1)
+    job.options = {"features": "char"}  # not a setting of single jobs: ignored
+    outcome = LocalTrainer().start(job)
+    assert outcome.metrics["features"] == "word+char"
+    assert outcome.metrics["threshold_source"] == "tuned on the validation split"

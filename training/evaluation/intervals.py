@@ -136,6 +136,28 @@ def paired_bootstrap(
     )
 
 
+def compare_means(
+    columns: Sequence[Sequence[float]],
+    *,
+    pairs: Sequence[tuple[int, int]] = (),
+    clusters: Sequence[str] | None = None,
+    seed: int = SEED,
+) -> tuple[list[Interval], list[Interval]]:
+    """Each column's mean, and for each pair ``(i, j)`` the difference of means column i − column j, all
+    with 95 % intervals from one shared bootstrap over the prompts (or customers): the columns are scores
+    of several versions on the *same* prompts, so every resample keeps them paired (a comparison's
+    candidates, ``training.evaluation.ranking``)."""
+    if not columns or len(columns[0]) == 0:
+        return [NONE for _ in columns], [NONE for _ in pairs]
+    arrays = [np.asarray(c, float) for c in columns]
+    samples = _resampled_means(arrays, clusters, seed)
+    means = [_percentiles(s, float(a.mean())) for s, a in zip(samples, arrays, strict=True)]
+    differences = [
+        _percentiles(samples[i] - samples[j], float(arrays[i].mean() - arrays[j].mean())) for i, j in pairs
+    ]
+    return means, differences
+
+
 def win_rate_interval(
     outcomes: Sequence[float], *, clusters: Sequence[str] | None = None, seed: int = SEED
 ) -> tuple[Interval, str]:

@@ -15,6 +15,7 @@ from django.db.models import (
     F,
     Max,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -28,7 +29,14 @@ from feedback.rollups import local_midnight, version_sums
 from feedback.selectors import feedback_daily_series, feedback_stats
 from training.conditions import ConditionResult, conditions_measure
 from training.evaluation.intervals import wilson_interval
-from training.models import EvaluationPrompt, JobEvent, RetrainPolicy, TrainingDataset, TrainingJob
+from training.models import (
+    EvaluationPrompt,
+    JobCandidate,
+    JobEvent,
+    RetrainPolicy,
+    TrainingDataset,
+    TrainingJob,
+)
 from training.policy import last_deployment, retrain_metrics
 from training.services import ACTIVE_STATUSES
 
@@ -80,6 +88,29 @@ def job_detail_get(*, job_id: int) -> TrainingJob | None:
         .filter(pk=job_id)
         .first()
     )
+
+
+def job_candidates(*, job: TrainingJob) -> list[JobCandidate]:
+    """A comparison's candidates in their order, with their versions (empty for a single job)."""
+    return list(JobCandidate.objects.filter(job=job).select_related("model_version").order_by("position"))
+
+
+def comparison_get(*, job_id: int) -> TrainingJob | None:
+    """A comparison job (None: no such job, or a single job) with what its API answer shows."""
+    job = (
+        TrainingJob.objects.select_related(
+            "assistant", "new_model_version", "dataset", "decided_by", "experiment"
+        )
+        .prefetch_related(
+            Prefetch("candidates", JobCandidate.objects.select_related("model_version")),
+            "events__user",
+        )
+        .filter(pk=job_id)
+        .first()
+    )
+    if job is None or not (job.options or {}).get("comparison"):
+        return None
+    return job
 
 
 def job_charts_get(*, job_id: int) -> TrainingJob | None:

@@ -5,6 +5,8 @@ One module per seam (docs/ARCHITECTURE.md draws the loop):
 - ``state``: the state machine's guarded transitions, the stage lease, deadlines, ending a job early;
 - ``start``: retrain policies and starting a job; ``permissions``: who may start, cancel and approve;
 - ``stages``: preparing the data, training, evaluating, A/B testing, and ``job_advance`` over them;
+- ``comparison``: a comparison's candidates (trained on one dataset, ranked, the best kept, the online
+  test's arms and its winner);
 - ``decide``: the decision rule after evaluation or an A/B test, a pure function of the evidence;
 - ``deploy``: carrying a decision out (deploy now or by a progressive rollout, reject, wait);
 - ``review``: people's decisions (approve, reject, cancel);

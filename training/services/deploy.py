@@ -18,6 +18,7 @@ from assistants.services import deployment_make_live
 from training.events import job_record_event
 from training.exceptions import IllegalTransition
 from training.models import JobEvent, RetrainPolicy, TrainingJob
+from training.services.comparison import chosen_note
 from training.services.decide import Action, Verdict
 from training.services.permissions import APPROVE_PERM
 from training.services.start import policy_ensure
@@ -96,17 +97,23 @@ def start_deploying(
     now = timezone.now()
     if user is not None and user.is_authenticated:
         cause = f"approved by {user.get_username()}"
+    fields = {
+        "options": {**job.options, "deploy_reason": reason, "deploy_cause": cause},
+        "decided_by": user if user is not None and user.is_authenticated else job.decided_by,
+        "deadline_at": now + DEPLOY_WINDOW,
+    }
+    chosen = chosen_note(job)
+    if chosen:
+        # A comparison deploys one of several candidates: the decision says which one and why.
+        fields["decision_reason"] = f"{cause or reason}: deploying {chosen}"
+        message = f"{message} Deploying {chosen}."
     return job_transition(
         job=job,
         to=S.DEPLOYING,
         message=message,
         user=user,
         data={**(data or {}), "reason": reason, "cause": cause},
-        fields={
-            "options": {**job.options, "deploy_reason": reason, "deploy_cause": cause},
-            "decided_by": user if user is not None and user.is_authenticated else job.decided_by,
-            "deadline_at": now + DEPLOY_WINDOW,
-        },
+        fields=fields,
     )
 
 
@@ -133,9 +140,10 @@ def _deploy_now(
         cause = job.options.get("deploy_cause") or (
             f"approved by {user.get_username()}" if user is not None else "no cause recorded"
         )
-        deployment = deployment_make_live(
-            version=version, reason=reason, user=user, note=f"Training job {job.pk} ({job.trigger}): {cause}."
-        )
+        note = f"Training job {job.pk} ({job.trigger}): {cause}."
+        if chosen_note(job):
+            note += f" Chosen: {chosen_note(job)}."
+        deployment = deployment_make_live(version=version, reason=reason, user=user, note=note)
         _record_baseline(job, version)
         moved = job_transition(
             job=job,

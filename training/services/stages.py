@@ -2,6 +2,8 @@
 
 A stage claims the job's lease first, does its work, writes its results only while it still holds the
 lease (``job_save``), and moves the job with a guarded transition; see ``training.services.state``.
+A comparison (several candidates, ``training.services.comparison``) runs the same stages; training,
+evaluating and starting the test hand their candidate-specific part to that module.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from training import evaluation, pipeline, trainers
 from training.evaluation import EvaluationSettings
 from training.events import job_record_event
 from training.models import JobEvent, TrainingJob
+from training.pipeline.validate import context_limit
+from training.services import comparison
 from training.services.decide import Evidence, decide
 from training.services.deploy import job_wait, stage_deploying, verdict_apply
 from training.services.start import dataset_options, policy_ensure
@@ -78,10 +82,20 @@ def stage_preparing(job: TrainingJob) -> bool:
     if not lease_claim(job):
         return False
     policy = policy_ensure(assistant=job.assistant)
+    overrides = dict(job.options.get("dataset_options") or {})
+    base_model = job.base_model
+    if comparison.is_comparison(job):
+        # One dataset for every candidate: sized for the provider model with the smallest context, and
+        # redacted when any candidate sends it to a provider (as a provider job's would be).
+        models = [c.base_model for c in job.candidates.all() if c.backend == "openai"]
+        if models:
+            base_model = min(models, key=context_limit)
+            if policy.redact_for_provider:
+                overrides["redact"] = True
     dataset = pipeline.dataset_build(
         assistant=job.assistant,
         format="chat_completion",
-        options=dataset_options(policy, job.options.get("dataset_options") or {}, base_model=job.base_model),
+        options=dataset_options(policy, overrides, base_model=base_model),
     )
     job_save(job, dataset=dataset, feedback_count=dataset.train_count + dataset.validation_count)
     if not dataset.is_valid:
@@ -99,6 +113,8 @@ def stage_preparing(job: TrainingJob) -> bool:
 
 
 def stage_training(job: TrainingJob) -> bool:
+    if comparison.is_comparison(job):
+        return comparison.candidates_train(job)
     if not lease_claim(job):
         return False
     trainer = trainers.get_trainer(job.backend)
@@ -152,10 +168,16 @@ def stage_evaluating(job: TrainingJob) -> bool:
     if not lease_claim(job):
         return False
     policy = policy_ensure(assistant=job.assistant)
-    report = evaluation.evaluate_job(job=job, settings=EvaluationSettings.from_policy(policy))
-    metrics = {**job.metrics, **report.summary()}
-    if not job_save(job, evaluation=report.as_dict(), metrics=metrics):
-        return False  # cancelled or failed while it was being evaluated
+    settings = EvaluationSettings.from_policy(policy)
+    if comparison.is_comparison(job):
+        report = _comparison_evaluate(job, settings)
+        if report is None:
+            return False
+    else:
+        report = evaluation.evaluate_job(job=job, settings=settings)
+        metrics = {**job.metrics, **report.summary()}
+        if not job_save(job, evaluation=report.as_dict(), metrics=metrics):
+            return False  # cancelled or failed while it was being evaluated
     evaluation.evaluation_prompts_replace(job=job, report=report)
     job_record_event(job=job, kind=JobEvent.Kind.METRIC, message=report.describe(), data=report.summary())
     if report.stopped_reason:
@@ -192,10 +214,52 @@ def stage_evaluating(job: TrainingJob) -> bool:
         # The lower end of the improvement's 95 % interval: thresholds must be cleared with confidence.
         improvement=report.decision_improvement,
         worse=False,
-        summary=_offline_evidence(report),
+        summary=_with_chosen(job, _offline_evidence(report)),
         first_version=live is None,
     )
     return verdict_apply(job, decide(evidence=evidence, policy=policy))
+
+
+def _comparison_evaluate(job: TrainingJob, settings: EvaluationSettings):
+    """Evaluate and rank the candidates; the best becomes the job's version and evaluation. None: the job
+    moved on (failed here, or cancelled meanwhile)."""
+    result = comparison.candidates_evaluate(job=job, settings=settings)
+    ranking = result.ranking
+    job_record_event(
+        job=job, kind=JobEvent.Kind.METRIC, message=ranking.describe(), data={"ranking": ranking.as_dict()}
+    )
+    chosen = result.chosen
+    if chosen is None:
+        reasons = "; ".join(f"{e.label}: {e.excluded}" for e in ranking.entries) or "no candidate"
+        job_fail(job=job, error=f"No candidate could be evaluated ({reasons}).")
+        return None
+    why = comparison.offline_why(ranking, chosen)
+    report = result.report
+    saved = job_save(
+        job,
+        new_model_version=chosen.model_version,
+        evaluation={**report.as_dict(), "comparison": ranking.as_dict()},
+        metrics={**job.metrics, **chosen.metrics, **report.summary(), "progress": 1.0},
+        options={
+            **job.options,
+            "chosen": {"candidate": chosen.pk, "label": chosen.label, "offline": why, "why": why},
+        },
+    )
+    if not saved:
+        return None  # cancelled or failed while it was being evaluated
+    job_record_event(
+        job=job,
+        kind=JobEvent.Kind.DECISION,
+        message=f"Chosen offline: {why}.",
+        data={"candidate": chosen.label, "version": chosen.model_version.name},
+    )
+    return report
+
+
+def _with_chosen(job: TrainingJob, summary: str) -> str:
+    """A comparison's evidence also names the candidate it is about and why it was chosen."""
+    why = comparison.chosen_note(job)
+    return f"{summary}; chosen: {why}" if why else summary
 
 
 def _offline_evidence(report) -> str:
@@ -219,6 +283,9 @@ def stage_testing(job: TrainingJob) -> bool:
         return False
     if not lease_claim(job):
         return False
+    if comparison.is_comparison(job):
+        # A multi-arm experiment's winner may be another candidate than the offline best.
+        comparison.winner_adopt(job, experiment)
     analysis = experiment.last_analysis or {}
     results = dict(analysis.get("ab_test_results") or {})
     job_save(job, ab_test_results=results)
@@ -243,7 +310,7 @@ def stage_testing(job: TrainingJob) -> bool:
         by_lower_bound=True,
         # A sample-ratio mismatch means the assignment was broken: nothing measured can be trusted.
         worse=decision in ("variant_worse", "invalid_srm"),
-        summary=summary,
+        summary=_with_chosen(job, summary),
         first_version=False,
     )
     return verdict_apply(job, decide(evidence=evidence, policy=policy))
@@ -264,6 +331,9 @@ def _test_start(job: TrainingJob) -> bool:
             first_version=True,
         )
         return verdict_apply(job, decide(evidence=evidence, policy=policy))
+    variants = comparison.experiment_variants(job) if comparison.is_comparison(job) else []
+    # More than one: the top candidates go to one multi-arm experiment (interface B of issue 18).
+    extra = {"extra_variants": variants[1:]} if len(variants) > 1 else {}
     try:
         experiment = ab.experiment_start(
             assistant=job.assistant,
@@ -276,6 +346,7 @@ def _test_start(job: TrainingJob) -> bool:
             min_improvement=policy.ab_min_improvement,
             look_interval_minutes=policy.ab_look_interval_minutes,
             purpose="ab_test",
+            **extra,
         )
     except ExperimentBusy as exc:
         # Another experiment holds the assistant's traffic: wait in `testing` and try again later.
@@ -288,13 +359,18 @@ def _test_start(job: TrainingJob) -> bool:
             experiment.pk, reason=f"Training job {job.pk} ended while its A/B test started."
         )
         return False
-    job_record_event(
-        job=job,
-        kind=JobEvent.Kind.NOTE,
-        data={"experiment": experiment.pk},
-        message=f"A/B test {experiment.pk} started: {live.name} vs {job.new_model_version.name}, "
-        f"{policy.ab_traffic_split:.0%} of traffic to the candidate.",
-    )
+    if extra:
+        names = ", ".join(v.name for v in variants)
+        message = (
+            f"Multi-arm experiment {experiment.pk} started: {live.name} vs {names} (the top "
+            f"{len(variants)} candidates), traffic split equally."
+        )
+    else:
+        message = (
+            f"A/B test {experiment.pk} started: {live.name} vs {job.new_model_version.name}, "
+            f"{policy.ab_traffic_split:.0%} of traffic to the candidate."
+        )
+    job_record_event(job=job, kind=JobEvent.Kind.NOTE, data={"experiment": experiment.pk}, message=message)
     lease_release(job, recheck_in=WAIT_RECHECK)
     return False
 

@@ -11,10 +11,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from assistants.models import Assistant, ModelVersion
+from training.comparison_spec import ComparisonInvalid, ComparisonSpec, comparison_clean
 from training.dataset_options import DatasetOptions
 from training.events import job_record_event
 from training.exceptions import JobActive
-from training.models import JobEvent, RetrainPolicy, TrainingJob
+from training.models import JobCandidate, JobEvent, RetrainPolicy, TrainingJob
 from training.schedules import policy_schedule_sync
 from training.services.permissions import APPROVE_PERM, require_permission
 from training.services.state import announce, enqueue_advance, job_active
@@ -111,6 +112,29 @@ def _provider_base_model(policy: RetrainPolicy) -> str:
     return policy.base_model if policy.backend == ModelVersion.Backend.OPENAI else ""
 
 
+def _comparison(
+    policy: RetrainPolicy, trigger: str, comparison: ComparisonSpec | dict | None
+) -> ComparisonSpec | None:
+    """The comparison the job runs: the one asked for, else the policy's for a triggered (not manual) job."""
+    if isinstance(comparison, ComparisonSpec):
+        return comparison
+    try:
+        if comparison is not None:
+            return comparison_clean(
+                comparison.get("candidates"),
+                comparison.get("online", "best_ab"),
+                comparison.get("top_k", 2),
+                default_base_model=policy.base_model,
+            )
+        if trigger != TrainingJob.Trigger.MANUAL:
+            return policy.comparison()
+    except ComparisonInvalid as exc:
+        if comparison is not None:
+            raise  # the caller's own: it says which field
+        raise ValueError(f"The retrain policy's comparison is invalid: {exc}") from None
+    return None
+
+
 def trigger_training(
     *,
     assistant: Assistant,
@@ -118,6 +142,7 @@ def trigger_training(
     options: dict | None = None,
     reasons: list[str] | None = None,
     user: AbstractBaseUser | None = None,
+    comparison: ComparisonSpec | dict | None = None,
 ) -> TrainingJob:
     """Create a training job for ``assistant`` and enqueue its first stage once the transaction commits.
 
@@ -126,6 +151,10 @@ def trigger_training(
     policy's ``require_approval``), ``dataset_options`` (data-filter overrides for the pipeline). Raises
     JobActive when the assistant already has a job in flight, ValueError for bad options, PermissionDenied
     when ``auto_approve`` is asked for without the right to approve.
+
+    ``comparison`` (a ``ComparisonSpec``, or ``{"candidates", "online", "top_k"}`` checked by
+    ``training.comparison_spec``) makes the job a comparison of its candidates; a job the retrain check
+    triggers (any trigger but manual) is one when the policy names candidates (``compare_candidates``).
     """
     if trigger not in TrainingJob.Trigger.values:
         raise ValueError(f"Unknown trigger '{trigger}': use one of {', '.join(TrainingJob.Trigger.values)}.")
@@ -141,6 +170,9 @@ def trigger_training(
         )
         clean["auto_approve_by"] = user.pk
     policy = policy_ensure(assistant=assistant)
+    spec = _comparison(policy, trigger, comparison)
+    if spec is not None and clean.get("base_model"):
+        raise ValueError("In a comparison each candidate names its base_model; leave the job's empty.")
     if clean.get("dataset_options"):
         # Refuse bad filters now, not in the worker.
         dataset_options(policy, clean["dataset_options"], base_model=clean.get("base_model", ""))
@@ -148,6 +180,19 @@ def trigger_training(
     base_version = assistant.live_version
     now = timezone.now()
     event_message = f"Created ({trigger})" + (": " + "; ".join(reasons) if reasons else ".")
+    backend, base_model = policy.backend, clean.get("base_model") or _provider_base_model(policy)
+    if spec is not None:
+        clean["comparison"] = spec.options()
+        # The job's own backend only says whether any candidate trains at a provider.
+        backend = "openai" if any(c.backend == "openai" for c in spec.candidates) else "local"
+        base_model = ""
+        event_message += (
+            f" A comparison of {len(spec.candidates)} candidates: "
+            + "; ".join(f"{c.label} ({c.describe()})" for c in spec.candidates)
+            + f"; online: {spec.online}"
+            + (f" of the top {spec.top_k}" if spec.online == "multi_arm" else "")
+            + "."
+        )
     try:
         with transaction.atomic():
             job = TrainingJob.objects.create(
@@ -156,14 +201,28 @@ def trigger_training(
                 status=S.PENDING,
                 reasons=list(reasons or []),
                 options=clean,
-                backend=policy.backend,
-                base_model=clean.get("base_model") or _provider_base_model(policy),
+                backend=backend,
+                base_model=base_model,
                 base_version=base_version,
                 created_at=now,
                 updated_at=now,
                 next_check_at=now,
                 deadline_at=now + timedelta(seconds=policy.training_timeout),
             )
+            if spec is not None:
+                JobCandidate.objects.bulk_create(
+                    JobCandidate(
+                        job=job,
+                        position=position,
+                        label=c.label,
+                        backend=c.backend,
+                        base_model=c.base_model,
+                        settings=c.settings,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    for position, c in enumerate(spec.candidates, 1)
+                )
             job_record_event(
                 job=job,
                 kind=JobEvent.Kind.TRANSITION,

@@ -35,7 +35,7 @@ from assistants.models import Assistant
 from training import trainers
 from training.events import job_record_event
 from training.exceptions import IllegalTransition
-from training.models import JobEvent, TrainingJob
+from training.models import JobCandidate, JobEvent, TrainingJob
 from training.signals import job_status_changed
 
 logger = logging.getLogger(__name__)
@@ -317,9 +317,11 @@ def job_fail(*, job: TrainingJob, error: str, data: dict | None = None) -> bool:
 
 
 def after_stop(job: TrainingJob) -> None:
-    """Clean up outside work of a job that ended early: provider training, its A/B test, its rollout."""
+    """Clean up outside work of a job that ended early: provider training (its own, or its candidates'),
+    its A/B test, its rollout."""
     if job.provider_job_id:
         provider_job_cancel(job)
+    candidates_stop(job)
     reason = f"Training job {job.pk} ended ({job.status})."
     # A rollout left running would go on to make the version of a failed job live; stopping it rolls back.
     for experiment_id in (job.experiment_id, (job.options or {}).get("rollout_experiment")):
@@ -333,6 +335,35 @@ def provider_job_cancel(job: TrainingJob) -> None:
     except Exception as exc:  # the job is already failed/cancelled; a stuck provider job is only logged
         logger.warning("Could not cancel provider job %s of job %s: %s", job.provider_job_id, job.pk, exc)
         job_record_event(job=job, kind=JobEvent.Kind.NOTE, message=f"Could not cancel provider job: {exc}")
+
+
+def candidate_provider_cancel(candidate: JobCandidate) -> None:
+    """Cancel a comparison candidate's provider job; a refusal is noted on the timeline, never raised."""
+    try:
+        trainers.get_trainer(candidate.backend).cancel(candidate)
+    except Exception as exc:  # the job already ended; a stuck provider job is only noted
+        logger.warning("Could not cancel provider job of %s: %s", candidate, exc)
+        trainers.as_subject(candidate).note(f"Could not cancel provider job: {exc}")
+
+
+def candidates_stop(job: TrainingJob) -> None:
+    """A comparison ended early: cancel its candidates' provider jobs and mark the unfinished ones failed."""
+    unfinished = list(job.candidates.exclude(status__in=JobCandidate.TERMINAL))
+    for candidate in unfinished:
+        candidate.job = job
+        if candidate.provider_job_id:
+            candidate_provider_cancel(candidate)
+    if unfinished:
+        now = timezone.now()
+        JobCandidate.objects.filter(pk__in=[c.pk for c in unfinished]).exclude(
+            status__in=JobCandidate.TERMINAL
+        ).update(
+            status=JobCandidate.Status.FAILED,
+            error=f"Stopped: the job ended ({job.status}).",
+            next_poll_at=None,
+            finished_at=now,
+            updated_at=now,
+        )
 
 
 def experiment_stop_quietly(experiment_id: int, *, reason: str) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from training.trainers.base import Trainer, TrainerError, TrainingOutcome
+from training.trainers.base import Trainer, TrainerError, TrainingOutcome, TrainingSubject, as_subject
 
-__all__ = ["Trainer", "TrainerError", "TrainingOutcome", "get_trainer"]
+__all__ = ["Trainer", "TrainerError", "TrainingOutcome", "TrainingSubject", "as_subject", "get_trainer"]
 
 
 def get_trainer(backend: str) -> Trainer:

@@ -14,9 +14,9 @@ from assistants.backends.local import LocalRetrievalModel
 from assistants.backends.quality import CORRECT_AT, answer_quality
 from assistants.models import ModelVersion
 from assistants.services import model_version_create, next_version_name
-from training.models import TrainingJob
+from training.comparison_spec import LocalSettings
 from training.pipeline.erasure import dataset_ready
-from training.trainers.base import Trainer, TrainingOutcome
+from training.trainers.base import Target, Trainer, TrainingOutcome, as_subject
 
 
 def read_chat_jsonl(path: str) -> Iterator[tuple[list[dict], str, str]]:
@@ -117,18 +117,24 @@ class LocalTrainer(Trainer):
     """Trains in ``start`` (seconds for thousands of examples) and returns the finished candidate.
 
     Metrics are honest: validation accuracy (answer_quality ≥ CORRECT_AT on held-out examples), coverage
-    (share answered at the tuned threshold), the threshold and example counts. There is no loss to report.
+    (share answered at the chosen threshold), the threshold and example counts. There is no loss to report.
+
+    A comparison's candidate may set ``LocalSettings`` (training/comparison_spec.py): how the answer
+    threshold is chosen (tuned for accuracy on the validation split, set for a target coverage, or fixed)
+    and which features compare questions. A single job uses the defaults.
     """
 
     backend = ModelVersion.Backend.LOCAL
 
-    def start(self, job: TrainingJob) -> TrainingOutcome:
-        dataset = dataset_ready(job.dataset)  # rebuilt first if an erased customer is in it
+    def start(self, target: Target) -> TrainingOutcome:
+        subject = as_subject(target)
+        options = LocalSettings.from_dict(subject.settings) if subject.candidate else LocalSettings()
+        dataset = dataset_ready(subject.dataset)  # rebuilt first if an erased customer is in it
         questions, answers = read_pairs(dataset.train_file)
         if not questions:
             return TrainingOutcome(state=TrainingOutcome.FAILED, error="The training split has no examples.")
         val_q, val_a = read_pairs(dataset.validation_file)
-        base_version = job.base_version
+        base_version = subject.base_version
         base = None
         if (
             base_version is not None
@@ -136,28 +142,40 @@ class LocalTrainer(Trainer):
             and base_version.artifact
         ):
             base = load_version_model(base_version)
-        model = LocalRetrievalModel.fit(questions, answers, base=base)
-        prior = model.threshold
-        tuned = model.tune_threshold(val_q, val_a)
-        threshold_source = "tuned on the validation split"
-        if len(val_q) < MIN_TUNING_EXAMPLES:
-            # A handful of examples cannot choose a threshold: ties push it to "answer only exact
-            # matches". Keep the inherited one and report accuracy and coverage at it, honestly.
-            model.threshold = prior
-            tuned = measure(model, val_q, val_a)
-            model.metrics = dict(tuned)
-            threshold_source = f"kept from the base (fewer than {MIN_TUNING_EXAMPLES} validation examples)"
+        model = LocalRetrievalModel.fit(questions, answers, base=base, features=options.features)
+        threshold_source = _choose_threshold(model, options, val_q, val_a)
+        tuned = measure(model, val_q, val_a)
+        model.metrics = dict(tuned)
         metrics = {
             "validation_accuracy": tuned["validation_accuracy"],
             "coverage": tuned["coverage"],
             "answered_accuracy": tuned.get("answered_accuracy"),
             "threshold": tuned["threshold"],
             "threshold_source": threshold_source,
+            "features": model.features,
             "train_examples": model.n_examples,
             "fallback_examples": model.n_fallback_examples,
             "validation_examples": tuned["validation_examples"],
         }
         version = save_version_model(
-            model=model, assistant=job.assistant, base_version=base_version, metrics=metrics
+            model=model, assistant=subject.assistant, base_version=base_version, metrics=metrics
         )
         return TrainingOutcome(state=TrainingOutcome.SUCCEEDED, model_version=version, metrics=metrics)
+
+
+def _choose_threshold(
+    model: LocalRetrievalModel, options: LocalSettings, val_q: list[str], val_a: list[str]
+) -> str:
+    """Set the model's answer threshold as ``options`` say; returns how it was chosen, in words."""
+    if options.threshold == "fixed":
+        model.threshold = float(options.threshold_value)
+        return "fixed by the candidate's settings"
+    if len(val_q) < MIN_TUNING_EXAMPLES:
+        # A handful of examples cannot choose a threshold: ties push it to "answer only exact matches".
+        # Keep the inherited one and report accuracy and coverage at it, honestly.
+        return f"kept from the base (fewer than {MIN_TUNING_EXAMPLES} validation examples)"
+    if options.threshold == "coverage":
+        model.threshold = model.threshold_for_coverage(val_q, float(options.target_coverage))
+        return f"set to answer {options.target_coverage:.0%} of the validation split"
+    model.tune_threshold(val_q, val_a)
+    return "tuned on the validation split"

@@ -2,10 +2,12 @@
 
 Protocol (OpenAI's fine-tuning API through the official SDK):
 
-1. ``start``: upload the dataset's train and validation JSONL (``files.create(purpose="fine-tune")``), then
+1. ``start``: take one of the provider's concurrency slots (``training.trainers.slots``; none free: wait
+   and ask again at the next poll), upload the dataset's train and validation JSONL
+   (``files.create(purpose="fine-tune")``; once per dataset, shared by a comparison's candidates), then
    ``fine_tuning.jobs.create(model, training_file, validation_file, suffix=<assistant slug>, seed=<job id>,
-   method=supervised + hyperparameters, metadata={"trainloop_job": <job id>})`` and store
-   ``provider_job_id`` at once.
+   method=supervised + hyperparameters, metadata={"trainloop_job": <job id>[, "trainloop_candidate":
+   <candidate id>]})`` and store ``provider_job_id`` at once.
 2. ``poll`` (every ``poll_after`` seconds, by the orchestrator): ``retrieve`` the provider job, copy new
    provider events into the job timeline (each once: ``provider_event_id`` is unique per job), turn metric
    events into the ``loss_curve`` series and checkpoints into job metrics; on ``succeeded`` register the
@@ -21,6 +23,10 @@ Robustness:
   that dies mid-start resumes instead of uploading or creating twice. If it died between
   ``jobs.create`` and saving the id, the provider job is found again by its ``metadata``.
 * Calling ``poll`` again after success returns the same ``ModelVersion`` (found by provider model id).
+
+The subject is a single job or a comparison's candidate (``training.trainers.base.TrainingSubject``):
+each has its own provider job, hyperparameters, metrics and version, and the metadata tells the
+candidates of one job apart when an orphan is looked for.
 """
 
 from __future__ import annotations
@@ -36,11 +42,11 @@ from assistants.backends.errors import BackendError
 from assistants.backends.openai_chat import client, describe_api_error
 from assistants.models import ModelVersion
 from assistants.services import model_version_create, next_version_name
-from training.events import job_record_event
-from training.models import JobEvent, TrainingJob
+from training.models import JobEvent
 from training.pipeline import DatasetInvalid
 from training.pipeline.erasure import dataset_ready
-from training.trainers.base import Trainer, TrainingOutcome
+from training.trainers.base import Target, Trainer, TrainingOutcome, TrainingSubject, as_subject
+from training.trainers.slots import STATE, slot_take
 
 logger = logging.getLogger(__name__)
 
@@ -99,62 +105,63 @@ class OpenAITrainer(Trainer):
 
     # -- orchestrator entry points -------------------------------------------------------------------
 
-    def start(self, job: TrainingJob) -> TrainingOutcome:
-        if job.provider_job_id:  # the worker died after creating the provider job: resume, don't recreate
-            self._note(job, f"Resuming provider job {job.provider_job_id}.")
-            return self.poll(job)
-        return self._guarded(job, self._create)
+    def start(self, target: Target) -> TrainingOutcome:
+        subject = as_subject(target)
+        if subject.provider_job_id:  # the worker died after creating the provider job: resume, don't recreate
+            subject.note(f"Resuming provider job {subject.provider_job_id}.")
+            return self.poll(subject)
+        return self._guarded(subject, self._create)
 
-    def poll(self, job: TrainingJob) -> TrainingOutcome:
-        if not job.provider_job_id:  # start hit a transient error before the provider job existed
-            return self._guarded(job, self._create)
-        return self._guarded(job, self._follow)
+    def poll(self, target: Target) -> TrainingOutcome:
+        subject = as_subject(target)
+        if not subject.provider_job_id:  # no slot yet, or a transient error before the provider job existed
+            return self._guarded(subject, self._create)
+        return self._guarded(subject, self._follow)
 
-    def cancel(self, job: TrainingJob) -> None:
-        if not job.provider_job_id:
+    def cancel(self, target: Target) -> None:
+        subject = as_subject(target)
+        provider_job_id = subject.provider_job_id
+        if not provider_job_id:
             return
         try:
             api = client(max_retries=SDK_RETRIES)
-            api.fine_tuning.jobs.cancel(job.provider_job_id)
+            api.fine_tuning.jobs.cancel(provider_job_id)
         except BackendError as exc:
-            self._note(job, f"Could not cancel provider job {job.provider_job_id}: {exc}")
+            subject.note(f"Could not cancel provider job {provider_job_id}: {exc}")
         except openai.APIStatusError as exc:
             # 400 "already completed": nothing left to cancel.
-            self._note(
-                job, f"Provider job {job.provider_job_id} was not cancelled: {describe_api_error(exc)}"
-            )
+            subject.note(f"Provider job {provider_job_id} was not cancelled: {describe_api_error(exc)}")
         except openai.OpenAIError as exc:
-            self._note(job, f"Could not cancel provider job {job.provider_job_id}: {describe_api_error(exc)}")
+            subject.note(f"Could not cancel provider job {provider_job_id}: {describe_api_error(exc)}")
         else:
-            self._note(job, f"Cancelled provider job {job.provider_job_id}.")
+            subject.note(f"Cancelled provider job {provider_job_id}.")
 
     # -- error policy ---------------------------------------------------------------------------------
 
-    def _guarded(self, job: TrainingJob, step) -> TrainingOutcome:
+    def _guarded(self, subject: TrainingSubject, step) -> TrainingOutcome:
         """Run ``step``; transient errors become a backoff, others a readable failure."""
         try:
-            outcome = step(job)
+            outcome = step(subject)
         except BackendError as exc:  # no key configured
             return TrainingOutcome(TrainingOutcome.FAILED, error=str(exc))
         except openai.OpenAIError as exc:
             if is_transient(exc):
-                return self._backoff(job, exc)
+                return self._backoff(subject, exc)
             return TrainingOutcome(TrainingOutcome.FAILED, error=describe_api_error(exc))
-        state = self._state(job)
+        state = subject.state(STATE)
         if state.get("transient_failures"):
             state["transient_failures"] = 0
-            self._save_state(job)
+            subject.state_save()
         return outcome
 
-    def _backoff(self, job: TrainingJob, exc: openai.OpenAIError) -> TrainingOutcome:
-        state = self._state(job)
+    def _backoff(self, subject: TrainingSubject, exc: openai.OpenAIError) -> TrainingOutcome:
+        state = subject.state(STATE)
         failures = int(state.get("transient_failures", 0)) + 1
         state["transient_failures"] = failures
         state["transient_total"] = int(state.get("transient_total", 0)) + 1
-        self._save_state(job)
+        subject.state_save()
         wait = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1))
-        self._note(
-            job,
+        subject.note(
             f"Provider temporarily unavailable ({describe_api_error(exc)}); retry {failures} in {wait:.0f}s.",
             data={"transient_failures": failures, "retry_in_seconds": wait},
         )
@@ -166,55 +173,50 @@ class OpenAITrainer(Trainer):
 
     # -- start ----------------------------------------------------------------------------------------
 
-    def _create(self, job: TrainingJob) -> TrainingOutcome:
-        dataset = dataset_ready(job.dataset) if job.dataset else None  # erased customers never uploaded
+    def _create(self, subject: TrainingSubject) -> TrainingOutcome:
+        # Rebuilt first when a customer in it was erased, so their data is never uploaded.
+        dataset = dataset_ready(subject.dataset) if subject.dataset else None
         if dataset is None or not dataset.train_file:
             return TrainingOutcome(
                 TrainingOutcome.FAILED, error="The job has no training dataset file to upload."
             )
         if not dataset.is_valid:  # e.g. too few examples left after an erasure's rebuild
             return TrainingOutcome(TrainingOutcome.FAILED, error=str(DatasetInvalid(dataset)))
-        if not job.base_model:
+        if not subject.base_model:
             reason = "No base model to fine-tune: set one in the assistant's retrain policy."
             return TrainingOutcome(TrainingOutcome.FAILED, error=reason)
+        waiting = self._slot(subject)
+        if waiting is not None:
+            return waiting
         api = client(max_retries=SDK_RETRIES)
-        existing = self._find_orphan(api, job)
+        existing = self._find_orphan(api, subject)
         if existing is not None:
-            job.provider_job_id = existing
-            job.save(update_fields=("provider_job_id",))
-            self._note(job, f"Found provider job {existing} created before a restart; following it.")
-            return self._follow(job)
+            subject.provider_job_id_save(existing)
+            subject.note(f"Found provider job {existing} created before a restart; following it.")
+            return self._follow(subject)
 
-        state = self._state(job)
-        if not state.get("training_file"):
-            state["training_file"] = self._upload(api, job, dataset.train_file)
-            self._save_state(job)
-        if dataset.validation_file and dataset.validation_count and not state.get("validation_file"):
-            state["validation_file"] = self._upload(api, job, dataset.validation_file)
-            self._save_state(job)
-
-        options = job.options or {}
-        hyper = {k: options[k] for k in HYPERPARAMETERS if options.get(k) not in (None, "")}
+        files = self._uploads(api, subject, dataset)
+        settings = subject.settings
+        hyper = {k: settings[k] for k in HYPERPARAMETERS if settings.get(k) not in (None, "", "auto")}
         hyper.update(
-            {k: v for k, v in (options.get("hyperparameters") or {}).items() if k in HYPERPARAMETERS}
+            {k: v for k, v in (settings.get("hyperparameters") or {}).items() if k in HYPERPARAMETERS}
         )
         params: dict[str, Any] = {
-            "model": job.base_model,
-            "training_file": state["training_file"],
-            "suffix": job.assistant.slug[:64],
-            "seed": job.pk,
+            "model": subject.base_model,
+            "training_file": files["training_file"],
+            "suffix": subject.assistant.slug[:64],
+            # One seed for every candidate of a job: they differ only in what the comparison varies.
+            "seed": subject.job.pk,
             "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
-            "metadata": {"trainloop_job": str(job.pk)},
+            "metadata": subject.metadata,
         }
-        if state.get("validation_file"):
-            params["validation_file"] = state["validation_file"]
+        if files.get("validation_file"):
+            params["validation_file"] = files["validation_file"]
         provider_job = api.fine_tuning.jobs.create(**params)
         # Save the id before anything else can fail, so a restart resumes this provider job.
-        job.provider_job_id = provider_job.id
-        job.save(update_fields=("provider_job_id",))
-        self._note(
-            job,
-            f"Created provider fine-tuning job {provider_job.id} on {job.base_model}.",
+        subject.provider_job_id_save(provider_job.id)
+        subject.note(
+            f"Created provider fine-tuning job {provider_job.id} on {subject.base_model}.",
             data={"provider_job_id": provider_job.id, "hyperparameters": hyper},
         )
         return TrainingOutcome(
@@ -223,17 +225,58 @@ class OpenAITrainer(Trainer):
             poll_after=POLL_INTERVAL,
         )
 
-    def _upload(self, api: openai.OpenAI, job: TrainingJob, path: str) -> str:
+    @staticmethod
+    def _slot(subject: TrainingSubject) -> TrainingOutcome | None:
+        """None once the subject holds one of the provider's slots; else the outcome "waiting"."""
+        answer = slot_take(subject)
+        state = subject.state(STATE)
+        if answer.taken:
+            if state.pop("waiting_since", None) is not None:
+                subject.state_save()
+            return None
+        why = (
+            f"Waiting for a provider slot: {answer.in_use} of {answer.limit} fine-tuning jobs run at "
+            f"{answer.base_url} (TRAINING_PROVIDER_CONCURRENCY)."
+        )
+        if "waiting_since" not in state:  # noted once, not at every poll
+            state["waiting_since"] = True
+            subject.state_save()
+            subject.note(why)
+        return TrainingOutcome(
+            TrainingOutcome.RUNNING,
+            metrics={"provider_status": "waiting_for_slot"},
+            poll_after=POLL_INTERVAL,
+            waiting=why,
+        )
+
+    def _uploads(self, api: openai.OpenAI, subject: TrainingSubject, dataset) -> dict[str, str]:
+        """The dataset's uploaded file ids: uploaded once per dataset version, shared by the candidates."""
+        files = subject.shared_state(STATE)
+        if files.get("uploaded_sha256", dataset.train_sha256) != dataset.train_sha256:
+            # The dataset was rebuilt since (an erased customer): the old upload must not be trained on.
+            files.pop("training_file", None)
+            files.pop("validation_file", None)
+        if not files.get("training_file"):
+            files["training_file"] = self._upload(api, subject, dataset.train_file)
+            files["uploaded_sha256"] = dataset.train_sha256
+            subject.shared_state_save()
+        if dataset.validation_file and dataset.validation_count and not files.get("validation_file"):
+            files["validation_file"] = self._upload(api, subject, dataset.validation_file)
+            subject.shared_state_save()
+        return files
+
+    def _upload(self, api: openai.OpenAI, subject: TrainingSubject, path: str) -> str:
         with default_storage.open(path, "rb") as fh:
             data = fh.read()
         uploaded = api.files.create(file=(PurePath(path).name, data), purpose="fine-tune")
-        self._note(job, f"Uploaded {PurePath(path).name} as {uploaded.id} ({len(data)} bytes).")
+        subject.note(f"Uploaded {PurePath(path).name} as {uploaded.id} ({len(data)} bytes).")
         return uploaded.id
 
     @staticmethod
-    def _find_orphan(api: openai.OpenAI, job: TrainingJob) -> str | None:
-        """A provider job created for this job whose id we never saved (worker died right after create)."""
-        if not job.pk or not (job.options or {}).get("openai", {}).get("training_file"):
+    def _find_orphan(api: openai.OpenAI, subject: TrainingSubject) -> str | None:
+        """A provider job created for this subject whose id we never saved (worker died right after
+        create). The metadata names the job and, for a comparison, the candidate."""
+        if not subject.job.pk or not subject.shared_state(STATE).get("training_file"):
             return None  # nothing was uploaded, so nothing can have been created
         try:
             page = api.fine_tuning.jobs.list(limit=50)
@@ -241,19 +284,21 @@ class OpenAITrainer(Trainer):
             if is_transient(exc):
                 raise
             return None  # a provider that cannot list jobs: the saved id is all we can go by
-        for candidate in page.data:
-            if (candidate.metadata or {}).get("trainloop_job") == str(job.pk):
-                return candidate.id
+        wanted = subject.metadata
+        for found in page.data:
+            tags = {k: v for k, v in (found.metadata or {}).items() if k.startswith("trainloop_")}
+            if tags == wanted:
+                return found.id
         return None
 
     # -- poll -----------------------------------------------------------------------------------------
 
-    def _follow(self, job: TrainingJob) -> TrainingOutcome:
+    def _follow(self, subject: TrainingSubject) -> TrainingOutcome:
         api = client(max_retries=SDK_RETRIES)
-        provider_job = api.fine_tuning.jobs.retrieve(job.provider_job_id)
-        metrics = dict(job.metrics or {})
-        self._sync_events(api, job, metrics)
-        self._read_checkpoints(api, job, metrics)
+        provider_job = api.fine_tuning.jobs.retrieve(subject.provider_job_id)
+        metrics = dict(subject.metrics)
+        self._sync_events(api, subject, metrics)
+        self._read_checkpoints(api, subject, metrics)
         metrics["provider_status"] = provider_job.status
         status = provider_job.status
         if status == "succeeded":
@@ -268,7 +313,7 @@ class OpenAITrainer(Trainer):
                     metrics=metrics,
                     error="The provider finished without a fine-tuned model id.",
                 )
-            version = self._register_version(job, provider_job.fine_tuned_model, metrics)
+            version = self._register_version(subject, provider_job.fine_tuned_model, metrics)
             return TrainingOutcome(TrainingOutcome.SUCCEEDED, model_version=version, metrics=metrics)
         if status == "failed":
             return TrainingOutcome(
@@ -280,14 +325,12 @@ class OpenAITrainer(Trainer):
             )
         return TrainingOutcome(TrainingOutcome.RUNNING, metrics=metrics, poll_after=POLL_INTERVAL)
 
-    def _sync_events(self, api: openai.OpenAI, job: TrainingJob, metrics: dict[str, Any]) -> None:
+    def _sync_events(self, api: openai.OpenAI, subject: TrainingSubject, metrics: dict[str, Any]) -> None:
         """Record provider events not yet in the timeline, oldest first; extend the loss curve."""
         # Events come newest first and ``after`` pages towards older ones: read until an event we
         # already recorded shows up (or the history ends).
         known = set(
-            JobEvent.objects.filter(job=job)
-            .exclude(provider_event_id="")
-            .values_list("provider_event_id", flat=True)
+            subject.events().exclude(provider_event_id="").values_list("provider_event_id", flat=True)
         )
         fresh: list[Any] = []
         after: str | None = None
@@ -295,7 +338,7 @@ class OpenAITrainer(Trainer):
             kwargs: dict[str, Any] = {"limit": EVENT_PAGE}
             if after:
                 kwargs["after"] = after
-            page = api.fine_tuning.jobs.list_events(job.provider_job_id, **kwargs)
+            page = api.fine_tuning.jobs.list_events(subject.provider_job_id, **kwargs)
             reached_known = False
             for event in page.data:
                 if event.id in known:
@@ -308,8 +351,7 @@ class OpenAITrainer(Trainer):
         for event in reversed(fresh):
             data = dict(event.data or {}) if isinstance(event.data, dict) else {}
             is_metric = getattr(event, "type", "") == "metrics" or "train_loss" in data
-            job_record_event(
-                job=job,
+            subject.record(
                 kind=JobEvent.Kind.METRIC if is_metric else JobEvent.Kind.PROVIDER,
                 message=event.message,
                 data={**data, "level": event.level, "created_at": event.created_at},
@@ -318,7 +360,7 @@ class OpenAITrainer(Trainer):
         # The curve is rebuilt from the recorded events, so it is complete even if an earlier poll's
         # metrics were never saved (a worker died between recording events and saving the job).
         curve: dict[int, dict[str, Any]] = {}
-        rows = JobEvent.objects.filter(job=job, kind=JobEvent.Kind.METRIC).exclude(provider_event_id="")
+        rows = subject.events().filter(kind=JobEvent.Kind.METRIC).exclude(provider_event_id="")
         for data in rows.values_list("data", flat=True):
             if not isinstance(data, dict) or data.get("step") is None:
                 continue
@@ -330,9 +372,9 @@ class OpenAITrainer(Trainer):
             metrics["loss_curve"] = [curve[step] for step in sorted(curve)]
 
     @staticmethod
-    def _read_checkpoints(api: openai.OpenAI, job: TrainingJob, metrics: dict[str, Any]) -> None:
-        """The latest checkpoint's metrics become the job's headline metrics (``train_loss`` …)."""
-        page = api.fine_tuning.jobs.checkpoints.list(job.provider_job_id, limit=10)
+    def _read_checkpoints(api: openai.OpenAI, subject: TrainingSubject, metrics: dict[str, Any]) -> None:
+        """The latest checkpoint's metrics become the subject's headline metrics (``train_loss`` …)."""
+        page = api.fine_tuning.jobs.checkpoints.list(subject.provider_job_id, limit=10)
         checkpoints = sorted(page.data, key=lambda c: c.step_number)
         if not checkpoints:
             return
@@ -356,35 +398,21 @@ class OpenAITrainer(Trainer):
         metrics["step"] = checkpoints[-1].step_number
 
     @staticmethod
-    def _register_version(job: TrainingJob, provider_model: str, metrics: dict[str, Any]) -> ModelVersion:
+    def _register_version(
+        subject: TrainingSubject, provider_model: str, metrics: dict[str, Any]
+    ) -> ModelVersion:
+        assistant = subject.assistant
         existing = ModelVersion.objects.filter(
-            assistant_id=job.assistant_id, backend=ModelVersion.Backend.OPENAI, provider_model=provider_model
+            assistant_id=assistant.pk, backend=ModelVersion.Backend.OPENAI, provider_model=provider_model
         ).first()
         if existing is not None:  # polled again after success (retried task): same version, not a second one
             return existing
         headline = {k: metrics[k] for k in (*CHECKPOINT_METRICS, "trained_tokens", "step") if k in metrics}
         return model_version_create(
-            assistant=job.assistant,
-            name=next_version_name(job.assistant),
+            assistant=assistant,
+            name=next_version_name(assistant),
             backend=ModelVersion.Backend.OPENAI,
             provider_model=provider_model,
-            base_version=job.base_version,
-            metrics={**headline, "provider_job_id": job.provider_job_id},
+            base_version=subject.base_version,
+            metrics={**headline, "provider_job_id": subject.provider_job_id},
         )
-
-    # -- bookkeeping ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _state(job: TrainingJob) -> dict[str, Any]:
-        """Trainer bookkeeping that must survive restarts (uploaded file ids, retry counts)."""
-        if not isinstance(job.options, dict):
-            job.options = {}
-        return job.options.setdefault("openai", {})
-
-    @staticmethod
-    def _save_state(job: TrainingJob) -> None:
-        job.save(update_fields=("options",))
-
-    @staticmethod
-    def _note(job: TrainingJob, message: str, *, data: dict[str, Any] | None = None) -> None:
-        job_record_event(job=job, kind=JobEvent.Kind.NOTE, message=message, data=data)
