@@ -5,36 +5,41 @@
 **What counts as a duplicate (the one definition):** two examples are near-duplicates when the Jaccard
 similarity of their sets of word 3-shingles is at least ``threshold`` (default 0.9). The text compared is
 ``question + "\\n" + answer`` (the last user message and the training target), normalised by
-:func:`words`: lower-cased, ASCII punctuation and the usual Unicode quotes/dashes become spaces, words are
-what whitespace separates. Texts
+:func:`words`: lower-cased, ASCII punctuation, U+0001 and the usual Unicode quotes/dashes become spaces,
+words are what whitespace separates. Texts
 with fewer than three words are one (padded) shingle. 3-shingles rather than 2: with 2-shingles two
 different answers built from the same template ("your order #123 ships Monday" / "#456 … Friday") look
 more alike than they are; with 3 a single changed word in a 60-word answer still leaves J ≈ 0.9.
 
-**How it is found, at scale (≥ 20,000 examples/s, compact state for 1M examples):**
+**How it is found, at scale (~50,000 examples/s at 1M on one core, compact state):**
 
-1. Words are hashed with numpy, a chunk's whole text at once (a polynomial hash of their bytes, see
-   ``_hash_words``), and shingles are combined from word hashes, per chunk.
-2. MinHash signatures are computed for a whole chunk at once with a 2-universal multiply-shift family
-   ``h_i(x) = ((a_i·x + b_i) mod 2^64) >> 32`` and ``np.minimum.reduceat`` (datasketch's per-object
-   ``MinHash`` costs ~50 µs per example and its in-memory ``MinHashLSH`` keeps a Python dict entry per
-   example per band — gigabytes at 1M — so only its banding rule is used here).
+1. A chunk's texts are normalised and hashed with numpy as one buffer: ``bytes.translate`` lower-cases
+   ASCII and blanks punctuation (``str.lower`` only for non-ASCII texts), each word gets a polynomial
+   hash of its bytes from one prefix sum (``_hash_words``), and shingles are combined from word hashes.
+2. MinHash signatures are computed for a chunk at once with ``h_i(x) = (a_i·x + b_i) mod 2^32`` (a_i
+   odd) over the 32-bit shingle hashes and ``np.minimum.reduceat``, keeping the low 8 bits of each
+   minimum (b-bit MinHash). datasketch's per-object ``MinHash`` costs ~50 µs per example and its
+   in-memory ``MinHashLSH`` keeps a Python dict entry per example per band — gigabytes at 1M — so only
+   its banding rule is used here.
 3. LSH banding with ``b`` bands of ``r`` rows. A pair with similarity ``s`` becomes a candidate with
    probability ``1 − (1 − s^r)^b``. :func:`lsh_params` picks the largest ``r`` (fewest false candidates)
    whose probability *at the threshold itself* is ≥ 0.995; datasketch's default weights (0.5, 0.5) at 0.9
    give ``P(0.9) ≈ 0.34``. With 64 permutations at 0.9 this is b=9, r=7: P(0.9)=0.997, P(0.5)=0.07.
+   (8-bit values only raise a row's collision probability, by at most (1 − s)/256.)
 4. Examples whose shingle sets are identical are grouped first (J = 1, no LSH needed), so buckets stay
    small. A bucket can still be huge for templated answers: there, only examples up to
    ``MAX_BUCKET_SPAN`` apart in (band key, next bands' keys) order are paired — the neighbours most likely
    to be near-duplicates — so the work stays linear (documented recall trade-off, measured by the bench).
-5. Candidates whose MinHash estimate is more than 0.15 below the threshold are dropped (3.9 s.d.), the
-   rest are verified with exact Jaccard on the stored shingle sets (vectorised), so precision is 1 by
+5. Candidates whose MinHash estimate is more than 0.15 below the threshold are dropped (3.9 s.d.), and
+   so are those whose set sizes alone rule the threshold out (J ≤ min/max); the rest are verified with
+   exact Jaccard on the stored shingle sets (a sparse-matrix merge in scipy), so precision is 1 by
    construction; recall is what LSH tuning buys.
 6. Verified pairs are clustered (connected components = union-find); one representative per cluster is
    kept: the highest rating, then the newest, then the highest id (deterministic).
 
-Per example the finder keeps its sorted shingle hashes (uint32, ~4 bytes a shingle) and a 16-bit
-b-bit MinHash signature (2 bytes × b·r); no text.
+Per example the finder keeps its sorted shingle hashes (uint32, ~4 bytes a shingle) and an 8-bit b-bit
+MinHash signature (1 byte × b·r); no text. Where the time goes, and what each step cost before, is in
+docs/PERFORMANCE.md ("Dedup").
 """
 
 from __future__ import annotations
@@ -87,10 +92,6 @@ def _normalised(text: str) -> bytes:
     if not text.isascii():
         text = _lowered(text)
     return text.encode().translate(_NORMALISE)
-
-
-def _tokens(text: str) -> list[bytes]:
-    return _normalised(text).split()
 
 
 _WORD_K = np.uint64(0x100000001B3)  # FNV's 64-bit prime: the base of the polynomial word hash
@@ -154,8 +155,9 @@ def _hash_words(buf: bytes) -> np.ndarray:
 
 
 def words(text: str) -> list[str]:
-    """The normalised words of a text (see the module docstring)."""
-    return [w.decode() for w in _tokens(text)]
+    """The normalised words of a text (see the module docstring). U+0001, the marker that joins a
+    chunk's texts, is a separator too, as in the finder (which replaces it in the rare text that has it)."""
+    return [w.decode() for w in _normalised(text.replace(_TEXT_END, " ")).split()]
 
 
 def lsh_params(threshold: float, num_perm: int = DEFAULT_NUM_PERM) -> tuple[int, int]:
@@ -353,8 +355,9 @@ class NearDuplicateFinder:
     def _candidates(self, active: np.ndarray) -> tuple[np.ndarray, int]:
         """Likely pairs (i < j) among ``active`` that share a band, and how many candidates were seen.
 
-        Within a band, examples are sorted by (band key, next band's key, the one after): a bucket is a
-        run of equal keys, and pairs are taken up to ``MAX_BUCKET_SPAN`` positions apart — every pair in
+        Within a band, examples are sorted by band key (and, inside a bucket too long to pair whole, by
+        the next two bands' keys): a bucket is a run of equal keys, and pairs are taken up to
+        ``MAX_BUCKET_SPAN`` positions apart — every pair in
         an ordinary bucket; in a huge one (templated answers) the neighbours that also agree on the next
         bands, i.e. the likeliest near-duplicates. Candidates are filtered by their MinHash estimate band
         by band, so memory holds only likely pairs.
@@ -377,7 +380,7 @@ class NearDuplicateFinder:
             # Keep only the examples in a bucket of two or more (removing the singletons between runs
             # leaves every run, and every distance inside one, as it was), and take their signatures
             # once, in this order: the comparisons below then read them front to back instead of
-            # fetching two random rows per candidate (the estimate was a fifth of the time at 1M).
+            # fetching two random rows per candidate (the estimate was a sixth of the time at 1M).
             same = sk[1:] == sk[:-1]
             member = np.zeros(len(sk), dtype=bool)
             member[1:] = same
@@ -467,7 +470,8 @@ class NearDuplicateFinder:
         Each batch's left and right sets become two sparse 0/1 matrices (a row per pair, the shingle
         hash as the column; the stored sets are sorted and unique, i.e. canonical), and their
         element-wise product — scipy's merge of sorted rows, in C++ — has the intersection as each
-        row's entries. 2× faster than sorting both sets of every pair together in numpy.
+        row's entries (C++ needs them canonical, or it would work over all 2^32 columns). 3–4× faster
+        than sorting both sets of every pair together in numpy.
         """
         self._finish()
         values, counts = self._values[0], self._counts[0]
