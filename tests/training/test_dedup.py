@@ -220,3 +220,90 @@ def test_words_are_hashed_as_split_cuts_them_and_equal_words_hash_equal():
                 assert h < 2**32 and by_word.setdefault(word, h) == h
     words = [w for w in (_normalised("alpha beta gamma delta")).split()]
     assert len(set(_hash_words(b" ".join(words)).tolist())) == 4
+
+
+def _python_shingles(text: str) -> set[tuple[str, ...]]:
+    w = words(text)
+    w = w + [""] * (3 - len(w)) if len(w) < 3 else w
+    return {tuple(w[i : i + 3]) for i in range(len(w) - 2)}
+
+
+def test_shingle_sets_do_not_depend_on_the_chunk_around_a_text(monkeypatch):
+    """The chunk is normalised and hashed as one buffer, cut into pieces, non-ASCII texts lowered alone:
+    none of it may change a text's set (sizes as Python's sets of word 3-shingles)."""
+    import training.pipeline.dedup as dedup
+
+    rng = random.Random(5)
+    alphabet = [
+        "a",
+        "B",
+        "É",
+        "é",
+        "ΑΣ",
+        "Σ",
+        "İ",
+        " ",
+        "\n",
+        "\x01",
+        ".",
+        "\u2019",
+        "\u00a0",
+        "word",
+        "Word",
+    ]
+    texts = ["", "one", "two words", "Three Words Here", "\x01", "a\x01b c d", "ΑΣ ΒΣ", "x ΑΣ"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(300)]
+    texts += sample(200)
+    monkeypatch.setattr(dedup, "_PIECE_CHARS", 500)  # many pieces
+    values, counts = shingle_sets(texts)
+    assert counts.tolist() == [len(_python_shingles(t)) for t in texts]
+    one_by_one = [shingle_sets([t]) for t in texts]
+    assert np.array_equal(values, np.concatenate([v for v, _ in one_by_one]))
+    assert counts.tolist() == [int(c[0]) for _, c in one_by_one]
+
+
+def test_ranges_are_concatenated_aranges_even_with_empty_ones():
+    from training.pipeline.dedup import _ranges
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        k = int(rng.integers(0, 12))
+        starts, lengths = rng.integers(0, 100, k), rng.integers(0, 4, k)
+        expected = [x for s, n in zip(starts, lengths, strict=True) for x in range(s, s + n)]
+        assert _ranges(starts, lengths).tolist() == expected
+
+
+def test_the_result_does_not_depend_on_how_the_texts_were_chunked():
+    texts = sample(800)
+    n = len(texts)
+    results = []
+    for chunk in (800, 37):
+        finder = NearDuplicateFinder(threshold=0.9)
+        for lo in range(0, n, chunk):
+            finder.add(texts[lo : lo + chunk])
+        results.append(finder.resolve(rating=np.ones(n), newest=np.ones(n), tiebreak=np.arange(n)))
+    assert results[0].keep.tolist() == results[1].keep.tolist()
+    assert results[0].labels.tolist() == results[1].labels.tolist()
+    assert results[0].candidate_pairs == results[1].candidate_pairs
+    assert 0 < results[0].keep.sum() < n
+
+
+def test_every_pair_of_an_ordinary_bucket_is_found():
+    base = " ".join(f"term{i}" for i in range(60))
+    texts = [f"{base} tail{k}" for k in range(25)]  # 25 = MAX_BUCKET_SPAN + 1: no pair is left out
+    finder = NearDuplicateFinder(threshold=0.9)
+    finder.add(texts)
+    found, _ = finder.pairs()
+    assert len(found) == 25 * 24 // 2
+
+
+def test_a_pair_exactly_at_the_threshold_is_a_duplicate():
+    """9 shingles inside 10: J = 9/10 = the threshold, and the size ratio, too (the size bound keeps it)."""
+    a = " ".join(f"w{i}" for i in range(11))
+    b = a + " w11"
+    assert len(_python_shingles(a)) == 9 and len(_python_shingles(b)) == 10
+    finder = NearDuplicateFinder(threshold=0.9)
+    finder.add([a, b, "something else entirely, nothing alike here at all"])
+    assert finder.jaccard(np.array([[0, 1]])).tolist() == [0.9]
+    found, _ = finder.pairs()
+    assert found.tolist() == [[0, 1]]
