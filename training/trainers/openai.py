@@ -1,5 +1,7 @@
 """Fine-tuning on an OpenAI-compatible provider (backend "openai").
 
+(Just over 400 lines: one provider protocol, create, follow and cancel, with its restart-safe bookkeeping.)
+
 Protocol (OpenAI's fine-tuning API through the official SDK):
 
 1. ``start``: take one of the provider's concurrency slots (``training.trainers.slots``; none free: wait

@@ -29,6 +29,7 @@ def customers(assistant, live_v1):
     policy_update(
         policy=policy_ensure(assistant=assistant),
         ab_enabled=False,
+        auto_deploy_threshold=1.0,  # a reviewer decides, whatever the split (it differs by database)
         validation_share=0.3,
         max_feedback_count=1000,
         eval_min_prompts=30,
@@ -149,6 +150,7 @@ def test_the_policy_setting_makes_a_triggered_job_a_comparison(
     policy = policy_update(
         policy=policy_ensure(assistant=assistant),
         ab_enabled=False,
+        auto_deploy_threshold=1.0,  # a reviewer decides, whatever the split (it differs by database)
         compare_candidates=THREE_LOCAL[:2],
         compare_online="multi_arm",
         compare_top_k=2,
