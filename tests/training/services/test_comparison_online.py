@@ -1,17 +1,11 @@
 """A comparison online: "best_ab" A/B tests the best offline candidate as a single job would; "multi_arm"
 puts the top k into one multi-arm experiment, whose winner (another candidate than the offline best)
-becomes the job's version; the decision and the deployment say which candidate and why.
-
-The multi-arm tests need interface B of issue 18 (``experiment_start(extra_variants=...)``,
-``Experiment.winner``), which the abtesting branch builds: they are skipped until it is merged."""
+becomes the job's version; the decision and the deployment say which candidate and why."""
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 
-from abtesting import services as ab
 from abtesting.models import Experiment
 from abtesting.signals import experiment_concluded
 from assistants.models import Deployment
@@ -24,12 +18,6 @@ from training.services import policy_ensure, policy_update
 S = TrainingJob.Status
 pytestmark = pytest.mark.django_db
 
-MULTI_ARM = "extra_variants" in inspect.signature(ab.experiment_start).parameters and any(
-    f.name == "winner" for f in Experiment._meta.get_fields()
-)
-needs_multi_arm = pytest.mark.skipif(
-    not MULTI_ARM, reason="needs the abtesting branch's multi-arm experiments (issue 18, interface B)"
-)
 CANDIDATES = [
     {"label": "A", "backend": "local", "settings": {}},
     {"label": "B", "backend": "local", "settings": {"features": "word"}},
@@ -105,7 +93,6 @@ def test_best_ab_tests_the_best_candidate_against_live(
     assert Deployment.objects.get(version=best.model_version).note.endswith(f"Chosen: {why}.")
 
 
-@needs_multi_arm
 def test_multi_arm_puts_the_top_k_in_one_experiment_and_its_winner_is_deployed(
     comparison, live_v1, alice, django_capture_on_commit_callbacks
 ):
@@ -155,7 +142,6 @@ def test_multi_arm_puts_the_top_k_in_one_experiment_and_its_winner_is_deployed(
     assert "offline rank 2" in job.decision_reason
 
 
-@needs_multi_arm
 def test_multi_arm_takes_at_most_the_candidates_that_were_ranked(comparison, live_v1, settings):
     settings.OPENAI_API_KEY = ""  # the provider candidate fails
     job = comparison(
