@@ -137,9 +137,19 @@ def rollups_refresh(*, chunk: int = REFRESH_CHUNK) -> dict[str, int]:
             with transaction.atomic(using=using):
                 mark = _mark(using)
                 low = getattr(mark, mark_field)
-                high = min(final, low + chunk)
-                if high <= low:
+                if final <= low:
                     break
+                # Chunks count rows, not ids: ids can jump far ahead of the mark (a sequence is not
+                # rolled back with a transaction, rows get deleted), and stepping through an empty id
+                # range one chunk at a time would take a transaction per chunk for nothing.
+                first = (
+                    model.objects.using(using)
+                    .filter(id__gt=low, id__lte=final)
+                    .order_by("id")
+                    .values_list("id", flat=True)
+                    .first()
+                )
+                high = final if first is None else min(final, first - 1 + chunk)
                 rows = model.objects.using(using).filter(id__gt=low, id__lte=high)
                 if model is Feedback:
                     grouped = _grouped(
