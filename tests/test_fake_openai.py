@@ -6,33 +6,16 @@ fake is faithful enough to test our fine-tuning backend against.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
 
-
-def _load_fake_openai():  # noqa: ANN202 - returns a module
-    """Import tests/fake_openai.py by path (tests/ is not a package)."""
-    name = "fake_openai"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fake_openai.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
-
-
-fake_openai = _load_fake_openai()
-FakeOpenAIServer = fake_openai.FakeOpenAIServer
+from tests import fake_openai
+from tests.fake_openai import FakeOpenAIServer
 
 EXAMPLES = [
     ("How do I reset my password?", "Click 'Forgot password' on the login page."),

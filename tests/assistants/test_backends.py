@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
@@ -16,22 +13,10 @@ from assistants.backends import HANDOFF_TEXT, BackendError, answer, answer_many
 from assistants.backends.local import LocalRetrievalModel
 from assistants.backends.openai_chat import ProviderNotConfigured, chat
 from assistants.services import model_version_create
+from tests.fake_openai import FakeOpenAIServer
 
 pytestmark = pytest.mark.django_db
 
-
-def _load_fake_openai():  # tests/ is not a package: import the fake server by path
-    if "fake_openai" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "fake_openai", Path(__file__).parents[1] / "fake_openai.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_openai"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_openai"]
-
-
-FakeOpenAIServer = _load_fake_openai().FakeOpenAIServer
 
 FAQ = {
     "How do I reset my password?": "Click 'Forgot password' on the login page.",

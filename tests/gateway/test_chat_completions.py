@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
-from pathlib import Path
 
 import openai
 import pytest
@@ -19,23 +16,13 @@ from assistants.backends.local import LocalRetrievalModel
 from assistants.models import ApiKey
 from assistants.services import api_key_create, deployment_make_live, model_version_create
 from feedback.models import Feedback, Interaction
+from tests.fake_openai import FakeOpenAIServer
 
 URL = "/v1/chat/completions"
 FAQ = {
     "How do I reset my password?": "Click 'Forgot password' on the login page.",
     "Where is my order?": "Open Orders and click Track.",
 }
-
-
-def _load_fake_openai():  # tests/ is not a package: import the fake server by path
-    if "fake_openai" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "fake_openai", Path(__file__).parents[1] / "fake_openai.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_openai"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_openai"]
 
 
 @pytest.fixture(autouse=True)
@@ -218,7 +205,7 @@ def test_a_backend_failure_is_logged_and_answered_in_openai_shape(ingest, live):
 
 @pytest.mark.django_db
 def test_it_answers_through_an_openai_backend(ingest, assistant, settings):
-    with _load_fake_openai().FakeOpenAIServer(time_limit=60) as fake:
+    with FakeOpenAIServer(time_limit=60) as fake:
         settings.OPENAI_BASE_URL = fake.url + "/v1"
         settings.OPENAI_API_KEY = "sk-test"
         version = model_version_create(

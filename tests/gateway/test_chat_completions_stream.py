@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 import threading
 from datetime import timedelta
-from pathlib import Path
 
 import openai
 import pytest
@@ -22,6 +19,7 @@ from assistants.services import deployment_make_live, model_version_create
 from feedback.models import Feedback, Interaction
 from feedback.services import interaction_log
 from gateway.services import GatewayError, StreamEnd, chat_completion_stream
+from tests.fake_openai import FakeOpenAIServer
 
 URL = "/v1/chat/completions"
 ANSWER = "Open Orders and click Track; every shipped order has a tracking link."
@@ -29,17 +27,6 @@ FAQ = {
     "Where is my order?": ANSWER,
     "How do I reset my password?": "Click 'Forgot password' on the login page.",
 }
-
-
-def _load_fake_openai():  # tests/ is not a package: import the fake server by path
-    if "fake_openai" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "fake_openai", Path(__file__).parents[1] / "fake_openai.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_openai"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_openai"]
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +53,7 @@ def live(assistant):
 
 @pytest.fixture
 def fake_provider(settings):
-    with _load_fake_openai().FakeOpenAIServer(time_limit=60) as fake:
+    with FakeOpenAIServer(time_limit=60) as fake:
         settings.OPENAI_BASE_URL = fake.url + "/v1"
         settings.OPENAI_API_KEY = "sk-test"
         yield fake

@@ -5,12 +5,9 @@ metadata."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.fake_openai import FakeOpenAIServer
 from tests.training.conftest import make_dataset, make_job, split_pairs
 from training.models import JobCandidate, JobEvent, TrainingJob
 from training.services import job_advance, job_cancel
@@ -20,20 +17,6 @@ from training.trainers.slots import provider_url
 
 pytestmark = pytest.mark.django_db
 S = TrainingJob.Status
-
-
-def _load_fake_openai():  # tests/ is not a package: import the fake server by path
-    if "fake_openai" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "fake_openai", Path(__file__).parents[1] / "fake_openai.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_openai"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_openai"]
-
-
-FakeOpenAIServer = _load_fake_openai().FakeOpenAIServer
 
 
 @pytest.fixture

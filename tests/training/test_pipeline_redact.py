@@ -3,11 +3,8 @@ in the stored files (nor in what is uploaded), counts per type in the stats."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -89,14 +86,9 @@ def test_a_dataset_for_the_provider_never_contains_the_originals(assistant):
 
 
 def test_the_file_uploaded_to_the_provider_holds_placeholders_only(assistant, settings):
+    from tests import fake_openai as module
     from training.trainers.openai import OpenAITrainer
 
-    spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).parents[1] / "fake_openai.py")
-    module = sys.modules.get("fake_openai")
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_openai"] = module
-        spec.loader.exec_module(module)
     _policy(assistant, backend="openai")
     _rows(assistant)
     ds = dataset_build(assistant=assistant, options={"deduplicate": False, "validation_share": 0.0})

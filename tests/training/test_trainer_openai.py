@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
@@ -15,25 +12,13 @@ from django.utils import timezone
 
 from assistants.models import ModelVersion
 from assistants.services import deployment_make_live, model_version_create
+from tests.fake_openai import FakeOpenAIServer
 from training.models import JobEvent, TrainingDataset, TrainingJob
 from training.trainers import get_trainer
 from training.trainers.openai import OpenAITrainer, describe_job_error
 
 pytestmark = pytest.mark.django_db
 
-
-def _load_fake_openai():  # tests/ is not a package: import the fake server by path
-    if "fake_openai" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "fake_openai", Path(__file__).parents[1] / "fake_openai.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_openai"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_openai"]
-
-
-FakeOpenAIServer = _load_fake_openai().FakeOpenAIServer
 
 QA = [
     ("How do I reset my password?", "Click 'Forgot password' on the login page."),
