@@ -140,6 +140,15 @@ def job_summary(data: dict[str, Any], *, event_type: str) -> str:
     return f"{name}: job {job['id']} failed: {data['reason'] or 'no reason recorded'}"
 
 
+def _described_version(experiment: Experiment, results: dict[str, Any]):
+    """The version the figures describe: the variant of an A/B test; of a multi-arm experiment the arm
+    its analysis names in ``ab_test_results`` (the winner, else the best arm so far)."""
+    if not experiment.is_multi_arm:
+        return experiment.variant
+    versions = dict(experiment.arm_versions())
+    return versions.get(results.get("arm"), experiment.variant)
+
+
 def experiment_data(*, experiment: Experiment) -> dict[str, Any]:
     results = dict((experiment.last_analysis or {}).get("ab_test_results") or {})
     ci = results.get("ci") or [None, None]
@@ -156,7 +165,9 @@ def experiment_data(*, experiment: Experiment) -> dict[str, Any]:
         },
         "job": {"id": job.pk, "url": job_url(job.pk)} if job is not None else None,
         "assistant": {"slug": experiment.assistant.slug, "name": experiment.assistant.name},
-        "candidate_version": experiment.variant.name,
+        "candidate_version": _described_version(experiment, results).name,
+        "arm": results.get("arm", "variant"),
+        "winner": experiment.winner.name if experiment.winner_id else None,
         "live_version": experiment.control.name,
         "improvement": results.get("improvement"),
         "improvement_interval": list(ci) if None not in ci else None,

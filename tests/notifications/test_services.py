@@ -196,6 +196,24 @@ def test_a_concluded_ab_test_carries_its_decision(versions, carol):
     )
 
 
+def test_a_concluded_multi_arm_test_names_its_winner_not_the_first_variant(versions, carol):
+    from abtesting.models import ExperimentVariant
+    from assistants.services import model_version_create
+
+    v1, v2 = versions
+    v3 = model_version_create(assistant=v1.assistant, name="shop-v3", base_version=v1)
+    experiment = _experiment(versions, variant_count=2, traffic_split=2 / 3)
+    ExperimentVariant.objects.create(experiment=experiment, arm="variant2", version=v3)
+    Experiment.objects.filter(pk=experiment.pk).update(
+        winner=v3, last_analysis={"ab_test_results": {**AB_RESULTS, "arm": "variant2"}}
+    )
+    experiment.refresh_from_db()
+    _conclude(experiment, decision="variant_better", reason="variant2 is better.")
+    data = Event.objects.get(type="experiment.concluded").payload["data"]
+    assert (data["candidate_version"], data["arm"], data["winner"]) == ("shop-v3", "variant2", "shop-v3")
+    assert "shop-v3 vs shop-v1" in mail.outbox[0].body
+
+
 def test_a_rollout_rolled_back_by_its_guardrail_is_announced(versions, carol):
     experiment = _experiment(versions, purpose="rollout", stages=[0.1, 0.5, 1.0])
     _conclude(experiment, decision="variant_worse", reason="Rollout of shop-v2 rolled back at stage 1/3.")
