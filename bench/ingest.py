@@ -10,6 +10,8 @@ connection, so every request reconnects, as any client of them would) for a fixe
 - ``raw``:      no HTTP, no Django: the same rows (same columns and values as ``batch`` stores) inserted
                 from this process with the driver's per-row ``executemany``, 100 rows per transaction,
                 one connection. The physical-ish limit the batch endpoint is compared with.
+- ``copy``:     PostgreSQL only: the same rows with ``COPY … FROM STDIN``, 100 per transaction, from this
+                process: the database's bulk loader with nothing in front of it, the floor under both.
 
 The three HTTP scenarios use the same key authentication.
 Throttling is lifted (API_THROTTLE_RATE) so it doesn't cap
@@ -402,6 +404,59 @@ def _raw_executemany(ids: list[int], assistant_id: int, *, seconds: float, db: D
     return load
 
 
+def _raw_copy(ids: list[int], assistant_id: int, *, seconds: float, db: DbCpu) -> Load:
+    """PostgreSQL only: the same rows as ``_raw_executemany`` with ``COPY … FROM STDIN``, 100 rows per
+    transaction, one process, one connection: the database's own bulk path with nothing in front of it,
+    so the floor any endpoint's cost per row can approach (the unique and secondary indexes are
+    maintained row by row whatever the statement)."""
+    import hashlib
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from feedback.models import Feedback
+
+    meta = Feedback._meta
+    names = ["interaction_id", "assistant_id", "kind", "rating", "comment", "suggestion", "corrected_answer"]
+    names += ["excluded_from_training", "idempotency_key", "request_hash", "created_at"]
+    columns = ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in names)
+    sql = f"COPY {meta.db_table} ({columns}) FROM STDIN"
+    tag = uuid.uuid4().hex[:8]
+    load = Load()
+    db_before = db.read()
+    cpu_before = time.process_time()
+    start = time.perf_counter()
+    stop_at = start + seconds
+    n = 0
+    count = len(ids)
+    while True:
+        t0 = time.perf_counter()
+        if t0 >= stop_at:
+            break
+        now = timezone.now()
+        rows = [
+            (ids[(n * 7919 + j) % count], assistant_id, "rating", 1 + j % 5, COMMENT, "", "", False,
+             f"c{tag}-{n}-{j}", hashlib.sha256(f"c{tag}-{n}-{j}".encode()).hexdigest(), now)
+            for j in range(BATCH_SIZE)
+        ]  # fmt: skip
+        with transaction.atomic(), connection.cursor() as cursor:
+            with cursor.cursor.copy(sql) as copy:  # psycopg 3's COPY, under Django's cursor wrapper
+                for row in rows:
+                    copy.write_row(row)
+        t1 = time.perf_counter()
+        n += 1
+        if t1 > stop_at:
+            load.late_rows += BATCH_SIZE
+            break
+        load.ok += 1
+        load.rows += BATCH_SIZE
+        load.latencies.append(t1 - t0)
+    load.seconds = seconds
+    load.server_cpu = load.client_cpu = time.process_time() - cpu_before
+    load.db_cpu = db.spent(db_before, db.read(), own=True)
+    return load
+
+
 def _row(name: str, endpoint: str, load: Load, clients: int) -> dict:
     ms = [x * 1000 for x in load.latencies]
     cpu = load.server_cpu + (load.db_cpu or 0.0)
@@ -440,6 +495,7 @@ def run(args) -> list[dict]:
         "single": "/api/v1/feedback",
         "batch": f"/api/v1/feedback/batch x{BATCH_SIZE}",
         "raw": f"executemany x{BATCH_SIZE}, 1 process",
+        "copy": f"COPY x{BATCH_SIZE}, 1 process",
     }
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -453,7 +509,9 @@ def run(args) -> list[dict]:
         log_path = Path(tmp) / "gunicorn.log"
         factories = _factories(ids)
         db = DbCpu()
-        totals = {name: Load() for name in (*factories, "raw")}
+        # PostgreSQL's COPY: the floor under the ratio's denominator (no COPY on SQLite).
+        direct = {"raw": _raw_executemany, **({"copy": _raw_copy} if vendor == "postgresql" else {})}
+        totals = {name: Load() for name in (*factories, *direct)}
         stored = 0
         with open(log_path, "wb") as log:
             server = _start_server(tmp, port, log)
@@ -464,8 +522,9 @@ def run(args) -> list[dict]:
                         port, token, factory, seconds=warmup, clients=CLIENTS, server=server.pid, db=db
                     )
                     stored += warm.rows + warm.late_rows
-                warm = _raw_executemany(ids, assistant_id, seconds=warmup, db=db)
-                stored += warm.rows + warm.late_rows
+                for insert in direct.values():
+                    warm = insert(ids, assistant_id, seconds=warmup, db=db)
+                    stored += warm.rows + warm.late_rows
                 for _ in range(rounds):
                     for name, factory in factories.items():
                         load = _load(
@@ -480,9 +539,10 @@ def run(args) -> list[dict]:
                         stored += load.rows + load.late_rows
                         totals[name].add(load)
                     # The same rows without HTTP or Django, in the same round: the ratio's denominator.
-                    load = _raw_executemany(ids, assistant_id, seconds=seconds / rounds, db=db)
-                    stored += load.rows + load.late_rows
-                    totals["raw"].add(load)
+                    for name, insert in direct.items():
+                        load = insert(ids, assistant_id, seconds=seconds / rounds, db=db)
+                        stored += load.rows + load.late_rows
+                        totals[name].add(load)
             except Exception:
                 print(f"ingest: gunicorn log:\n{log_path.read_text()[-3000:]}", file=sys.stderr)
                 raise
@@ -502,10 +562,11 @@ def run(args) -> list[dict]:
             print(f"ingest: {stored} rows acknowledged but {in_db} stored", file=sys.stderr)
 
     rows = [
-        _row(name, endpoints[name], load, 1 if name == "raw" else CLIENTS) for name, load in totals.items()
+        _row(name, endpoints[name], load, 1 if name in direct else CLIENTS) for name, load in totals.items()
     ]
     base, base_cpu = rows[0]["rows/s"], rows[0]["srv cpu us/row"]
-    raw, raw_cpu = rows[-1]["rows/s"], rows[-1]["cpu us/row (srv+db)"]
+    raw_row = next(row for row in rows if row["scenario"] == "raw")
+    raw, raw_cpu = raw_row["rows/s"], raw_row["cpu us/row (srv+db)"]
     for row in rows:
         row["db"] = vendor
         row["x baseline"] = row["rows/s"] / base if base else None
