@@ -21,11 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _old_module(commit: str):
+def _old_module(commit: str, folder: str):
     source = subprocess.run(
         ["git", "show", f"{commit}:training/pipeline/dedup.py"], cwd=ROOT, check=True, capture_output=True
     ).stdout
-    path = Path(tempfile.mkdtemp(prefix="dedup-old-")) / "dedup_old.py"
+    path = Path(folder) / "dedup_old.py"
     path.write_bytes(source)
     spec = importlib.util.spec_from_file_location("dedup_old", path)
     module = importlib.util.module_from_spec(spec)
@@ -34,7 +34,7 @@ def _old_module(commit: str):
     return module
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], folder: str) -> None:
     import numpy as np
 
     from bench.dataset import generate_pairs
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
         int(argv[1]) if len(argv) > 1 else 1_000_000,
         int(argv[2]) if len(argv) > 2 else 1,
     )
-    old = _old_module(commit)
+    old = _old_module(commit, folder)
     texts = [f"{q}\n{a}" for q, a in generate_pairs(n)]
 
     def run(module) -> tuple[float, float, int]:
@@ -79,8 +79,10 @@ def main(argv: list[str]) -> None:
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("TRAINLOOP_VAR_DIR", tempfile.mkdtemp(prefix="dedup-compare-"))
-    import django
+    # One temporary folder for the settings' var dir and the old module's copy, removed at the end.
+    with tempfile.TemporaryDirectory(prefix="dedup-compare-") as folder:
+        os.environ.setdefault("TRAINLOOP_VAR_DIR", folder)
+        import django
 
-    django.setup()
-    main(sys.argv[1:])
+        django.setup()
+        main(sys.argv[1:], folder)
