@@ -1,3 +1,12 @@
+"""Admin for the training app: the retrain policy (what admins tune per assistant), jobs, datasets,
+evaluation prompts, and erasing a customer's interactions.
+
+Over 400 lines because the policy's page is the admins' whole control panel: its fieldsets (thresholds,
+schedule, trainer, data filters, A/B and comparison settings, each with help), the custom retrain
+conditions inline with a preview of their current values, and the read-only panels that explain a
+setting's effect (the grader's calibration, the A/B power plan). Writes go through the services.
+"""
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
