@@ -36,7 +36,7 @@ CANDIDATES = [
     ("B", '{"features": "word"}'),
     ("C", '{"threshold": "fixed", "threshold_value": 1.0}'),
 ]
-EXPERIMENT_MINUTES = 2  # the policy's max duration: two planned looks, one a minute
+EXPERIMENT_MINUTES = 3  # the policy's max duration: three planned looks, one a minute
 WAIT_FOR_DECISION = 90  # seconds, a margin over the final look's minute
 # Customers come from several threads, as from several app servers: one thread's requests follow each
 # other, so one alone reaches a few hundred a minute at best, too few for three arms to decide in two
