@@ -206,6 +206,9 @@ class MultiAnalysis:
     verdict: str  # one of statistics.VERDICTS (the two-arm verdicts; "variant_worse": every variant worse)
     arm: str  # the arm ``ab_test_results`` describes: the winner, else the variant with the highest rate
     ab_test_results: dict[str, Any]
+    # The same names for every variant arm: a job whose candidate is not the winner (an inconclusive
+    # test) must show and keep its own candidate's figures, not the best arm's.
+    ab_test_results_by_arm: dict[str, dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -425,9 +428,11 @@ def analyse_multi(
 
     shown = winner or max(names, key=rate)
     units = c.units + sum(variants[a].units for a in names)
-    results = _ab_test_results(
-        shown, c, arms[shown], c_summary, k, look, alpha, srm_p, pooled_z(c, variants[shown])
-    )
+    by_arm = {
+        arm: _ab_test_results(arm, c, arms[arm], c_summary, k, look, alpha, srm_p, pooled_z(c, variants[arm]))
+        for arm in names
+    }
+    results = by_arm[shown]
     return MultiAnalysis(
         control=c_summary,
         arms=arms,
@@ -447,4 +452,5 @@ def analyse_multi(
         verdict=verdict,
         arm=shown,
         ab_test_results=results,
+        ab_test_results_by_arm=by_arm,
     )

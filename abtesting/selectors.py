@@ -379,6 +379,25 @@ def experiment_running(*, assistant: Assistant) -> Experiment | None:
     return Experiment.objects.filter(assistant=assistant, status=Experiment.Status.RUNNING).first()
 
 
+def experiment_results_for(*, experiment: Experiment, version_id: int | None) -> dict[str, Any]:
+    """The seed's ``abTestResults`` of the arm that served ``version_id`` (its own figures against the
+    control), from the last stored analysis.
+
+    A two-arm test has one such arm. A multi-arm test's headline figures describe its winner, else its best
+    arm; a job whose candidate neither won nor led must keep its candidate's figures, since those are the
+    version a reviewer approves and whose success rate becomes the deployment's baseline.
+    """
+    analysis = experiment.last_analysis or {}
+    results = dict(analysis.get("ab_test_results") or {})
+    by_arm = analysis.get("ab_test_results_by_arm") or {}
+    if not experiment.is_multi_arm or not by_arm:
+        return results
+    for arm, version in experiment.arm_versions():
+        if version.pk == version_id and arm in by_arm:
+            return dict(by_arm[arm])
+    return results
+
+
 def experiment_history(*, experiment: Experiment) -> list[dict[str, Any]]:
     """One point per day (the day's last analysis) for the history chart.
 

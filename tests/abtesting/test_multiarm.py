@@ -203,6 +203,12 @@ def test_a_clearly_better_arm_is_declared_and_wins() -> None:
     assert results["significant"] is True
     assert results["improvementLow"] == d["arms"]["variant2"]["sequential"]["ci_low"] > 0
     assert results["pValue"] is None  # not the final look
+    # Every arm has its own figures, for a job whose candidate is another arm than the winner.
+    by_arm = d["ab_test_results_by_arm"]
+    assert by_arm["variant2"] == results
+    assert by_arm["variant"]["arm"] == "variant"
+    assert by_arm["variant"]["variantSuccessRate"] == pytest.approx(0.70)
+    assert by_arm["variant"]["significant"] is False
 
 
 def test_two_better_arms_the_higher_rate_wins() -> None:

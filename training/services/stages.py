@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from abtesting import selectors as ab_selectors
 from abtesting import services as ab
 from abtesting.exceptions import ExperimentBusy
 from config import logging as log_context
@@ -286,8 +287,7 @@ def stage_testing(job: TrainingJob) -> bool:
     if comparison.is_comparison(job):
         # A multi-arm experiment's winner may be another candidate than the offline best.
         comparison.winner_adopt(job, experiment)
-    analysis = experiment.last_analysis or {}
-    results = dict(analysis.get("ab_test_results") or {})
+    results = ab_selectors.experiment_results_for(experiment=experiment, version_id=job.new_model_version_id)
     job_save(job, ab_test_results=results)
     policy = policy_ensure(assistant=job.assistant)
     decision = experiment.decision or ""
