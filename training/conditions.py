@@ -205,11 +205,19 @@ def condition_measure(
     now: datetime,
 ) -> ConditionResult:
     """Measure one condition. ``stats`` and ``since``: the feedback stats since the last deployment and
-    its time (None: no deployment, so all feedback); ``now``: where a rolling window ends."""
+    its time (None: no deployment, so all feedback); ``now``: where a rolling window ends.
+
+    A rolling window never reaches back past the last deployment: feedback on the version that was
+    replaced says nothing about the live one, and counting it would retrain again right after each
+    deployment until the window had rolled past it.
+    """
     window = condition.window
     found = _from_stats(condition, stats) if window is None else None
     if found is None:
-        found = _query(condition, assistant, now - window if window is not None else since)
+        start = since
+        if window is not None:
+            start = now - window if since is None else max(now - window, since)
+        found = _query(condition, assistant, start)
     value, observations = found
     return ConditionResult(
         condition=condition,
@@ -271,11 +279,14 @@ def hook_reasons(*, assistant: Assistant, policy: RetrainPolicy, stats: dict[str
     for hook in hooks():
         try:
             given = hook(assistant, policy, stats)
+            if isinstance(given, str):
+                given = [given]
+            # Anything but None, a string or a list/tuple of strings is the hook's bug, not a reason.
+            if given is not None and not isinstance(given, (list, tuple)):
+                raise TypeError(f"returned {type(given).__name__}; expected a string or a list of strings")
         except Exception:
             logger.exception("Retrain condition hook %r failed for assistant %s", hook, assistant.slug)
             continue
-        if isinstance(given, str):
-            given = [given]
         reasons.extend(str(reason) for reason in given or () if reason)
     return reasons
 

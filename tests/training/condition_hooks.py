@@ -24,3 +24,7 @@ def broken(assistant, policy, stats):
 
 
 NOT_CALLABLE = 42
+
+
+def returns_true(assistant, policy, stats):
+    return True  # a bug in the team's hook: not a reason, nor a list of them

@@ -58,17 +58,19 @@ ROWS = [
 ]
 
 # Hand-counted from ROWS: since the deployment (rows 1-6), in the last 24 hours (rows 1-4), and in the
-# last 30 days (all rows, the deployment does not matter to a rolling window).
+# last 30 days, which a deployment 10 days ago cuts to the rows since it (row 7, 20 days old, was about
+# the replaced version): the same figures as since the deployment, where counting all rows would not be;
+# and all rows (no deployment).
 METRICS = [
-    (dict(metric="errors"), 3, 2, 4),
-    (dict(metric="corrections"), 1, 1, 2),
-    (dict(metric="rated_at_most", rating_field="rating", at_most=2), 2, 2, 3),
-    (dict(metric="rated_at_most", rating_field="accuracy", at_most=2), 2, 1, 3),
-    (dict(metric="comment_words", words="refund, BROKEN"), 3, 2, 4),
-    (dict(metric="kind_share", kind="thumbs"), 1 / 5, 1 / 3, 1 / 6),
-    (dict(metric="kind_share", kind="correction"), 1 / 5, 1 / 3, 2 / 6),
-    (dict(metric="rating_average", rating_field="rating"), 8 / 3, 3 / 2, 9 / 4),
-    (dict(metric="rating_average", rating_field="accuracy"), 12 / 4, 6 / 2, 13 / 5),
+    (dict(metric="errors"), 3, 2, 3, 4),
+    (dict(metric="corrections"), 1, 1, 1, 2),
+    (dict(metric="rated_at_most", rating_field="rating", at_most=2), 2, 2, 2, 3),
+    (dict(metric="rated_at_most", rating_field="accuracy", at_most=2), 2, 1, 2, 3),
+    (dict(metric="comment_words", words="refund, BROKEN"), 3, 2, 3, 4),
+    (dict(metric="kind_share", kind="thumbs"), 1 / 5, 1 / 3, 1 / 5, 1 / 6),
+    (dict(metric="kind_share", kind="correction"), 1 / 5, 1 / 3, 1 / 5, 2 / 6),
+    (dict(metric="rating_average", rating_field="rating"), 8 / 3, 3 / 2, 8 / 3, 9 / 4),
+    (dict(metric="rating_average", rating_field="accuracy"), 12 / 4, 6 / 2, 12 / 4, 13 / 5),
 ]
 
 
@@ -119,9 +121,9 @@ def measure(policy: RetrainPolicy):
     return result
 
 
-@pytest.mark.parametrize(("fields", "since_deployment", "last_24_hours", "last_30_days"), METRICS)
+@pytest.mark.parametrize(("fields", "since_deployment", "last_24_hours", "last_30_days", "all_rows"), METRICS)
 def test_each_metric_counts_what_was_counted_by_hand(
-    world, fields, since_deployment, last_24_hours, last_30_days
+    world, fields, since_deployment, last_24_hours, last_30_days, all_rows
 ):
     condition = add(world, **some(fields))
     assert measure(world).value == pytest.approx(since_deployment)
@@ -133,23 +135,23 @@ def test_each_metric_counts_what_was_counted_by_hand(
     assert measure(world).value == pytest.approx(last_30_days)
 
 
-@pytest.mark.parametrize(("fields", "since_deployment", "last_24_hours", "last_30_days"), METRICS)
+@pytest.mark.parametrize(("fields", "since_deployment", "last_24_hours", "last_30_days", "all_rows"), METRICS)
 def test_each_metric_reads_the_same_once_the_rollups_hold_the_rows(
-    world, fields, since_deployment, last_24_hours, last_30_days
+    world, fields, since_deployment, last_24_hours, last_30_days, all_rows
 ):
     add(world, **some(fields))
     rollups_refresh()
     assert measure(world).value == pytest.approx(since_deployment)
 
 
-@pytest.mark.parametrize(("fields", "since_deployment", "last_24_hours", "last_30_days"), METRICS)
+@pytest.mark.parametrize(("fields", "since_deployment", "last_24_hours", "last_30_days", "all_rows"), METRICS)
 def test_without_a_deployment_all_feedback_counts(
-    assistant, fields, since_deployment, last_24_hours, last_30_days
+    assistant, fields, since_deployment, last_24_hours, last_30_days, all_rows
 ):
     build(assistant, None)
     policy = policy_ensure(assistant=assistant)
     add(policy, **some(fields))
-    assert measure(policy).value == pytest.approx(last_30_days)
+    assert measure(policy).value == pytest.approx(all_rows)
 
 
 def test_words_match_whole_words_in_any_case_once_per_comment(assistant):
@@ -321,6 +323,14 @@ def test_a_hook_that_raises_is_logged_and_the_others_still_decide(world, setting
         decision = should_retrain(world.assistant)
     assert decision.reasons[-2:] == ["Critical errors (3) > threshold (2)", "Team rule: always"]
     assert "Retrain condition hook" in caplog.text and "the team's rule broke" in caplog.text
+
+
+def test_a_hook_that_returns_something_else_than_reasons_is_logged_and_skipped(world, settings, caplog):
+    settings.RETRAIN_CONDITION_HOOKS = [f"{HOOKS}.returns_true", f"{HOOKS}.one_string"]
+    with caplog.at_level(logging.ERROR, logger="training.conditions"):
+        decision = should_retrain(world.assistant)
+    assert decision.reasons[-1] == "Team rule: always"
+    assert "returned bool" in caplog.text
 
 
 def test_a_hook_path_that_does_not_import_or_call_fails_the_system_check(settings):
