@@ -222,7 +222,9 @@ class RetrainPolicy(models.Model):
         "the test's result decides. Off: the offline evaluation decides.",
     )
     ab_traffic_split = models.FloatField(
-        default=0.5, help_text="Share of traffic to the new version, in (0, 1)."
+        default=0.5,
+        help_text="Share of traffic to the new version, in (0, 1). A comparison's multi-arm test does not "
+        "use it: it splits traffic equally among the live version and its candidates.",
     )
     ab_min_sample_size = models.PositiveIntegerField(
         default=100,
@@ -479,7 +481,9 @@ class RetrainCondition(models.Model):
     window_length = models.PositiveIntegerField(
         null=True,
         blank=True,
-        validators=[MinValueValidator(1)],
+        # The longest window in hours; in days it is checked in clean(). A bound here also keeps the
+        # form from building a timedelta too large for Python (a 500, not a message).
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_WINDOW_DAYS * 24)],
         verbose_name="rolling window",
         help_text="Count over the last this many hours or days; empty: since the last deployment.",
     )
@@ -572,11 +576,14 @@ class RetrainCondition(models.Model):
         return {}
 
     def _window_errors(self) -> dict[str, str]:
-        window = self.window
-        if window is None:
+        if not self.window_length:
             return {}
-        if window > dt.timedelta(days=self.MAX_WINDOW_DAYS):
+        # Compared as a number first: clean() runs even when the field's own validation failed, and a
+        # huge length would overflow timedelta.
+        days = self.window_length / (1 if self.window_unit == self.WindowUnit.DAYS else 24)
+        if days > self.MAX_WINDOW_DAYS:
             return {"window_length": f"At most {self.MAX_WINDOW_DAYS} days."}
+        window = self.window
         # The admin's inline sets the policy being edited (with its new values) before validating.
         retention = getattr(getattr(self, "policy", None), "retention_days", None)
         # Conditions over a window read raw rows, which retention deletes: a longer window would count

@@ -146,6 +146,11 @@ def test_the_admin_adds_a_condition_on_the_policy(root, policy):
             "At most 366 days.",
         ),
         (
+            # Past what timedelta can hold: a message, not a 500.
+            {"metric": "errors", "threshold": "1", "window_length": "1000000000", "window_unit": "days"},
+            "Ensure this value is less than or equal to 8784.",
+        ),
+        (
             {"metric": "errors", "threshold": "1", "window_length": "0"},
             "Ensure this value is greater than or equal to 1.",
         ),
