@@ -62,7 +62,7 @@ from abtesting.models import (
     ExperimentUnit,
     ExperimentVariant,
 )
-from abtesting.multiarm import analyse_multi
+from abtesting.multiarm import analyse_multi, required_units_multi
 from abtesting.signals import experiment_concluded
 from abtesting.statistics import SRM_THRESHOLD, Analysis, ArmCounts, Look, analyse
 from assistants.models import Assistant, Deployment, ModelVersion
@@ -430,19 +430,26 @@ def next_look(
     if not new.get("units_max"):
         pooled = statistics.unit_variance(control, variant)
         required = None
-        if pooled is not None:
-            level = alpha / variants
+        if pooled is not None and variants > 1:
+            required = required_units_multi(
+                pooled[0],
+                min_improvement,
+                variants=variants,
+                unit_var=pooled[1],
+                alpha=alpha,
+                power=power,
+                planned_looks=planned,
+            )
+        elif pooled is not None:
             required = statistics.required_units(
                 pooled[0],
                 min_improvement,
                 unit_var=pooled[1],
-                split=split if variants == 1 else 0.5,
-                alpha=level,
+                split=split,
+                alpha=alpha,
                 power=power,
-                inflation=statistics.inflation_factor(level, planned, power),
+                inflation=statistics.inflation_factor(alpha, planned, power),
             )
-            if required is not None and variants > 1:
-                required = math.ceil(required * (variants + 1) / 2)
         if required is None:
             return not_a_look, plan  # nothing to plan on yet (no variance): no alpha spent
         new["units_max"] = required
