@@ -288,15 +288,18 @@ def offline_why(ranking: Ranking, chosen: JobCandidate) -> str:
 
 def experiment_variants(job: TrainingJob) -> list[ModelVersion]:
     """The versions the online test compares with live, best first: the job's version alone ("best_ab"),
-    or the top k ranked candidates ("multi_arm"; fewer when fewer were ranked)."""
+    or the top k ranked candidates ("multi_arm"; fewer when fewer were ranked). A candidate its own
+    offline evaluation found clearly worse than live goes to no customer, as a single job's would not."""
     options = (job.options or {}).get("comparison") or {}
     if options.get("online") != ONLINE_MULTI_ARM:
         return [job.new_model_version]
-    ranked = list(
-        job.candidates.filter(rank__isnull=False, model_version__isnull=False)
+    ranked = [
+        c
+        for c in job.candidates.filter(rank__isnull=False, model_version__isnull=False)
         .select_related("model_version")
-        .order_by("rank")[: int(options.get("top_k") or 2)]
-    )
+        .order_by("rank")
+        if not ((c.evaluation or {}).get("report") or {}).get("clearly_worse")
+    ][: int(options.get("top_k") or 2)]
     versions = [c.model_version for c in ranked]
     if job.new_model_version_id not in [v.pk for v in versions]:  # defensive: the chosen one goes first
         versions = [job.new_model_version, *versions[:-1]]
@@ -327,7 +330,10 @@ def winner_adopt(job: TrainingJob, experiment: Any) -> bool:
     winner = candidate.model_version if candidate else ModelVersion.objects.get(pk=winner_id)
     result = f"experiment {experiment.pk} declared {winner.name} the winner ({experiment.decision_reason})"
     if winner_id == job.new_model_version_id:
-        if chosen:
+        # Also the path of a retry after the winner was adopted (the worker lost its lease before the
+        # verdict): the reason already names the result, and rebuilding it from the offline note would
+        # describe the offline best instead of the winner.
+        if chosen and result not in str(chosen.get("why") or ""):
             chosen["why"] = f"{chosen.get('offline', '')}; {result}".lstrip("; ")
             job_save(job, options={**job.options, "chosen": chosen})
         return False

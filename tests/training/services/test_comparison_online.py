@@ -13,6 +13,7 @@ from dashboard.management.commands.simulate import simulate
 from training import selectors, services
 from training.api_comparisons import ComparisonSerializer
 from training.models import JobEvent, TrainingJob
+from training.services import comparison as comparison_service
 from training.services import policy_ensure, policy_update
 
 S = TrainingJob.Status
@@ -125,6 +126,10 @@ def test_multi_arm_puts_the_top_k_in_one_experiment_and_its_winner_is_deployed(
     assert f"candidate {second.label}" in switch.message and first.model_version.name in switch.message
     why = job.options["chosen"]["why"]
     assert f"experiment {experiment.pk} declared {second.model_version.name} the winner" in why
+    # A retry of the step (the worker lost its lease before the verdict) keeps the winner's reason.
+    assert comparison_service.winner_adopt(job, experiment) is False
+    job.refresh_from_db()
+    assert job.options["chosen"]["why"] == why
     # The job's evaluation is now the winner's; the per-prompt rows say whose answers they are.
     assert job.evaluation["candidate"]["version"] == second.model_version.name
     assert job.evaluation["prompts_of"] == first.model_version.name
@@ -153,3 +158,68 @@ def test_multi_arm_takes_at_most_the_candidates_that_were_ranked(comparison, liv
     assert job.candidates.get(label="P").status == "failed"
     ranked = [c.model_version for c in job.candidates.filter(rank__isnull=False).order_by("rank")]
     assert [version for _, version in job.experiment.arm_versions()] == [live_v1, *ranked]
+
+
+def test_an_inconclusive_multi_arm_test_keeps_the_job_candidates_own_figures(
+    comparison, live_v1, alice, django_capture_on_commit_callbacks
+):
+    """No winner: the job keeps the offline best, so its A/B figures (what the reviewer reads, and the
+    deployment's baseline) must be that candidate's arm, not the arm with the highest rate."""
+    job = comparison("multi_arm", top_k=2)
+    first = job.candidates.get(rank=1)
+    experiment = job.experiment
+    own = {
+        **RESULTS,
+        "arm": "variant",
+        "variantSuccessRate": 0.58,
+        "improvement": -0.03,
+        "significant": False,
+    }
+    best = {
+        **RESULTS,
+        "arm": "variant2",
+        "variantSuccessRate": 0.63,
+        "improvement": 0.05,
+        "significant": False,
+    }
+    analysis = {
+        "multi_arm": True,
+        "winner": None,
+        "ab_test_results": best,  # the headline describes the best arm
+        "ab_test_results_by_arm": {"variant": own, "variant2": best},
+    }
+    _conclude(
+        experiment,
+        django_capture_on_commit_callbacks,
+        decision="inconclusive",
+        decision_reason="no arm decided",
+        last_analysis=analysis,
+    )
+    job.refresh_from_db()
+
+    assert job.status == S.AWAITING_APPROVAL
+    assert job.new_model_version == first.model_version
+    assert job.ab_test_results["arm"] == "variant"
+    assert job.ab_test_results["improvement"] == -0.03
+
+    services.job_approve(job=job, user=alice, confirm_no_decision=True)
+
+    first.model_version.refresh_from_db()
+    assert first.model_version.metrics["baseline_success_rate"] == 0.58
+
+
+def test_a_candidate_found_clearly_worse_offline_is_not_put_before_customers(comparison):
+    job = comparison("multi_arm", top_k=3)
+    first, second, third = (job.candidates.get(rank=r) for r in (1, 2, 3))
+    assert comparison_service.experiment_variants(job) == [
+        first.model_version,
+        second.model_version,
+        third.model_version,
+    ]
+    second.evaluation = {
+        **second.evaluation,
+        "report": {**second.evaluation["report"], "clearly_worse": True},
+    }
+    second.save(update_fields=["evaluation"])
+
+    assert comparison_service.experiment_variants(job) == [first.model_version, third.model_version]
