@@ -288,31 +288,74 @@ def window_sums(
     first, last = _whole_days(since, until)
     totals = dict.fromkeys(_ROLLUP_COLUMNS, 0)
 
-    def add(values: dict[str, Any]) -> None:
+    def add(values: dict[str, Any], sign: int = 1) -> None:
         for name, value in values.items():
-            totals[name] += int(value or 0)  # PostgreSQL sums bigints as numeric (Decimal)
+            totals[name] += sign * int(value or 0)  # PostgreSQL sums bigints as numeric (Decimal)
 
+    # (low, high, sign): raw rows the rollups hold, counted over [low, high) and added or subtracted.
+    edges: list[tuple[datetime | None, datetime | None, int]] = []
     if first is None or last is None or first <= last:
-        add(_rollup_totals(assistant_id, first, last))
+        rollup_first = first
         # The partial days at the edges, from raw rows the rollups hold.
-        edges: list[tuple[datetime | None, datetime | None]] = []
         if since is not None and first is not None and local_midnight(first) > since:
-            edges.append((since, local_midnight(first)))
+            day = first - dt.timedelta(days=1)
+            if _complement_is_cheaper(since, day) and _raw_rows_kept_from(assistant_id, local_midnight(day)):
+                # A window from a deployment at 07:00 reads 7 hours of raw rows rather than 17: its
+                # first day's rollup less the hours before it. The cost of a partial day is then at most
+                # half a day's traffic.
+                rollup_first = day
+                edges.append((local_midnight(day), since, -1))
+            else:
+                edges.append((since, local_midnight(first), 1))
         if until is not None and last is not None and local_midnight(last + dt.timedelta(days=1)) < until:
-            edges.append((local_midnight(last + dt.timedelta(days=1)), until))
+            edges.append((local_midnight(last + dt.timedelta(days=1)), until, 1))
+        add(_rollup_totals(assistant_id, rollup_first, last))
     else:
-        edges = [(since, until)]  # within one day: all from raw rows
+        edges = [(since, until, 1)]  # within one day: all from raw rows
     for model, sums in ((Feedback, FEEDBACK_SUMS), (Interaction, INTERACTION_SUMS)):
         mark, top = marks[model]
         rows = model.objects.filter(assistant_id=assistant_id)
-        for low, high in edges:
-            add(_filter_window(rows.filter(id__lte=mark), low, high).aggregate(**sums))
+        for low, high, sign in edges:
+            add(_filter_window(rows.filter(id__lte=mark), low, high).aggregate(**sums), sign)
         if top > mark:
             # Rows the rollups don't hold yet: found through the primary key, a minute's worth normally.
             recent = _filter_window(rows.filter(id__gt=mark), since, until).order_by()
             for values in _past_mark(recent.values("assistant_id").annotate(**sums).values_list(*sums)):
                 add(dict(zip(sums, values, strict=True)))
     return totals
+
+
+def _complement_is_cheaper(since: datetime, day: dt.date) -> bool:
+    """Whether ``since`` lies in the first half of its local ``day``: fewer raw rows before it than after."""
+    start, end = local_midnight(day), local_midnight(day + dt.timedelta(days=1))
+    return since - start < end - since
+
+
+def _raw_rows_kept_from(assistant_id: int, start: datetime) -> bool:
+    """Whether the assistant's raw rows from ``start`` on are all still stored, as a day's rollup less
+    some of its raw rows needs. Retention deletes whole days from the oldest (``feedback.retention``), so
+    rows older than ``start`` still being there means its day was not deleted. One query on the
+    (assistant, created_at) indexes. (A customer's erasure deletes rows anywhere, and the rollups keep
+    counting them: a day's complement can then count an erased row of its hours before ``since``.)"""
+    connection = connections[router.db_for_read(DailyRollup)]
+    qn = connection.ops.quote_name
+    oldest = ", ".join(
+        f"(SELECT MIN({qn('created_at')}) FROM {qn(model._meta.db_table)} WHERE {qn('assistant_id')} = %s)"
+        for model in (Feedback, Interaction)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {oldest}", [assistant_id, assistant_id])
+        values = cursor.fetchone()
+    for value in values:
+        if value is None:
+            return False  # no rows: none yet (nothing to save), or all deleted (the rollups remember them)
+        if isinstance(value, str):  # SQLite returns the aggregate of a datetime column as text
+            value = dt.datetime.fromisoformat(value)
+            if timezone.is_naive(value):
+                value = timezone.make_aware(value, dt.UTC)
+        if value >= start:
+            return False
+    return True
 
 
 def _past_mark(queryset: QuerySet) -> list[tuple]:

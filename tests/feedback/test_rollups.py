@@ -330,3 +330,40 @@ def test_a_refresh_skips_id_ranges_with_no_rows_instead_of_stepping_through_them
     assert counted["feedback"] == Feedback.objects.count() - counted_before
     assert len(queries) < 300, len(queries)
     check(world, windows_of(world))
+
+
+def _rows_at(assistant, moments) -> None:
+    for n, moment in enumerate(moments):
+        interaction = Interaction.objects.create(
+            assistant=assistant, request_id=f"p{moment.isoformat()}-{n}", error="timeout", created_at=moment
+        )
+        Feedback.objects.create(
+            interaction=interaction, assistant=assistant, kind="thumbs", helpful=n % 2 == 0, created_at=moment
+        )
+
+
+def test_a_partial_first_day_is_its_rollup_less_the_hours_before_when_that_reads_fewer_rows(db, monkeypatch):
+    """A window from 04:00 reads the 4 hours before it and subtracts them from the day's rollup; from 16:00
+    it reads the 8 hours after. Both equal a recount; after retention deleted that day, the direct way."""
+    assistant = assistant_create(slug="p", name="P")
+    day = timezone.localdate() - timedelta(days=10)
+    midnight = rollups.local_midnight(day)
+    hours = (1, 2, 3.5, 5, 9, 12, 17, 20, 23.5)
+    _rows_at(assistant, [midnight + timedelta(hours=h) for h in hours])
+    _rows_at(assistant, [midnight - timedelta(days=3), midnight + timedelta(days=4)])  # other days
+    rollups_refresh()
+    complements = []
+    original = rollups._raw_rows_kept_from
+    monkeypatch.setattr(rollups, "_raw_rows_kept_from", lambda *a: complements.append(a) or original(*a))
+
+    for since in (midnight + timedelta(hours=4), midnight + timedelta(hours=16)):
+        assert window_sums(assistant_id=assistant.pk, since=since) == recount(assistant.pk, since), since
+    assert len(complements) == 1  # only the window from 04:00 took the day's rollup less its hours
+
+    # Retention deletes whole days from the oldest: the day's rollup still counts its rows, but its raw
+    # rows before 04:00 are gone, so the complement would count all nine. The window reads what is left.
+    Interaction.objects.filter(created_at__lt=midnight + timedelta(days=1)).delete()
+    since = midnight + timedelta(hours=4)
+    assert window_sums(assistant_id=assistant.pk, since=since) == window_sums(
+        assistant_id=assistant.pk, since=midnight + timedelta(days=1)
+    )
