@@ -53,6 +53,7 @@ def _fill(rows: int) -> dict[str, Any]:
         deployment_make_live,
         model_version_create,
     )
+    from feedback.rollups import local_midnight
     from training.models import JobEvent, TrainingJob
 
     rng = random.Random(7)
@@ -61,7 +62,11 @@ def _fill(rows: int) -> dict[str, Any]:
     v1 = model_version_create(assistant=assistant, name="shop-v1")
     v2 = model_version_create(assistant=assistant, name="shop-v2", base_version=v1)
     d1 = deployment_make_live(version=v1, reason=Deployment.Reason.INITIAL)
-    Deployment.objects.filter(pk=d1.pk).update(created_at=now - timedelta(days=14))
+    # The live version was deployed at local noon 14 days ago, whatever the hour the bench runs: the
+    # figures since the deployment read its partial first day from raw rows, at most half a day of them
+    # (``feedback.rollups.window_sums``), and noon is that worst case.
+    deployed = local_midnight(timezone.localdate() - timedelta(days=14)) + timedelta(hours=12)
+    Deployment.objects.filter(pk=d1.pk).update(created_at=deployed)
 
     start = now - timedelta(days=DAYS)
     span = DAYS * 86400
