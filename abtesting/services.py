@@ -357,23 +357,37 @@ def experiment_tally_refresh(
 
 
 def _units_upsert(experiment_id: int, totals: list[tuple[str, str, int, int, int, float]]) -> None:
-    """Store the touched units' new totals: one INSERT ... ON CONFLICT DO UPDATE, executemany.
+    """Store the touched units' new totals: INSERT ... ON CONFLICT DO UPDATE.
 
-    Plain SQL (the same on SQLite and PostgreSQL) rather than ``bulk_create(update_conflicts=True)``:
-    the ORM spent ~0.15 ms of Python per row building and quoting it, nearly half of an hourly look at
-    1M interactions (1,400 users touched).
+    Plain SQL rather than ``bulk_create(update_conflicts=True)``: the ORM spent ~0.15 ms of Python per
+    row building and quoting it, nearly half of an hourly look at 1M interactions (1,400 users touched).
+    On PostgreSQL one statement over ``unnest`` of the columns: executemany's 1,400 upserts took
+    70–120 ms there, half of a look (SQLite's in-process statements cost a few ms).
     """
     if not totals:
         return
     table = ExperimentUnit._meta.db_table
-    sql = (
-        f"INSERT INTO {table} (experiment_id, arm, unit, n, successes, rating_n, rating_sum) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (experiment_id, arm, unit) DO UPDATE SET "
-        "n = excluded.n, successes = excluded.successes, rating_n = excluded.rating_n, "
-        "rating_sum = excluded.rating_sum"
+    conflict = (
+        " ON CONFLICT (experiment_id, arm, unit) DO UPDATE SET n = excluded.n,"
+        " successes = excluded.successes, rating_n = excluded.rating_n, rating_sum = excluded.rating_sum"
     )
+    columns = f"INSERT INTO {table} (experiment_id, arm, unit, n, successes, rating_n, rating_sum)"
     with connection.cursor() as cursor:
-        cursor.executemany(sql, [(experiment_id, *row) for row in totals])
+        if connection.vendor == "postgresql":
+            # One row per (arm, unit) (a statement may not update a row twice): the last total wins, as
+            # it would with one statement per row.
+            rows = list({(arm, unit): (arm, unit, *rest) for arm, unit, *rest in totals}.values())
+            arrays = [list(column) for column in zip(*rows, strict=True)]
+            cursor.execute(
+                f"{columns} SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int8[], %s::int8[], "
+                f"%s::int8[], %s::float8[]){conflict}",
+                [experiment_id, *arrays],
+            )
+        else:
+            cursor.executemany(
+                f"{columns} VALUES (%s, %s, %s, %s, %s, %s, %s){conflict}",
+                [(experiment_id, *row) for row in totals],
+            )
 
 
 def planned_looks(max_duration_days: float, look_interval_days: float = 1.0) -> int:
